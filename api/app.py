@@ -1,0 +1,106 @@
+"""The one place the web application is assembled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Router, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.auth import Caller, caller_of
+from api.errors import EXCEPTION_HANDLERS
+from api.http import JSON_BODY_MAX
+from api.logging import configure_logging
+from api.openapi import build_openapi
+from api.routes import communities, decisions, entries, health, ledger_log, tokens
+from ledger.database import DatabaseRuntime, create_engine, redact, upgrade
+from ledger.settings import Settings, get_settings
+
+log = logging.getLogger("api")
+
+API_V1_ROUTES = [
+    *communities.ROUTES,
+    *entries.ROUTES,
+    *ledger_log.ROUTES,
+    *tokens.ROUTES,
+    *decisions.ROUTES,
+]
+
+
+def _engine(state: State) -> AsyncEngine:
+    return state.engine  # type: ignore[no-any-return]
+
+
+async def _resolve_token_on_reads(request: Request) -> None:
+    """A GET with a bad token is 401 even on public routes (writes check it after parsing, to keep
+    API.md's precedence of 400 over 401)."""
+    if request.method == "GET" and "authorization" in request.headers:
+        await caller_of(request)
+
+
+@get("/schema/openapi.json", include_in_schema=False, media_type="application/vnd.oai.openapi+json")
+async def openapi_json(request: Request) -> dict[str, Any]:
+    cached = request.app.state.get("openapi_document")
+    if cached is None:
+        cached = build_openapi(request.app)
+        request.app.state.openapi_document = cached
+    return cached  # type: ignore[no-any-return]
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    runtime = DatabaseRuntime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        urls = await asyncio.to_thread(runtime.start)
+        try:
+            if settings.auto_migrate:
+                await asyncio.to_thread(upgrade, urls.owner, settings.app_role)
+        except BaseException:
+            await asyncio.to_thread(runtime.stop)
+            raise
+        engine = create_engine(urls.app, settings)
+        app.state.engine = engine
+        app.state.settings = settings
+        try:
+            log.info("ledger ready on %s", redact(urls.app))
+            if settings.demo:
+                from ledger.demo import load_demo
+
+                await load_demo(engine)
+            yield
+        finally:
+            await engine.dispose()
+            await asyncio.to_thread(runtime.stop)
+
+    api_v1 = Router(path="/api/v1", route_handlers=API_V1_ROUTES)
+    return Litestar(
+        route_handlers=[health.healthz, health.readyz, openapi_json, api_v1],
+        lifespan=[lifespan],
+        dependencies={"engine": Provide(_engine, sync_to_thread=False), "caller": Provide(caller_of)},
+        before_request=_resolve_token_on_reads,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=JSON_BODY_MAX,
+        openapi_config=OpenAPIConfig(
+            title="共同缔造公开账本 API",
+            version="1.0.0",
+            description="居民众筹、以奖代补与项目支出的只增不改、可公开验证的账本。约定见 API.md。",
+            path="/_litestar_schema",
+            enabled_endpoints=set(),
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="访问令牌")}
+            ),
+        ),
+        signature_namespace={"Caller": Caller, "AsyncEngine": AsyncEngine},
+        debug=False,
+    )

@@ -1,0 +1,78 @@
+"""Who is calling, and what they may do.
+
+Roles (API.md): ``admin`` everything; ``treasurer`` writes entries, disclosures and answers for
+its community; ``auditor`` reads unmasked and countersigns for its community. Every route checks
+the object's community, not only the role: a treasurer of one community can neither write nor
+read unmasked data of another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar import Request
+
+from api.errors import ApiError
+from ledger.tokens import Token, authenticate
+
+
+@dataclass(frozen=True)
+class Caller:
+    token: Token | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.token is not None and self.token.role == "admin"
+
+    @property
+    def scope(self) -> str:
+        """What idempotency keys are scoped to."""
+        assert self.token is not None
+        return str(self.token.id)
+
+    def can_write(self, community_id: int) -> bool:
+        t = self.token
+        return t is not None and (t.role == "admin" or (t.role == "treasurer" and t.community_id == community_id))
+
+    def can_read_unmasked(self, community_id: int) -> bool:
+        t = self.token
+        return t is not None and (
+            t.role == "admin" or (t.role in ("treasurer", "auditor") and t.community_id == community_id)
+        )
+
+
+ANONYMOUS = Caller(token=None)
+
+
+async def caller_of(request: Request) -> Caller:
+    """The caller; a present but unknown or revoked token is 401 even on public routes."""
+    cached = request.scope.get("ledger_caller")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    header = request.headers.get("authorization")
+    caller = ANONYMOUS
+    if header is not None:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise ApiError("unauthorized", "Authorization 须为 Bearer <令牌>")
+        token = await authenticate(request.app.state.engine, secret.strip())
+        if token is None:
+            raise ApiError("unauthorized", "令牌无效或已吊销")
+        caller = Caller(token=token)
+    request.scope["ledger_caller"] = caller  # type: ignore[typeddict-unknown-key]
+    return caller
+
+
+async def require_role(request: Request, *roles: str) -> Caller:
+    """401 without a token; 403 if its role is not one of ``roles`` (admin always passes)."""
+    caller = await caller_of(request)
+    if caller.token is None:
+        raise ApiError("unauthorized", "需要有效的 Bearer 令牌")
+    if not caller.is_admin and caller.token.role not in roles:
+        raise ApiError("forbidden", "令牌角色无权进行此操作")
+    return caller
+
+
+def require_write(caller: Caller, community_id: int) -> None:
+    if not caller.can_write(community_id):
+        raise ApiError("forbidden", "只能为本社区的项目记账")

@@ -1,0 +1,140 @@
+"""Domain objects → response bodies. Masking happens here, once, for every public output."""
+
+from __future__ import annotations
+
+from api import schemas as s
+from ledger.communities import Community
+from ledger.decisions import Decision
+from ledger.entries import RecordedEntry
+from ledger.masking import public_household, public_name
+from ledger.money import format_fen
+from ledger.projects import Project
+from ledger.summary import Summary
+from ledger.tokens import Token
+
+
+def community_out(c: Community) -> s.CommunityOut:
+    return s.CommunityOut(
+        code=c.code, name=c.name, district=c.district, households=c.households, created_at=c.created_at
+    )
+
+
+def project_out(p: Project, summary: Summary | None = None) -> s.ProjectOut:
+    return s.ProjectOut(
+        code=p.code,
+        community=p.community_code,
+        title=p.title,
+        description=p.description,
+        households_in_scope=p.households_in_scope,
+        stage=p.stage,
+        spending_gate=p.spending_gate,  # type: ignore[arg-type]
+        created_at=p.created_at,
+        budget_lines=[
+            s.BudgetLineOut(category=b.category, label=b.label, source=b.source, amount=format_fen(b.amount_fen))
+            for b in p.budget_lines
+        ],
+        summary=summary_out(summary) if summary else None,
+    )
+
+
+def summary_out(x: Summary) -> s.SummaryOut:
+    return s.SummaryOut(
+        budget=format_fen(x.budget_fen),
+        contributed=format_fen(x.contributed_fen),
+        granted=format_fen(x.granted_fen),
+        spent=format_fen(x.spent_fen),
+        refunded=format_fen(x.refunded_fen),
+        balance=format_fen(x.balance_fen),
+        in_kind_value=format_fen(x.in_kind_value_fen),
+        pledged=format_fen(x.pledged_fen),
+        pledge_paid=format_fen(x.pledge_paid_fen),
+        contributors=x.contributors,
+        households_in_scope=x.households_in_scope,
+        participation_rate=x.participation_rate,
+        by_category=[
+            s.CategoryOut(
+                category=c.category, label=c.label, budget=format_fen(c.budget_fen), spent=format_fen(c.spent_fen)
+            )
+            for c in x.by_category
+        ],
+        ledger=s.LedgerHeadOut(size=x.ledger_size, root_hash=x.root_hash.hex()),
+    )
+
+
+def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = None) -> s.EntryOut:
+    contributor = None
+    if e.contributor is not None:
+        c = e.contributor
+        if unmasked and not c.erased:
+            name, household = c.name or "", c.household
+        else:
+            name = public_name(c.name, c.type, anonymous=e.anonymous, erased=c.erased)
+            household = None if c.erased else public_household(c.household)
+        contributor = s.ContributorOut(
+            id=c.public_id,
+            name=name,
+            household=household,
+            type=c.type,  # type: ignore[arg-type]
+            anonymous=e.anonymous,
+        )
+    root = e.root_hash or receipt_root
+    receipt = None
+    if root is not None:
+        receipt = s.ReceiptOut(
+            seq=e.seq, leaf_hash=e.leaf_hash.hex(), tree_size=e.tree_size or e.seq, root_hash=root.hex()
+        )
+    f = e.fields
+    return s.EntryOut(
+        project=e.project_code,
+        seq=e.seq,
+        kind=e.kind,
+        amount=format_fen(e.amount_fen),  # type: ignore[arg-type]
+        occurred_on=e.occurred_on,
+        recorded_at=e.recorded_at,
+        memo=f.get("memo"),
+        contributor=contributor,
+        channel=f.get("channel"),
+        receipt_no=f.get("receipt_no"),
+        grantor=f.get("grantor"),
+        document_no=f.get("document_no"),
+        payee=f.get("payee"),
+        category=f.get("category"),
+        invoice_no=f.get("invoice_no"),
+        description=f.get("description"),
+        reason=f.get("reason"),
+        postings=[
+            s.PostingOut(account=p.account, side=p.side, amount=format_fen(p.amount_fen))  # type: ignore[arg-type]
+            for p in e.postings
+        ],
+        reverses=e.reverses_seq,
+        reversed_by=e.reversed_by,
+        document=e.document,
+        leaf_hash=e.leaf_hash.hex(),
+        receipt=receipt,
+    )
+
+
+def token_out(t: Token) -> s.TokenOut:
+    return s.TokenOut(
+        id=t.id, name=t.name, role=t.role, community=t.community_code, created_at=t.created_at, revoked_at=t.revoked_at
+    )
+
+
+def decision_out(d: Decision) -> s.DecisionOut:
+    return s.DecisionOut(
+        id=d.id,
+        project=d.project_code,
+        stage=d.stage,
+        held_on=d.held_on,
+        body=d.body,
+        eligible=d.eligible,
+        attendees=d.attendees,
+        votes_for=d.votes_for,
+        votes_against=d.votes_against,
+        votes_abstain=d.votes_abstain,
+        summary=d.summary,
+        minutes_sha256=d.minutes_sha256,
+        notice_days=d.notice_days,
+        notice_end=d.notice_end,
+        recorded_at=d.recorded_at,
+    )

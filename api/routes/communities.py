@@ -1,0 +1,144 @@
+"""Communities and projects."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, post
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api import schemas as s
+from api.auth import caller_of, require_role
+from api.errors import ApiError
+from api.http import clamp_limit, parse_body, read_json
+from api.presenters import community_out, project_out
+from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
+from ledger.communities import NewCommunity, create_community, find_community, list_communities
+from ledger.projects import STAGES, BudgetLine, NewProject, get_project, list_projects
+from ledger.projects import create_project as ledger_create_project
+from ledger.summary import project_summary
+
+
+def _cursor(value: str | None) -> int:
+    if value is None:
+        return 0
+    if not value.isdigit() or len(value) > 18:
+        raise ApiError("validation_failed", "cursor 无效", [{"field": "cursor", "message": "无效的游标"}])
+    return int(value)
+
+
+@post(
+    "/communities",
+    tags=["communities"],
+    summary="创建社区（管理员）",
+    security=BEARER,
+    status_code=201,
+    opt=body_opt(s.CommunityIn),
+    responses=problems(400, 401, 403, 409, 413, 422),
+)
+async def create_community_route(request: Request, engine: AsyncEngine) -> s.CommunityOut:
+    raw = await read_json(request)
+    await require_role(request, "admin")
+    body = parse_body(s.CommunityIn, raw)
+    community = await create_community(
+        engine, NewCommunity(code=body.code, name=body.name, district=body.district, households=body.households)
+    )
+    return community_out(community)
+
+
+@get("/communities", tags=["communities"], summary="社区列表", security=OPTIONAL_BEARER, responses=problems(401, 422))
+async def list_communities_route(
+    engine: AsyncEngine, limit: int | None = None, cursor: str | None = None
+) -> s.CommunityPage:
+    size = clamp_limit(limit)
+    items = await list_communities(engine, after_id=_cursor(cursor), limit=size + 1)
+    nxt = str(items[size - 1].id) if len(items) > size else None
+    return s.CommunityPage(items=[community_out(c) for c in items[:size]], next=nxt)
+
+
+@get(
+    "/communities/{code:str}",
+    tags=["communities"],
+    summary="社区详情",
+    security=OPTIONAL_BEARER,
+    responses=problems(401, 404),
+)
+async def get_community_route(engine: AsyncEngine, code: str) -> s.CommunityOut:
+    return community_out(await find_community(engine, code))
+
+
+@post(
+    "/projects",
+    tags=["projects"],
+    summary="创建项目（管理员或本社区报账员）",
+    security=BEARER,
+    status_code=201,
+    opt=body_opt(s.ProjectIn),
+    responses=problems(400, 401, 403, 404, 409, 413, 422),
+)
+async def create_project_route(request: Request, engine: AsyncEngine) -> s.ProjectOut:
+    raw = await read_json(request)
+    caller = await require_role(request, "treasurer")
+    body = parse_body(s.ProjectIn, raw)
+    community = await find_community(engine, body.community)
+    if not caller.can_write(community.id):
+        raise ApiError("forbidden", "只能为本社区创建项目")
+    if body.spending_gate == "waived" and not caller.is_admin:
+        raise ApiError("forbidden", "只有管理员可以豁免支出门槛（项目决策在系统上线前完成）")
+    project = await ledger_create_project(
+        engine,
+        NewProject(
+            code=body.code,
+            community_code=body.community,
+            title=body.title,
+            description=body.description,
+            households_in_scope=body.households_in_scope,
+            spending_gate=body.spending_gate,
+            budget_lines=[BudgetLine(b.category, b.label, b.source, b.amount) for b in body.budget_lines],
+        ),
+    )
+    async with engine.connect() as conn:
+        summary = await project_summary(conn, project)
+    return project_out(project, summary)
+
+
+@get("/projects", tags=["projects"], summary="项目列表", security=OPTIONAL_BEARER, responses=problems(401, 422))
+async def list_projects_route(
+    engine: AsyncEngine,
+    community: str | None = None,
+    stage: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> s.ProjectPage:
+    if stage is not None and stage not in STAGES:
+        raise ApiError(
+            "validation_failed", "未知的阶段", [{"field": "stage", "message": f"须为 {', '.join(STAGES)} 之一"}]
+        )
+    size = clamp_limit(limit)
+    items = await list_projects(engine, community_code=community, stage=stage, after_id=_cursor(cursor), limit=size + 1)
+    nxt = str(items[size - 1].id) if len(items) > size else None
+    return s.ProjectPage(items=[project_out(p) for p in items[:size]], next=nxt)
+
+
+@get(
+    "/projects/{project:str}",
+    tags=["projects"],
+    summary="项目详情与收支汇总",
+    security=OPTIONAL_BEARER,
+    responses=problems(401, 404),
+)
+async def get_project_route(request: Request, engine: AsyncEngine, project: str) -> s.ProjectOut:
+    await caller_of(request)
+    found = await get_project(engine, project)
+    async with engine.connect() as conn:
+        summary = await project_summary(conn, found)
+    return project_out(found, summary)
+
+
+ROUTES = [
+    create_community_route,
+    list_communities_route,
+    get_community_route,
+    create_project_route,
+    list_projects_route,
+    get_project_route,
+]
+__all__ = ["ROUTES", "Response"]

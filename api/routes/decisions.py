@@ -1,0 +1,58 @@
+"""四议两公开 decisions: recorded by the treasurer, public to read."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api import schemas as s
+from api.auth import require_role, require_write
+from api.http import JSON_BODY_MAX, dump, idempotency_key, idempotency_request, json_response, parse_body, read_json
+from api.presenters import decision_out
+from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
+from ledger.decisions import DecisionDraft, list_decisions, record_decision
+from ledger.projects import get_project
+
+
+@post(
+    "/projects/{project:str}/decisions",
+    tags=["decisions"],
+    summary="记录一项决策（报账员）",
+    security=BEARER,
+    request_max_body_size=JSON_BODY_MAX,
+    opt=body_opt(s.DecisionIn),
+    responses={201: ResponseSpec(s.DecisionOut, description="已记录"), **problems(400, 401, 403, 404, 409, 413, 422)},
+)
+async def create_decision(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+    raw = await read_json(request)
+    key = idempotency_key(request) if "idempotency-key" in request.headers else None
+    caller = await require_role(request, "treasurer")
+    found = await get_project(engine, project)
+    require_write(caller, found.community_id)
+    body = parse_body(s.DecisionIn, raw)
+    draft = DecisionDraft(**body.model_dump())
+    idem = idempotency_request(request, caller.scope, key, raw) if key is not None else None
+    stored, replayed = await record_decision(
+        engine,
+        found.code,
+        draft,
+        recorded_by=caller.scope,
+        idempotency=idem,
+        render=lambda decision: dump(decision_out(decision)),
+    )
+    return json_response(stored.status, stored.body, replayed=replayed)
+
+
+@get(
+    "/projects/{project:str}/decisions",
+    tags=["decisions"],
+    summary="决策记录（公开）",
+    security=OPTIONAL_BEARER,
+    responses=problems(401, 404),
+)
+async def list_decisions_route(engine: AsyncEngine, project: str) -> s.DecisionList:
+    return s.DecisionList(items=[decision_out(d) for d in await list_decisions(engine, project)])
+
+
+ROUTES = [create_decision, list_decisions_route]

@@ -1,0 +1,284 @@
+"""Entries: record (treasurer, idempotent), read (public, masked), export (CSV/XLSX)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api import schemas as s
+from api.auth import Caller, require_role, require_write
+from api.errors import ApiError
+from api.http import (
+    BATCH_BODY_MAX,
+    JSON_BODY_MAX,
+    clamp_limit,
+    dump,
+    idempotency_key,
+    idempotency_request,
+    json_response,
+    parse_body,
+    read_json,
+)
+from api.presenters import entry_out
+from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
+from ledger import tree
+from ledger.contributors import ContributorRef
+from ledger.entries import ENTRY_KINDS, EntryDraft, RecordedEntry, append_entries, get_entry, list_entries
+from ledger.errors import LedgerError
+from ledger.projects import Project, get_project
+from reports.exports import entries_csv, entries_xlsx
+
+EXPORT_ROWS_MAX = 100_000
+
+
+def to_draft(body: Any) -> EntryDraft:
+    """A validated request body → the ledger's draft (money already in fen)."""
+    contributor = getattr(body, "contributor", None)
+    ref = None
+    if contributor is not None:
+        if contributor.id is None and contributor.name is None:
+            raise ApiError(
+                "validation_failed",
+                "须提供出资人 id 或姓名",
+                [{"field": "contributor", "message": "须提供 id 或 name"}],
+            )
+        ref = ContributorRef(
+            id=contributor.id,
+            name=contributor.name,
+            household=contributor.household or None,
+            type=contributor.type,
+            anonymous=contributor.anonymous,
+        )
+    return EntryDraft(
+        kind=body.kind,
+        occurred_on=body.occurred_on,
+        amount_fen=getattr(body, "amount", None),
+        memo=body.memo,
+        contributor=ref,
+        channel=getattr(body, "channel", None),
+        receipt_no=getattr(body, "receipt_no", None),
+        grantor=getattr(body, "grantor", None),
+        document_no=getattr(body, "document_no", None),
+        payee=getattr(body, "payee", None),
+        category=getattr(body, "category", None),
+        invoice_no=getattr(body, "invoice_no", None),
+        description=getattr(body, "description", None),
+        reverses_seq=getattr(body, "reverses", None),
+        reason=getattr(body, "reason", None),
+    )
+
+
+async def _writable_project(request: Request, engine: AsyncEngine, code: str) -> tuple[Caller, Project]:
+    caller = await require_role(request, "treasurer")
+    project = await get_project(engine, code)
+    require_write(caller, project.community_id)
+    return caller, project
+
+
+@post(
+    "/projects/{project:str}/entries",
+    tags=["entries"],
+    summary="记一笔账（报账员，须带 Idempotency-Key）",
+    security=BEARER,
+    request_max_body_size=JSON_BODY_MAX,
+    opt=body_opt(s.EntryRequest),
+    responses={
+        201: ResponseSpec(s.EntryOut, description="已记账，附收据（树大小与根哈希）"),
+        **problems(400, 401, 403, 404, 409, 413, 422),
+    },
+)
+async def create_entry(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+    raw = await read_json(request)
+    key = idempotency_key(request)
+    caller, found = await _writable_project(request, engine, project)
+    draft = to_draft(parse_body(s.EntryRequest, raw).root)
+    result = await append_entries(
+        engine,
+        found.code,
+        [draft],
+        recorded_by=caller.scope,
+        idempotency=idempotency_request(request, caller.scope, key, raw),
+        render=lambda recorded: dump(entry_out(recorded[0], unmasked=True)),
+    )
+    return json_response(result.status, result.body, replayed=result.replayed)
+
+
+@post(
+    "/projects/{project:str}/entries/batch",
+    tags=["entries"],
+    summary="批量导入（全部成功或全部不记）",
+    security=BEARER,
+    request_max_body_size=BATCH_BODY_MAX,
+    opt=body_opt(s.EntryBatchIn),
+    responses={
+        201: ResponseSpec(s.EntryBatchOut, description="全部已记账"),
+        **problems(400, 401, 403, 404, 409, 413, 422),
+    },
+)
+async def create_entries_batch(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+    raw = await read_json(request)
+    key = idempotency_key(request)
+    caller, found = await _writable_project(request, engine, project)
+    body = parse_body(s.EntryBatchIn, raw)
+    drafts = []
+    for i, item in enumerate(body.entries):
+        try:
+            drafts.append(to_draft(item))
+        except ApiError as exc:
+            exc.errors = [{"field": f"entries[{i}].{e['field']}", "message": e["message"]} for e in exc.errors]
+            raise
+    try:
+        result = await append_entries(
+            engine,
+            found.code,
+            drafts,
+            recorded_by=caller.scope,
+            idempotency=idempotency_request(request, caller.scope, key, raw),
+            render=lambda recorded: _batch_body(recorded),
+        )
+    except LedgerError as exc:
+        # API.md: a failed batch is a 422 naming the entry, e.g. entries[41].amount.
+        if exc.index is not None:
+            prefixed = exc.with_field_prefix(f"entries[{exc.index}]")
+            raise ApiError(
+                "validation_failed",
+                f"第 {exc.index + 1} 条（entries[{exc.index}]）未能记账：{exc.detail}",
+                [{"field": e.field, "message": f"{e.message}（{exc.code}）"} for e in prefixed.errors],
+            ) from exc
+        raise
+    return json_response(result.status, result.body, replayed=result.replayed)
+
+
+def _batch_body(recorded: list[RecordedEntry]) -> Any:
+    last = recorded[-1]
+    assert last.root_hash is not None
+    return {
+        "items": [dump(entry_out(e, unmasked=True)) for e in recorded],
+        "tree_size": last.seq,
+        "root_hash": last.root_hash.hex(),
+    }
+
+
+def _kind_filter(kind: str | None) -> str | None:
+    if kind is not None and kind not in ENTRY_KINDS:
+        raise ApiError(
+            "validation_failed", "未知的记录类型", [{"field": "kind", "message": f"须为 {', '.join(ENTRY_KINDS)} 之一"}]
+        )
+    return kind
+
+
+def _after(after_seq: int | None) -> int:
+    if after_seq is not None and after_seq < 0:
+        raise ApiError("validation_failed", "after_seq 须 ≥ 0", [{"field": "after_seq", "message": "须 ≥ 0"}])
+    return after_seq or 0
+
+
+@get(
+    "/projects/{project:str}/entries",
+    tags=["entries"],
+    summary="记账凭证列表（公开，姓名脱敏）",
+    security=OPTIONAL_BEARER,
+    responses=problems(401, 404, 422),
+)
+async def list_entries_route(
+    engine: AsyncEngine,
+    caller: Caller,
+    project: str,
+    kind: str | None = None,
+    after_seq: int | None = None,
+    limit: int | None = None,
+) -> s.EntryPage:
+    found = await get_project(engine, project)
+    size = clamp_limit(limit)
+    async with engine.connect() as conn:
+        items = await list_entries(
+            conn, found.code, kind=_kind_filter(kind), after_seq=_after(after_seq), limit=size + 1
+        )
+    unmasked = caller.can_read_unmasked(found.community_id)
+    nxt = items[size - 1].seq if len(items) > size else None
+    return s.EntryPage(items=[entry_out(e, unmasked=unmasked) for e in items[:size]], next=nxt)
+
+
+@get(
+    "/projects/{project:str}/entries/{seq:int}",
+    tags=["entries"],
+    summary="单笔记账凭证与收据",
+    security=OPTIONAL_BEARER,
+    responses=problems(401, 404),
+)
+async def get_entry_route(engine: AsyncEngine, caller: Caller, project: str, seq: int) -> s.EntryOut:
+    found = await get_project(engine, project)
+    async with engine.connect() as conn:
+        entry = await get_entry(conn, found.code, seq)
+    _, root = await tree.root_at(engine, found.code, entry.seq)
+    return entry_out(entry, unmasked=caller.can_read_unmasked(found.community_id), receipt_root=root)
+
+
+async def _all_entries(engine: AsyncEngine, project: Project, kind: str | None) -> list[RecordedEntry]:
+    rows: list[RecordedEntry] = []
+    async with engine.connect() as conn:
+        while len(rows) < EXPORT_ROWS_MAX:
+            page = await list_entries(conn, project.code, kind=kind, after_seq=rows[-1].seq if rows else 0, limit=5000)
+            rows.extend(page)
+            if len(page) < 5000:
+                break
+    return rows
+
+
+@get(
+    "/projects/{project:str}/entries.csv",
+    tags=["entries"],
+    summary="导出 CSV（UTF-8 带 BOM，Excel 可直接打开）",
+    security=OPTIONAL_BEARER,
+    media_type="text/csv; charset=utf-8",
+    responses=problems(401, 404, 422),
+)
+async def entries_csv_route(
+    engine: AsyncEngine, caller: Caller, project: str, kind: str | None = None
+) -> Response[bytes]:
+    found = await get_project(engine, project)
+    rows = await _all_entries(engine, found, _kind_filter(kind))
+    data = entries_csv(rows, unmasked=caller.can_read_unmasked(found.community_id))
+    filename = f"{found.code}-entries-{date.today().isoformat()}.csv"
+    return Response(
+        data,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@get(
+    "/projects/{project:str}/entries.xlsx",
+    tags=["entries"],
+    summary="导出 Excel 表格",
+    security=OPTIONAL_BEARER,
+    media_type=XLSX_MEDIA_TYPE,
+    responses=problems(401, 404, 422),
+)
+async def entries_xlsx_route(
+    engine: AsyncEngine, caller: Caller, project: str, kind: str | None = None
+) -> Response[bytes]:
+    found = await get_project(engine, project)
+    rows = await _all_entries(engine, found, _kind_filter(kind))
+    data = entries_xlsx(rows, unmasked=caller.can_read_unmasked(found.community_id), title=found.title)
+    filename = f"{found.code}-entries-{date.today().isoformat()}.xlsx"
+    return Response(
+        data, media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+ROUTES = [
+    create_entry,
+    create_entries_batch,
+    list_entries_route,
+    get_entry_route,
+    entries_csv_route,
+    entries_xlsx_route,
+]

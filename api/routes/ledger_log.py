@@ -1,0 +1,87 @@
+"""The Merkle log: roots, inclusion and consistency proofs, full verification (all public)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import get
+from litestar.params import QueryParameter
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api import schemas as s
+from api.routes.common import OPTIONAL_BEARER, problems
+from ledger import tree
+
+TAGS = ["ledger"]
+
+
+@get(
+    "/projects/{project:str}/ledger",
+    tags=TAGS,
+    summary="任一树大小的根哈希",
+    security=OPTIONAL_BEARER,
+    responses=problems(404, 422),
+)
+async def ledger_root(engine: AsyncEngine, project: str, size: int | None = None) -> s.LedgerHeadOut:
+    size_at, root = await tree.root_at(engine, project, size)
+    return s.LedgerHeadOut(size=size_at, root_hash=root.hex())
+
+
+@get(
+    "/projects/{project:str}/ledger/inclusion",
+    tags=TAGS,
+    summary="包含证明：某笔记录在某个树大小中",
+    security=OPTIONAL_BEARER,
+    responses=problems(404, 422),
+)
+async def ledger_inclusion(engine: AsyncEngine, project: str, seq: int, size: int | None = None) -> s.InclusionOut:
+    proof = await tree.inclusion(engine, project, seq, size)
+    return s.InclusionOut(
+        seq=proof.seq,
+        size=proof.size,
+        leaf_hash=proof.leaf_hash.hex(),
+        root_hash=proof.root_hash.hex(),
+        proof=[h.hex() for h in proof.proof],
+    )
+
+
+@get(
+    "/projects/{project:str}/ledger/consistency",
+    tags=TAGS,
+    summary="一致性证明：两张公示表之间历史未被改写",
+    security=OPTIONAL_BEARER,
+    responses=problems(404, 422),
+)
+async def ledger_consistency(
+    engine: AsyncEngine,
+    project: str,
+    size_from: Annotated[int, QueryParameter(name="from")],
+    size_to: Annotated[int, QueryParameter(name="to")],
+) -> s.ConsistencyOut:
+    proof = await tree.consistency(engine, project, size_from, size_to)
+    return s.ConsistencyOut.model_validate(
+        {
+            "from": proof.size_from,
+            "to": proof.size_to,
+            "from_root": proof.root_from.hex(),
+            "to_root": proof.root_to.hex(),
+            "proof": [h.hex() for h in proof.proof],
+        }
+    )
+
+
+@get(
+    "/projects/{project:str}/ledger/verify",
+    tags=TAGS,
+    summary="从存储字段重算每片叶子并核对整棵树",
+    security=OPTIONAL_BEARER,
+    responses=problems(404),
+)
+async def ledger_verify(engine: AsyncEngine, project: str) -> s.VerifyOut:
+    result = await tree.verify(engine, project)
+    return s.VerifyOut(
+        ok=result.ok, size=result.size, root_hash=result.root_hash.hex(), first_bad_seq=result.first_bad_seq
+    )
+
+
+ROUTES = [ledger_root, ledger_inclusion, ledger_consistency, ledger_verify]

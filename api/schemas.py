@@ -1,0 +1,414 @@
+"""Request and response bodies of API v1 (../shared/API.md).
+
+Requests forbid unknown fields (so no client can smuggle ``seq``, hashes or ``recorded_by``) and
+are validated strictly from JSON: money only as a decimal string of yuan, counts only as integers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
+
+from ledger.money import AMOUNT_MAX_FEN, parse_yuan
+
+MONEY_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$"
+CODE_PATTERN = r"^[a-z0-9-]{2,64}$"
+
+
+def _entry_amount(value: Any) -> int:
+    if not isinstance(value, str):
+        raise ValueError('金额须为字符串形式的元，如 "200.50"（不接受 JSON 数字）')
+    fen = parse_yuan(value)
+    if fen <= 0:
+        raise ValueError("金额必须大于零")
+    if fen > AMOUNT_MAX_FEN:
+        raise ValueError("单笔金额不得超过 100,000,000.00 元")
+    return fen
+
+
+def _budget_amount(value: Any) -> int:
+    if not isinstance(value, str):
+        raise ValueError('金额须为字符串形式的元，如 "60000"（不接受 JSON 数字）')
+    fen = parse_yuan(value)
+    if fen > AMOUNT_MAX_FEN:
+        raise ValueError("预算金额不得超过 100,000,000.00 元")
+    return fen
+
+
+_MONEY_SCHEMA = {"type": "string", "pattern": MONEY_PATTERN, "examples": ["200.50"]}
+# In: a yuan string; inside: integer fen.
+EntryAmount = Annotated[int, BeforeValidator(_entry_amount), WithJsonSchema(_MONEY_SCHEMA)]
+BudgetAmount = Annotated[int, BeforeValidator(_budget_amount), WithJsonSchema(_MONEY_SCHEMA)]
+# Out: always two decimals.
+MoneyOut = Annotated[str, Field(pattern=r"^-?[0-9]+\.[0-9]{2}$", examples=["200.50"])]
+
+Text100 = Annotated[str, Field(min_length=1, max_length=100)]
+Text200 = Annotated[str, Field(min_length=1, max_length=200)]
+Memo = Annotated[str, Field(max_length=500)]
+ShortCode = Annotated[str, Field(min_length=1, max_length=64)]
+Code = Annotated[str, Field(pattern=CODE_PATTERN)]
+Category = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,40}$")]
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+
+# -- communities, projects, tokens -------------------------------------------------------------
+
+
+class CommunityIn(RequestBody):
+    code: Code
+    name: Text100
+    district: Annotated[str, Field(max_length=100)] = ""
+    households: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+
+
+class BudgetLineIn(RequestBody):
+    category: Category
+    label: Text100
+    source: Literal["crowdfunding", "grant", "collective", "other"]
+    amount: BudgetAmount
+
+
+class ProjectIn(RequestBody):
+    code: Code
+    community: Code
+    title: Text100
+    description: Annotated[str, Field(max_length=2000)] = ""
+    households_in_scope: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    budget_lines: Annotated[list[BudgetLineIn], Field(max_length=50)] = []
+    spending_gate: Literal["resolution", "waived"] = "resolution"
+
+
+class TokenIn(RequestBody):
+    name: Text100
+    role: Literal["admin", "treasurer", "auditor"]
+    community: Code | None = None
+
+
+# -- entries -----------------------------------------------------------------------------------
+
+ContributorType = Literal["resident", "household", "enterprise", "organization", "party_branch"]
+Channel = Literal["cash", "wechat", "alipay", "bank", "other"]
+
+
+class ContributorIn(RequestBody):
+    """Either ``id`` (an existing contributor) or ``name`` (with ``household``)."""
+
+    id: uuid.UUID | None = None
+    name: Text100 | None = None
+    household: Annotated[str, Field(max_length=100)] | None = None
+    type: ContributorType = "resident"
+    anonymous: bool = False
+
+
+class _EntryIn(RequestBody):
+    occurred_on: date
+    memo: Memo | None = None
+
+
+class ContributionIn(_EntryIn):
+    kind: Literal["contribution"]
+    amount: EntryAmount
+    contributor: ContributorIn
+    channel: Channel = "other"
+    receipt_no: ShortCode | None = None
+
+
+class GrantIn(_EntryIn):
+    kind: Literal["grant"]
+    amount: EntryAmount
+    grantor: Text200
+    document_no: Text100 | None = None
+
+
+class ExpenditureIn(_EntryIn):
+    kind: Literal["expenditure"]
+    amount: EntryAmount
+    payee: Text200
+    category: Category
+    invoice_no: ShortCode | None = None
+
+
+class RefundIn(_EntryIn):
+    kind: Literal["refund"]
+    amount: EntryAmount
+    contributor: ContributorIn
+    channel: Channel | None = None
+
+
+class InKindIn(_EntryIn):
+    kind: Literal["in_kind"]
+    amount: EntryAmount
+    contributor: ContributorIn
+    description: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class PledgeIn(_EntryIn):
+    kind: Literal["pledge"]
+    amount: EntryAmount
+    contributor: ContributorIn
+
+
+class ReversalIn(_EntryIn):
+    kind: Literal["reversal"]
+    reverses: Annotated[int, Field(ge=1)]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+EntryIn = Annotated[
+    ContributionIn | GrantIn | ExpenditureIn | RefundIn | InKindIn | PledgeIn | ReversalIn,
+    Field(discriminator="kind"),
+]
+
+
+class EntryRequest(RootModel[EntryIn]):
+    """One entry; its shape depends on ``kind``."""
+
+
+class EntryBatchIn(RequestBody):
+    entries: Annotated[list[EntryIn], Field(min_length=1, max_length=10_000)]
+
+
+# -- decisions ---------------------------------------------------------------------------------
+
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class DecisionIn(RequestBody):
+    stage: Literal[
+        "proposal",
+        "deliberation",
+        "review",
+        "resolution",
+        "announcement",
+        "start",
+        "acceptance",
+        "evaluation",
+        "closure",
+    ]
+    held_on: date
+    body: Text100
+    eligible: Count | None = None
+    attendees: Count | None = None
+    votes_for: Count | None = None
+    votes_against: Count | None = None
+    votes_abstain: Count | None = None
+    summary: Annotated[str, Field(max_length=2000)] = ""
+    minutes_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    notice_days: Annotated[int, Field(ge=0, le=90)] | None = None
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+class CommunityOut(BaseModel):
+    code: str
+    name: str
+    district: str
+    households: int | None
+    created_at: datetime
+
+
+class CommunityPage(BaseModel):
+    items: list[CommunityOut]
+    next: str | None
+
+
+class BudgetLineOut(BaseModel):
+    category: str
+    label: str
+    source: str
+    amount: MoneyOut
+
+
+class CategoryOut(BaseModel):
+    category: str
+    label: str
+    budget: MoneyOut
+    spent: MoneyOut
+
+
+class LedgerHeadOut(BaseModel):
+    size: int
+    root_hash: str
+
+
+class SummaryOut(BaseModel):
+    budget: MoneyOut
+    contributed: MoneyOut
+    granted: MoneyOut
+    spent: MoneyOut
+    refunded: MoneyOut
+    balance: MoneyOut
+    in_kind_value: MoneyOut
+    pledged: MoneyOut
+    pledge_paid: MoneyOut
+    contributors: int
+    households_in_scope: int
+    participation_rate: float | None = Field(description="出资户数 / 范围内户数，0–1 的比例")
+    by_category: list[CategoryOut]
+    ledger: LedgerHeadOut
+
+
+class ProjectOut(BaseModel):
+    code: str
+    community: str
+    title: str
+    description: str
+    households_in_scope: int
+    stage: str
+    spending_gate: Literal["resolution", "waived"]
+    created_at: datetime
+    budget_lines: list[BudgetLineOut]
+    summary: SummaryOut | None = None
+
+
+class ProjectPage(BaseModel):
+    items: list[ProjectOut]
+    next: str | None
+
+
+class ContributorOut(BaseModel):
+    id: uuid.UUID
+    name: str = Field(description="公开输出中为脱敏姓名（张*）、匿名或已注销")
+    household: str | None = Field(description="公开输出只到楼栋（3栋）")
+    type: ContributorType
+    anonymous: bool
+
+
+class PostingOut(BaseModel):
+    account: str
+    side: Literal["debit", "credit"]
+    amount: MoneyOut
+
+
+class ReceiptOut(BaseModel):
+    seq: int
+    leaf_hash: str
+    tree_size: int
+    root_hash: str
+
+
+class EntryOut(BaseModel):
+    project: str
+    seq: int
+    kind: Literal["contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal"]
+    amount: MoneyOut
+    occurred_on: date
+    recorded_at: datetime
+    memo: str | None
+    contributor: ContributorOut | None
+    channel: str | None
+    receipt_no: str | None
+    grantor: str | None
+    document_no: str | None
+    payee: str | None
+    category: str | None
+    invoice_no: str | None
+    description: str | None
+    reason: str | None
+    postings: list[PostingOut]
+    reverses: int | None
+    reversed_by: int | None
+    document: str = Field(description="RFC 8785 canonical JSON the leaf hash commits to")
+    leaf_hash: str
+    receipt: ReceiptOut | None
+
+
+class EntryPage(BaseModel):
+    items: list[EntryOut]
+    next: int | None = Field(description="pass as after_seq for the next page; null on the last page")
+
+
+class EntryBatchOut(BaseModel):
+    items: list[EntryOut]
+    tree_size: int
+    root_hash: str
+
+
+class InclusionOut(BaseModel):
+    seq: int
+    size: int
+    leaf_hash: str
+    root_hash: str
+    proof: list[str]
+
+
+class ConsistencyOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: int = Field(alias="from", serialization_alias="from")
+    to: int
+    from_root: str
+    to_root: str
+    proof: list[str]
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    size: int
+    root_hash: str
+    first_bad_seq: int | None
+
+
+class TokenOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    role: str
+    community: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="shown only in this response; store it now")
+
+
+class DecisionOut(BaseModel):
+    id: int
+    project: str
+    stage: str
+    held_on: date
+    body: str
+    eligible: int | None
+    attendees: int | None
+    votes_for: int | None
+    votes_against: int | None
+    votes_abstain: int | None
+    summary: str
+    minutes_sha256: str | None
+    notice_days: int | None
+    notice_end: date | None
+    recorded_at: datetime
+
+
+class DecisionList(BaseModel):
+    items: list[DecisionOut]
+    next: str | None = None
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldErrorOut] = []
+
+
+class HealthOut(BaseModel):
+    status: str
+    revision: str | None = None
+    head: str | None = None

@@ -1,0 +1,77 @@
+"""The chart of accounts of a project and the postings each kind of entry makes.
+
+Balances are debit-positive. Memorandum accounts (in-kind, pledges) never touch cash. Cash has a
+floor of zero, enforced here and again by a CHECK constraint on ``balances``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CASH = "cash"
+CONTRIBUTIONS = "contributions"
+GRANTS = "grants"
+REFUNDS = "refunds"
+IN_KIND_RECEIVED = "in_kind:received"
+IN_KIND_CONTRIBUTED = "in_kind:contributed"
+PLEDGES_RECEIVABLE = "pledges:receivable"
+PLEDGES_PROMISED = "pledges:promised"
+EXPENSES_PREFIX = "expenses:"
+
+# code → is_memorandum
+BASE_ACCOUNTS: dict[str, bool] = {
+    CASH: False,
+    CONTRIBUTIONS: False,
+    GRANTS: False,
+    REFUNDS: False,
+    IN_KIND_RECEIVED: True,
+    IN_KIND_CONTRIBUTED: True,
+    PLEDGES_RECEIVABLE: True,
+    PLEDGES_PROMISED: True,
+}
+FLOORS_FEN: dict[str, int] = {CASH: 0}
+
+# kind → (debit account, credit account); expenditure's debit depends on its category.
+POSTING_RULES: dict[str, tuple[str, str]] = {
+    "contribution": (CASH, CONTRIBUTIONS),
+    "grant": (CASH, GRANTS),
+    "expenditure": (EXPENSES_PREFIX, CASH),
+    "refund": (REFUNDS, CASH),
+    "in_kind": (IN_KIND_RECEIVED, IN_KIND_CONTRIBUTED),
+    "pledge": (PLEDGES_RECEIVABLE, PLEDGES_PROMISED),
+}
+
+
+@dataclass(frozen=True)
+class Posting:
+    account: str
+    side: str  # "debit" | "credit"
+    amount_fen: int
+
+    @property
+    def delta_fen(self) -> int:
+        """Effect on the debit-positive balance."""
+        return self.amount_fen if self.side == "debit" else -self.amount_fen
+
+    def mirrored(self) -> Posting:
+        return Posting(self.account, "credit" if self.side == "debit" else "debit", self.amount_fen)
+
+
+def expense_account(category: str) -> str:
+    return EXPENSES_PREFIX + category
+
+
+def postings_for(kind: str, amount_fen: int, category: str | None = None) -> list[Posting]:
+    debit, credit = POSTING_RULES[kind]
+    if kind == "expenditure":
+        assert category is not None, "an expenditure always names its category"
+        debit = expense_account(category)
+    postings = [Posting(debit, "debit", amount_fen), Posting(credit, "credit", amount_fen)]
+    assert sum(p.delta_fen for p in postings) == 0, "postings balance"
+    return postings
+
+
+def project_account_codes(categories: list[str]) -> dict[str, bool]:
+    codes = dict(BASE_ACCOUNTS)
+    codes.update({expense_account(c): False for c in categories})
+    return codes

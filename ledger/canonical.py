@@ -1,0 +1,81 @@
+"""The canonical document of an entry: what its Merkle leaf commits to.
+
+RFC 8785 (JCS) JSON of the entry's fields. The contributor appears only as a pseudonymous id, a
+type and a salted commitment to their personal data — never a name, household or phone — so the
+document can be published, and erasing a person (deleting name and salt) leaves every hash valid.
+Keys with no value are left out, so adding an optional field later does not change old documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import rfc8785
+
+from ledger.accounts import Posting
+
+DOCUMENT_VERSION = 1
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class ContributorStamp:
+    """What an entry's document says about its contributor."""
+
+    public_id: str
+    type: str
+    commitment: bytes
+
+
+def contributor_commitment(salt: bytes, name: str, household: str | None, contributor_type: str) -> bytes:
+    """SHA-256(salt ‖ JCS({name, household, type})): lets a person prove an entry is theirs."""
+    body = rfc8785.dumps({"household": household, "name": name, "type": contributor_type})
+    return hashlib.sha256(salt + body).digest()
+
+
+def timestamp_text(moment: datetime) -> str:
+    return moment.astimezone(SHANGHAI).isoformat(timespec="microseconds")
+
+
+def entry_document(
+    *,
+    project_code: str,
+    seq: int,
+    kind: str,
+    amount_fen: int,
+    occurred_on: date,
+    recorded_at: datetime,
+    fields: dict[str, Any],
+    contributor: ContributorStamp | None,
+    anonymous: bool,
+    postings: Sequence[Posting],
+    reverses_seq: int | None,
+) -> bytes:
+    doc: dict[str, Any] = {
+        "v": DOCUMENT_VERSION,
+        "project": project_code,
+        "seq": seq,
+        "kind": kind,
+        "amount_fen": amount_fen,
+        "currency": "CNY",
+        "occurred_on": occurred_on.isoformat(),
+        "recorded_at": timestamp_text(recorded_at),
+        "postings": [[p.account, p.side, p.amount_fen] for p in postings],
+    }
+    doc.update({k: v for k, v in fields.items() if v is not None})
+    if contributor is not None:
+        doc["contributor"] = {
+            "id": contributor.public_id,
+            "type": contributor.type,
+            "commitment": contributor.commitment.hex(),
+        }
+        if anonymous:
+            doc["anonymous"] = True
+    if reverses_seq is not None:
+        doc["reverses"] = reverses_seq
+    return rfc8785.dumps(doc)

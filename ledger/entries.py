@@ -1,0 +1,725 @@
+"""Entries (记账凭证): the append path and the read side.
+
+The append path is the hot path. One transaction per call (one draft, or a batch of up to 10,000):
+
+1. claim the idempotency key (advisory lock, then look-up) — a replay ends here;
+2. lock the project's head row (gapless ``seq`` comes from it, never from a sequence);
+3. read the project's accounts, the contributors and any reversed originals, in bulk;
+4. in Python, under the lock: validate every draft, derive postings, check cash, build the
+   canonical documents, hash them and extend the Merkle frontier;
+5. write everything — entries, postings, balances, contributor totals, Merkle nodes, the head and
+   the stored response — in ONE statement of data-modifying CTEs; then commit (synchronously).
+
+Errors raised by :func:`append_entries` (all leave no trace: no entry, no seq consumed):
+NotFound (project), ValidationFailed (bad field, unknown category or contributor, future date),
+StageForbidsEntry (spending gate), InsufficientFunds (cash would go negative), AlreadyReversed,
+Conflict (reversing a reversal, refund beyond what was paid), IdempotencyInFlight,
+IdempotencyKeyReused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger import merkle
+from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account, postings_for
+from ledger.canonical import SHANGHAI, ContributorStamp, entry_document
+from ledger.contributors import Contributor, ContributorRef, resolve_contributors
+from ledger.decisions import check_spending_allowed
+from ledger.errors import (
+    AlreadyReversed,
+    Conflict,
+    InsufficientFunds,
+    LedgerError,
+    NotFound,
+    ValidationFailed,
+)
+from ledger.idempotency import IdempotencyRequest, StoredResponse, claim
+from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
+
+ENTRY_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
+CONTRIBUTOR_KINDS = ("contribution", "refund", "in_kind", "pledge")
+CHANNELS = ("cash", "wechat", "alipay", "bank", "other")
+BATCH_SIZE_MAX = 10_000
+EARLIEST_DATE = date(2000, 1, 1)
+
+# Which contributor total each kind moves (a reversal moves its original's, negated).
+TOTAL_FOR_KIND = {"contribution": "paid", "refund": "refunded", "pledge": "pledged", "in_kind": "in_kind"}
+
+
+@dataclass(frozen=True)
+class EntryDraft:
+    """What a treasurer asks to record; everything else is derived under the lock."""
+
+    kind: str
+    occurred_on: date
+    amount_fen: int | None = None  # None only for a reversal, which takes its original's
+    memo: str | None = None
+    contributor: ContributorRef | None = None
+    channel: str | None = None
+    receipt_no: str | None = None
+    grantor: str | None = None
+    document_no: str | None = None
+    payee: str | None = None
+    category: str | None = None
+    invoice_no: str | None = None
+    description: str | None = None
+    reverses_seq: int | None = None
+    reason: str | None = None
+
+    def kind_fields(self) -> dict[str, Any]:
+        """The kind-specific fields, as they go into the document."""
+        return {
+            "memo": self.memo,
+            "channel": self.channel,
+            "receipt_no": self.receipt_no,
+            "grantor": self.grantor,
+            "document_no": self.document_no,
+            "payee": self.payee,
+            "category": self.category,
+            "invoice_no": self.invoice_no,
+            "description": self.description,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class RecordedEntry:
+    project_code: str
+    seq: int
+    kind: str
+    amount_fen: int
+    occurred_on: date
+    recorded_at: datetime
+    recorded_by: str
+    fields: dict[str, Any]
+    contributor: Contributor | None
+    anonymous: bool
+    postings: list[Posting]
+    reverses_seq: int | None
+    reversed_by: int | None
+    document: str
+    leaf_hash: bytes
+    # The receipt: tree size and root right after this entry was appended (None on reads).
+    tree_size: int | None = None
+    root_hash: bytes | None = None
+
+
+@dataclass
+class AppendResult:
+    status: int
+    body: str  # JSON text, exactly as first returned
+    replayed: bool
+    entries: list[RecordedEntry] = field(default_factory=list)
+
+
+Renderer = Callable[[list[RecordedEntry]], Any]
+
+
+@dataclass
+class _Account:
+    id: int
+    code: str
+    balance_fen: int
+    floor_fen: int | None
+
+
+@dataclass
+class _Original:
+    seq: int
+    kind: str
+    amount_fen: int
+    contributor_id: int | None
+    postings: list[Posting]
+    reversed: bool
+
+
+@dataclass
+class _Head:
+    project_id: int
+    community_id: int
+    project_code: str
+    spending_gate: str
+    size: int
+    frontier: merkle.Frontier
+
+
+async def append_entries(
+    engine: AsyncEngine,
+    project_code: str,
+    drafts: list[EntryDraft],
+    *,
+    recorded_by: str,
+    render: Renderer,
+    idempotency: IdempotencyRequest | None = None,
+    status: int = 201,
+    today: date | None = None,
+) -> AppendResult:
+    """Record ``drafts`` all or none, in order. ``render`` shapes the stored response body."""
+    if not 1 <= len(drafts) <= BATCH_SIZE_MAX:
+        raise ValidationFailed.on("entries", f"一次最多 {BATCH_SIZE_MAX} 条，至少 1 条")
+    today = today or datetime.now(SHANGHAI).date()
+    async with engine.begin() as conn:
+        if idempotency is not None:
+            stored = await claim(conn, idempotency)
+            if stored is not None:
+                return _replay(stored)
+        head = await _lock_head(conn, project_code)
+        batch = _Batch(conn, head, today)
+        await batch.load(drafts)
+        recorded = [batch.prepare(i, d, recorded_by) for i, d in enumerate(drafts)]
+        body = json.dumps(render(recorded), ensure_ascii=False, separators=(",", ":"))
+        try:
+            await batch.write(recorded, idempotency, status, body)
+        except IntegrityError as exc:
+            # Only a bug (or a concurrent schema change) reaches here: every rule is checked above.
+            if "balances_not_below_floor" in str(exc.orig):
+                raise InsufficientFunds("现金余额不足") from exc
+            raise
+    return AppendResult(status=status, body=body, replayed=False, entries=recorded)
+
+
+def _replay(stored: StoredResponse) -> AppendResult:
+    return AppendResult(status=stored.status, body=stored.body, replayed=True)
+
+
+async def _lock_head(conn: AsyncConnection, project_code: str) -> _Head:
+    row = (
+        await conn.execute(
+            text(
+                """
+                SELECT h.project_id, h.community_id, h.size, h.frontier, p.code, p.spending_gate
+                FROM projects p JOIN project_heads h ON h.project_id = p.id
+                WHERE p.code = :code
+                FOR UPDATE OF h
+                """
+            ),
+            {"code": project_code},
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"项目 {project_code} 不存在")
+    return _Head(
+        project_id=row.project_id,
+        community_id=row.community_id,
+        project_code=row.code,
+        spending_gate=row.spending_gate,
+        size=row.size,
+        frontier=merkle.Frontier.from_bytes(row.size, row.frontier),
+    )
+
+
+class _Batch:
+    """State of one append transaction: what was read under the lock, and what will be written."""
+
+    def __init__(self, conn: AsyncConnection, head: _Head, today: date) -> None:
+        self.conn = conn
+        self.head = head
+        self.today = today
+        self.accounts: dict[str, _Account] = {}
+        self.contributors: list[Contributor | None] = []
+        self.originals: dict[int, _Original] = {}
+        self.totals: dict[int, dict[str, int]] = {}  # contributor id → current totals
+        self.changed_totals: set[int] = set()  # contributors whose totals this batch changes
+        self.balance_deltas: dict[int, int] = defaultdict(int)
+        self.nodes: list[tuple[merkle.NodeID, bytes]] = []
+        self.gate_error: LedgerError | None = None
+
+    async def load(self, drafts: list[EntryDraft]) -> None:
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT a.id, a.code, b.balance_fen, b.floor_fen
+                FROM accounts a JOIN balances b ON b.account_id = a.id
+                WHERE a.project_id = :pid
+                """
+            ),
+            {"pid": self.head.project_id},
+        )
+        self.accounts = {r.code: _Account(r.id, r.code, r.balance_fen, r.floor_fen) for r in rows}
+        await self._load_contributors(drafts)
+        await self._load_originals(drafts)
+        await self._load_gate(drafts)
+
+    async def _load_contributors(self, drafts: list[EntryDraft]) -> None:
+        positions = [i for i, d in enumerate(drafts) if d.kind in CONTRIBUTOR_KINDS and d.contributor]
+        for i, d in enumerate(drafts):
+            if d.kind in CONTRIBUTOR_KINDS and d.contributor is None:
+                raise ValidationFailed.on("contributor", "须提供出资人").at(i)
+        refs = [drafts[i].contributor for i in positions]
+        create = [drafts[i].kind != "refund" for i in positions]
+        try:
+            found = await resolve_contributors(
+                self.conn,
+                self.head.community_id,
+                refs,
+                create=create,  # type: ignore[arg-type]
+            )
+        except LedgerError as exc:
+            if exc.index is not None:
+                exc.index = positions[exc.index]
+            raise
+        self.contributors = [None] * len(drafts)
+        for i, c in zip(positions, found, strict=True):
+            self.contributors[i] = c
+        ids = list({c.id for c in found})
+        if ids:
+            rows = await self.conn.execute(
+                text(
+                    """
+                    SELECT contributor_id, paid_fen, refunded_fen, pledged_fen, in_kind_fen
+                    FROM contributor_totals WHERE project_id = :pid AND contributor_id = ANY(:ids)
+                    """
+                ),
+                {"pid": self.head.project_id, "ids": ids},
+            )
+            for r in rows:
+                self.totals[r.contributor_id] = {
+                    "paid": r.paid_fen,
+                    "refunded": r.refunded_fen,
+                    "pledged": r.pledged_fen,
+                    "in_kind": r.in_kind_fen,
+                }
+
+    async def _load_originals(self, drafts: list[EntryDraft]) -> None:
+        seqs = [d.reverses_seq for d in drafts if d.kind == "reversal" and d.reverses_seq is not None]
+        seqs = [s for s in seqs if 0 < s <= self.head.size]
+        if not seqs:
+            return
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT e.seq, e.kind, e.amount_fen, e.contributor_id,
+                       EXISTS (SELECT 1 FROM entries r
+                               WHERE r.project_id = e.project_id AND r.reverses_seq = e.seq) AS reversed,
+                       array_agg(a.code ORDER BY p.line_no) AS accounts,
+                       array_agg(p.side ORDER BY p.line_no) AS sides,
+                       array_agg(p.amount_fen ORDER BY p.line_no) AS amounts
+                FROM entries e
+                JOIN postings p ON p.project_id = e.project_id AND p.seq = e.seq
+                JOIN accounts a ON a.id = p.account_id
+                WHERE e.project_id = :pid AND e.seq = ANY(:seqs)
+                GROUP BY e.project_id, e.seq
+                """
+            ),
+            {"pid": self.head.project_id, "seqs": seqs},
+        )
+        for r in rows:
+            self.originals[r.seq] = _Original(
+                seq=r.seq,
+                kind=r.kind,
+                amount_fen=r.amount_fen,
+                contributor_id=r.contributor_id,
+                postings=[Posting(a, s, n) for a, s, n in zip(r.accounts, r.sides, r.amounts, strict=True)],
+                reversed=r.reversed,
+            )
+
+    # -- per draft, in memory, under the lock --------------------------------------------------
+
+    def prepare(self, index: int, draft: EntryDraft, recorded_by: str) -> RecordedEntry:
+        try:
+            return self._prepare(index, draft, recorded_by)
+        except LedgerError as exc:
+            raise exc.at(index) if exc.index is None else exc from None
+
+    def _prepare(self, index: int, draft: EntryDraft, recorded_by: str) -> RecordedEntry:
+        _check_static(draft, self.today)
+        contributor = self.contributors[index] if self.contributors else None
+        original: _Original | None = None
+        if draft.kind == "reversal":
+            original = self._original_for(draft)
+            amount_fen = original.amount_fen
+            postings = [p.mirrored() for p in original.postings]
+        else:
+            assert draft.amount_fen is not None
+            amount_fen = draft.amount_fen
+            if draft.kind == "expenditure":
+                if expense_account(draft.category or "") not in self.accounts:
+                    raise ValidationFailed.on("category", f"预算科目 {draft.category} 不在本项目预算中")
+                self._check_spending_gate()
+            postings = postings_for(draft.kind, amount_fen, draft.category)
+        self._apply_contributor_totals(draft, contributor, original, amount_fen)
+        self._apply_postings(postings)
+
+        seq = self.head.size + 1
+        recorded_at = datetime.now(SHANGHAI)
+        fields = draft.kind_fields()
+        stamp = None
+        if contributor is not None:
+            assert contributor.commitment is not None, "a contributor matched for a new entry is not erased"
+            stamp = ContributorStamp(str(contributor.public_id), contributor.type, contributor.commitment)
+        anonymous = bool(draft.contributor and draft.contributor.anonymous)
+        document = entry_document(
+            project_code=self.head.project_code,
+            seq=seq,
+            kind=draft.kind,
+            amount_fen=amount_fen,
+            occurred_on=draft.occurred_on,
+            recorded_at=recorded_at,
+            fields=fields,
+            contributor=stamp,
+            anonymous=anonymous,
+            postings=postings,
+            reverses_seq=draft.reverses_seq,
+        )
+        leaf = merkle.leaf_hash(document)
+        self.nodes.extend(self.head.frontier.append(leaf))
+        self.head.size = seq
+        if original is not None:
+            original.reversed = True
+        self.originals[seq] = _Original(
+            seq=seq,
+            kind=draft.kind,
+            amount_fen=amount_fen,
+            contributor_id=contributor.id if contributor else None,
+            postings=postings,
+            reversed=False,
+        )
+        return RecordedEntry(
+            project_code=self.head.project_code,
+            seq=seq,
+            kind=draft.kind,
+            amount_fen=amount_fen,
+            occurred_on=draft.occurred_on,
+            recorded_at=recorded_at,
+            recorded_by=recorded_by,
+            fields=fields,
+            contributor=contributor,
+            anonymous=anonymous,
+            postings=postings,
+            reverses_seq=draft.reverses_seq,
+            reversed_by=None,
+            document=document.decode(),
+            leaf_hash=leaf,
+            tree_size=seq,
+            root_hash=self.head.frontier.root(),
+        )
+
+    def _original_for(self, draft: EntryDraft) -> _Original:
+        assert draft.reverses_seq is not None
+        original = self.originals.get(draft.reverses_seq)
+        if original is None:
+            raise ValidationFailed.on("reverses", f"第 {draft.reverses_seq} 号记录不存在")
+        if original.kind == "reversal":
+            raise Conflict("冲正记录不能再被冲正，请另录一笔新记录")
+        if original.reversed:
+            raise AlreadyReversed(f"第 {original.seq} 号记录已被冲正")
+        return original
+
+    def _check_spending_gate(self) -> None:
+        if self.gate_error is not None:
+            raise self.gate_error
+
+    async def _load_gate(self, drafts: list[EntryDraft]) -> None:
+        """Decide once per transaction whether spending is open; raised at the first expenditure,
+        after that draft's own 422 checks (error precedence: 422 before 409)."""
+        if self.head.spending_gate != "waived" and any(d.kind == "expenditure" for d in drafts):
+            try:
+                await check_spending_allowed(self.conn, self.head.project_id, self.today)
+            except LedgerError as exc:
+                self.gate_error = exc
+
+    def _apply_contributor_totals(
+        self, draft: EntryDraft, contributor: Contributor | None, original: _Original | None, amount_fen: int
+    ) -> None:
+        if original is not None:
+            kind, contributor_id, sign = original.kind, original.contributor_id, -1
+        else:
+            kind, contributor_id, sign = draft.kind, contributor.id if contributor else None, 1
+        total = TOTAL_FOR_KIND.get(kind)
+        if total is None or contributor_id is None:
+            return
+        current = self.totals.setdefault(contributor_id, {"paid": 0, "refunded": 0, "pledged": 0, "in_kind": 0})
+        after = dict(current)
+        after[total] += sign * amount_fen
+        if after["refunded"] > after["paid"]:
+            if draft.kind == "refund":
+                raise Conflict(
+                    f"退款 {format_fen_grouped(amount_fen)} 元超过该出资人已出资未退金额 "
+                    f"{format_fen_grouped(current['paid'] - current['refunded'])} 元"
+                )
+            raise Conflict("该笔出资已有退款，须先冲正退款")
+        current.update(after)
+        self.changed_totals.add(contributor_id)
+
+    def _apply_postings(self, postings: list[Posting]) -> None:
+        for posting in postings:
+            account = self.accounts.get(posting.account)
+            assert account is not None, f"account {posting.account} exists for this project"
+            after = account.balance_fen + posting.delta_fen
+            if account.floor_fen is not None and after < account.floor_fen:
+                raise InsufficientFunds(
+                    f"现金余额不足：当前结余 {format_fen_grouped(account.balance_fen)} 元，"
+                    f"本笔需 {format_fen_grouped(posting.amount_fen)} 元"
+                )
+        for posting in postings:
+            account = self.accounts[posting.account]
+            account.balance_fen += posting.delta_fen
+            self.balance_deltas[account.id] += posting.delta_fen
+
+    # -- the one write -------------------------------------------------------------------------
+
+    async def write(
+        self, recorded: list[RecordedEntry], idem: IdempotencyRequest | None, status: int, body: str
+    ) -> None:
+        e_cols: dict[str, list[Any]] = defaultdict(list)
+        p_cols: dict[str, list[Any]] = defaultdict(list)
+        for r in recorded:
+            e_cols["seq"].append(r.seq)
+            e_cols["kind"].append(r.kind)
+            e_cols["amount"].append(r.amount_fen)
+            e_cols["occurred_on"].append(r.occurred_on)
+            e_cols["recorded_at"].append(r.recorded_at)
+            e_cols["recorded_by"].append(r.recorded_by)
+            e_cols["contributor_id"].append(r.contributor.id if r.contributor else None)
+            e_cols["commitment"].append(r.contributor.commitment if r.contributor else None)
+            e_cols["anonymous"].append(r.anonymous)
+            for name in _TEXT_FIELDS:
+                e_cols[name].append(r.fields.get(name))
+            e_cols["reverses_seq"].append(r.reverses_seq)
+            e_cols["document"].append(r.document)
+            e_cols["leaf_hash"].append(r.leaf_hash)
+            for line_no, p in enumerate(r.postings, start=1):
+                p_cols["seq"].append(r.seq)
+                p_cols["line_no"].append(line_no)
+                p_cols["account_id"].append(self.accounts[p.account].id)
+                p_cols["side"].append(p.side)
+                p_cols["amount"].append(p.amount_fen)
+        # Absolute values, read and changed under the project's lock (a delta row could fail the
+        # table's CHECK before ON CONFLICT merges it).
+        totals = [(cid, self.totals[cid]) for cid in self.changed_totals]
+        params: dict[str, Any] = {
+            "cid": self.head.community_id,
+            "pid": self.head.project_id,
+            **{f"e_{k}": v for k, v in e_cols.items()},
+            **{f"p_{k}": v for k, v in p_cols.items()},
+            "b_account": list(self.balance_deltas.keys()),
+            "b_delta": list(self.balance_deltas.values()),
+            "last_seq": self.head.size,
+            "n_level": [n[0][0] for n in self.nodes],
+            "n_idx": [n[0][1] for n in self.nodes],
+            "n_hash": [n[1] for n in self.nodes],
+            "t_id": [cid for cid, _ in totals],
+            "t_paid": [d.get("paid", 0) for _, d in totals],
+            "t_refunded": [d.get("refunded", 0) for _, d in totals],
+            "t_pledged": [d.get("pledged", 0) for _, d in totals],
+            "t_in_kind": [d.get("in_kind", 0) for _, d in totals],
+            "size": self.head.size,
+            "frontier": self.head.frontier.to_bytes(),
+            "root": self.head.frontier.root(),
+            "i_scope": idem.scope if idem else None,
+            "i_key": idem.key if idem else None,
+            "i_fingerprint": idem.fingerprint if idem else None,
+            "i_status": status,
+            "i_body": body,
+        }
+        await self.conn.execute(_WRITE_SQL, params)
+
+
+_TEXT_FIELDS = (
+    "memo",
+    "channel",
+    "receipt_no",
+    "grantor",
+    "document_no",
+    "payee",
+    "category",
+    "invoice_no",
+    "description",
+    "reason",
+)
+
+_WRITE_SQL = text(
+    """
+    WITH new_entries AS (
+        INSERT INTO entries (community_id, project_id, seq, kind, amount_fen, occurred_on, recorded_at,
+                             recorded_by, contributor_id, contributor_commitment, anonymous, memo, channel,
+                             receipt_no, grantor, document_no, payee, category, invoice_no, description,
+                             reason, reverses_seq, document, leaf_hash)
+        SELECT :cid, :pid, * FROM unnest(
+            CAST(:e_seq AS bigint[]), CAST(:e_kind AS text[]), CAST(:e_amount AS bigint[]),
+            CAST(:e_occurred_on AS date[]), CAST(:e_recorded_at AS timestamptz[]),
+            CAST(:e_recorded_by AS text[]), CAST(:e_contributor_id AS bigint[]),
+            CAST(:e_commitment AS bytea[]), CAST(:e_anonymous AS boolean[]), CAST(:e_memo AS text[]),
+            CAST(:e_channel AS text[]), CAST(:e_receipt_no AS text[]), CAST(:e_grantor AS text[]),
+            CAST(:e_document_no AS text[]), CAST(:e_payee AS text[]), CAST(:e_category AS text[]),
+            CAST(:e_invoice_no AS text[]), CAST(:e_description AS text[]), CAST(:e_reason AS text[]),
+            CAST(:e_reverses_seq AS bigint[]), CAST(:e_document AS text[]), CAST(:e_leaf_hash AS bytea[]))
+        RETURNING 1
+    ), new_postings AS (
+        INSERT INTO postings (community_id, project_id, seq, line_no, account_id, side, amount_fen)
+        SELECT :cid, :pid, * FROM unnest(
+            CAST(:p_seq AS bigint[]), CAST(:p_line_no AS smallint[]), CAST(:p_account_id AS bigint[]),
+            CAST(:p_side AS text[]), CAST(:p_amount AS bigint[]))
+        RETURNING 1
+    ), moved_balances AS (
+        UPDATE balances b SET balance_fen = b.balance_fen + d.delta, last_seq = :last_seq
+        FROM unnest(CAST(:b_account AS bigint[]), CAST(:b_delta AS bigint[])) AS d(account_id, delta)
+        WHERE b.account_id = d.account_id
+        RETURNING 1
+    ), new_nodes AS (
+        INSERT INTO merkle_nodes (community_id, project_id, level, idx, hash)
+        SELECT :cid, :pid, * FROM unnest(
+            CAST(:n_level AS smallint[]), CAST(:n_idx AS bigint[]), CAST(:n_hash AS bytea[]))
+        RETURNING 1
+    ), moved_totals AS (
+        INSERT INTO contributor_totals AS t
+            (community_id, project_id, contributor_id, paid_fen, refunded_fen, pledged_fen, in_kind_fen)
+        SELECT :cid, :pid, * FROM unnest(
+            CAST(:t_id AS bigint[]), CAST(:t_paid AS bigint[]), CAST(:t_refunded AS bigint[]),
+            CAST(:t_pledged AS bigint[]), CAST(:t_in_kind AS bigint[]))
+        ON CONFLICT (project_id, contributor_id) DO UPDATE SET
+            paid_fen = EXCLUDED.paid_fen,
+            refunded_fen = EXCLUDED.refunded_fen,
+            pledged_fen = EXCLUDED.pledged_fen,
+            in_kind_fen = EXCLUDED.in_kind_fen
+        RETURNING 1
+    ), stored_response AS (
+        INSERT INTO idempotency_keys (scope, key, community_id, fingerprint, status, body)
+        SELECT CAST(:i_scope AS text), CAST(:i_key AS text), :cid, CAST(:i_fingerprint AS bytea),
+               CAST(:i_status AS smallint), CAST(:i_body AS text)
+        WHERE CAST(:i_scope AS text) IS NOT NULL
+        RETURNING 1
+    )
+    UPDATE project_heads
+    SET size = :size, frontier = :frontier, root_hash = :root, updated_at = now()
+    WHERE project_id = :pid
+    """
+)
+
+
+def _check_static(draft: EntryDraft, today: date) -> None:
+    """Rules that need no database. The API's schemas check the same; the ledger trusts no caller."""
+    if draft.kind not in ENTRY_KINDS:
+        raise ValidationFailed.on("kind", f"未知的记录类型 {draft.kind}")
+    if draft.occurred_on > today:
+        raise ValidationFailed.on("occurred_on", "发生日期不能晚于今天")
+    if draft.occurred_on < EARLIEST_DATE:
+        raise ValidationFailed.on("occurred_on", "发生日期不能早于 2000-01-01")
+    if draft.kind == "reversal":
+        if draft.reverses_seq is None or draft.reverses_seq < 1:
+            raise ValidationFailed.on("reverses", "须指明被冲正的记账序号")
+        if not draft.reason:
+            raise ValidationFailed.on("reason", "冲正须说明原因")
+        return
+    if draft.amount_fen is None or not 1 <= draft.amount_fen <= AMOUNT_MAX_FEN:
+        raise ValidationFailed.on("amount", "金额须大于 0 且不超过 100,000,000.00 元")
+    if draft.kind == "grant" and not draft.grantor:
+        raise ValidationFailed.on("grantor", "奖补资金须注明拨付单位")
+    if draft.kind == "expenditure":
+        if not draft.payee:
+            raise ValidationFailed.on("payee", "支出须注明收款单位")
+        if not draft.category:
+            raise ValidationFailed.on("category", "支出须注明预算科目")
+    if draft.channel is not None and draft.channel not in CHANNELS:
+        raise ValidationFailed.on("channel", f"未知的支付方式 {draft.channel}")
+
+
+def is_expense_account(code: str) -> bool:
+    return code.startswith(EXPENSES_PREFIX)
+
+
+# -- the read side ---------------------------------------------------------------------------
+
+PAGE_SIZE_MAX = 500
+
+_READ_SQL = """
+    SELECT e.*, p.code AS project_code,
+           c.id AS c_id, c.public_id AS c_public_id, c.type AS c_type, c.name AS c_name,
+           c.household AS c_household, c.salt AS c_salt,
+           r.seq AS reversed_by,
+           (SELECT array_agg(a.code || ' ' || po.side || ' ' || po.amount_fen ORDER BY po.line_no)
+              FROM postings po JOIN accounts a ON a.id = po.account_id
+             WHERE po.project_id = e.project_id AND po.seq = e.seq) AS posting_lines
+    FROM entries e
+    JOIN projects p ON p.id = e.project_id
+    LEFT JOIN contributors c ON c.id = e.contributor_id
+    LEFT JOIN entries r ON r.project_id = e.project_id AND r.reverses_seq = e.seq
+    WHERE p.code = :code {where}
+    ORDER BY e.seq
+    LIMIT :limit
+"""
+
+
+def _entry_from_row(row: Any) -> RecordedEntry:
+    m = row._mapping
+    contributor = None
+    if m["c_id"] is not None:
+        contributor = Contributor(
+            id=m["c_id"],
+            public_id=m["c_public_id"],
+            type=m["c_type"],
+            name=m["c_name"],
+            household=m["c_household"],
+            commitment=bytes(m["contributor_commitment"]),
+        )
+    postings = []
+    for line in m["posting_lines"] or []:
+        account, side, amount = line.split(" ")
+        postings.append(Posting(account, side, int(amount)))
+    return RecordedEntry(
+        project_code=m["project_code"],
+        seq=m["seq"],
+        kind=m["kind"],
+        amount_fen=m["amount_fen"],
+        occurred_on=m["occurred_on"],
+        recorded_at=m["recorded_at"],
+        recorded_by=m["recorded_by"],
+        fields={k: m[k] for k in _TEXT_FIELDS},
+        contributor=contributor,
+        anonymous=m["anonymous"],
+        postings=postings,
+        reverses_seq=m["reverses_seq"],
+        reversed_by=m["reversed_by"],
+        document=m["document"],
+        leaf_hash=bytes(m["leaf_hash"]),
+    )
+
+
+async def list_entries(
+    conn: AsyncConnection,
+    project_code: str,
+    *,
+    kind: str | None = None,
+    after_seq: int = 0,
+    limit: int = 50,
+    seq_max: int | None = None,
+    occurred_from: date | None = None,
+    occurred_to: date | None = None,
+) -> list[RecordedEntry]:
+    """Entries in seq order after ``after_seq``. The caller checks the project exists."""
+    where = "AND e.seq > :after"
+    params: dict[str, Any] = {"code": project_code, "after": after_seq, "limit": min(limit, BATCH_SIZE_MAX)}
+    if kind is not None:
+        where += " AND e.kind = :kind"
+        params["kind"] = kind
+    if seq_max is not None:
+        where += " AND e.seq <= :seq_max"
+        params["seq_max"] = seq_max
+    if occurred_from is not None:
+        where += " AND e.occurred_on >= :occurred_from"
+        params["occurred_from"] = occurred_from
+    if occurred_to is not None:
+        where += " AND e.occurred_on <= :occurred_to"
+        params["occurred_to"] = occurred_to
+    rows = await conn.execute(text(_READ_SQL.format(where=where)), params)
+    return [_entry_from_row(r) for r in rows]
+
+
+async def get_entry(conn: AsyncConnection, project_code: str, seq: int) -> RecordedEntry:
+    rows = await conn.execute(
+        text(_READ_SQL.format(where="AND e.seq = :seq")), {"code": project_code, "seq": seq, "limit": 1}
+    )
+    row = rows.one_or_none()
+    if row is None:
+        raise NotFound(f"项目 {project_code} 没有第 {seq} 号记录")
+    return _entry_from_row(row)

@@ -1,0 +1,75 @@
+"""Every expected failure of the ledger, each with a stable machine-readable ``code``.
+
+The API maps these once to RFC 9457 problem+json (api/errors.py); the ledger itself knows nothing
+of HTTP. Messages are in Chinese: they reach treasurers and residents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class LedgerError(Exception):
+    code = "ledger_error"
+
+    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+        self.index: int | None = None  # which draft of a batch failed
+
+    def at(self, index: int) -> LedgerError:
+        self.index = index
+        return self
+
+    def with_field_prefix(self, prefix: str) -> LedgerError:
+        """The same error, its fields moved under ``prefix`` (``entries[41]`` in a batch)."""
+        errors = [FieldError(f"{prefix}.{e.field}" if e.field else prefix, e.message) for e in self.errors]
+        if not errors:
+            errors = [FieldError(prefix, self.detail)]
+        clone = type(self).__new__(type(self))
+        LedgerError.__init__(clone, self.detail, errors)
+        clone.index = self.index
+        return clone
+
+
+class NotFound(LedgerError):
+    code = "not_found"
+
+
+class ValidationFailed(LedgerError):
+    code = "validation_failed"
+
+    @classmethod
+    def on(cls, field: str, message: str) -> ValidationFailed:
+        return cls(message, [FieldError(field, message)])
+
+
+class Conflict(LedgerError):
+    code = "conflict"
+
+
+class InsufficientFunds(Conflict):
+    code = "insufficient_funds"
+
+
+class AlreadyReversed(Conflict):
+    code = "already_reversed"
+
+
+class StageForbidsEntry(Conflict):
+    code = "stage_forbids_entry"
+
+
+class IdempotencyInFlight(Conflict):
+    code = "idempotency_in_flight"
+
+
+class IdempotencyKeyReused(LedgerError):
+    code = "idempotency_key_reused"

@@ -1,0 +1,95 @@
+"""Idempotent writes: a retried request never records twice.
+
+The key is scoped to the caller (its token). Claiming a key takes a transaction-scoped advisory
+lock on (scope, key) *without waiting*: if another transaction holds it, the first request is
+still in flight (409 ``idempotency_in_flight``). Once the lock is ours, a fresh statement (a new
+snapshot, so a just-committed first request is visible) looks the key up: the same fingerprint
+replays the stored status and body; a different one is ``idempotency_key_reused``. The writer
+stores its response in the same transaction as its effect, so both commit or neither does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, ValidationFailed
+
+KEY_FORMAT = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    scope: str  # who: the token's id
+    key: str
+    fingerprint: bytes  # SHA-256 of what was asked (method, path, canonical body)
+
+    def __post_init__(self) -> None:
+        if not KEY_FORMAT.fullmatch(self.key):
+            raise ValidationFailed.on("Idempotency-Key", "Idempotency-Key 须为 1–255 个可打印 ASCII 字符")
+        assert len(self.fingerprint) == 32
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: str
+
+
+def fingerprint(*parts: bytes) -> bytes:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.digest()
+
+
+async def claim(conn: AsyncConnection, request: IdempotencyRequest) -> StoredResponse | None:
+    """Take the key for this transaction. Returns the stored response of a completed first
+    request, or None when this request is the first. Errors: IdempotencyInFlight,
+    IdempotencyKeyReused."""
+    locked = (
+        await conn.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:scope || chr(31) || :key, 7))"),
+            {"scope": request.scope, "key": request.key},
+        )
+    ).scalar_one()
+    if not locked:
+        raise IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")
+    row = (
+        await conn.execute(
+            text("SELECT fingerprint, status, body FROM idempotency_keys WHERE scope = :scope AND key = :key"),
+            {"scope": request.scope, "key": request.key},
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    if bytes(row.fingerprint) != request.fingerprint:
+        raise IdempotencyKeyReused("该 Idempotency-Key 已用于另一个不同的请求")
+    return StoredResponse(status=row.status, body=row.body)
+
+
+async def store(
+    conn: AsyncConnection, request: IdempotencyRequest, community_id: int | None, status: int, body: str
+) -> None:
+    """Record the response of a write that is not an entry append (decisions, disclosures)."""
+    await conn.execute(
+        text(
+            """
+            INSERT INTO idempotency_keys (scope, key, community_id, fingerprint, status, body)
+            VALUES (:scope, :key, :cid, :fingerprint, :status, :body)
+            """
+        ),
+        {
+            "scope": request.scope,
+            "key": request.key,
+            "cid": community_id,
+            "fingerprint": request.fingerprint,
+            "status": status,
+            "body": body,
+        },
+    )

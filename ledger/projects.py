@@ -1,0 +1,207 @@
+"""Projects (共同缔造项目): their budget lines, chart of accounts and ledger head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger import merkle
+from ledger.accounts import FLOORS_FEN, project_account_codes
+from ledger.communities import get_community
+from ledger.errors import Conflict, NotFound, ValidationFailed
+from ledger.tables import accounts, balances, budget_lines, communities, project_heads, projects
+
+STAGES = (
+    "proposal",
+    "deliberation",
+    "review",
+    "resolution",
+    "announcement",
+    "start",
+    "acceptance",
+    "evaluation",
+    "closure",
+)
+BUDGET_SOURCES = ("crowdfunding", "grant", "collective", "other")
+BUDGET_LINES_MAX = 50
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    category: str
+    label: str
+    source: str
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class NewProject:
+    code: str
+    community_code: str
+    title: str
+    description: str = ""
+    households_in_scope: int = 0
+    budget_lines: list[BudgetLine] = field(default_factory=list)
+    spending_gate: str = "resolution"
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    community_id: int
+    community_code: str
+    community_name: str
+    community_district: str
+    code: str
+    title: str
+    description: str
+    households_in_scope: int
+    stage: str
+    spending_gate: str
+    created_at: datetime
+    budget_lines: list[BudgetLine]
+
+
+async def create_project(engine: AsyncEngine, new: NewProject) -> Project:
+    """Errors: NotFound (community), ValidationFailed (budget lines), Conflict (code taken)."""
+    _check_budget_lines(new.budget_lines)
+    try:
+        async with engine.begin() as conn:
+            community = await get_community(conn, new.community_code)
+            project_id = (
+                await conn.execute(
+                    insert(projects)
+                    .values(
+                        community_id=community.id,
+                        code=new.code,
+                        title=new.title,
+                        description=new.description,
+                        households_in_scope=new.households_in_scope,
+                        spending_gate=new.spending_gate,
+                    )
+                    .returning(projects.c.id)
+                )
+            ).scalar_one()
+            ids = {"community_id": community.id, "project_id": project_id}
+            if new.budget_lines:
+                await conn.execute(
+                    insert(budget_lines),
+                    [
+                        {
+                            **ids,
+                            "position": i,
+                            "category": b.category,
+                            "label": b.label,
+                            "source": b.source,
+                            "amount_fen": b.amount_fen,
+                        }
+                        for i, b in enumerate(new.budget_lines)
+                    ],
+                )
+            codes = project_account_codes([b.category for b in new.budget_lines])
+            account_rows = (
+                await conn.execute(
+                    insert(accounts).returning(accounts.c.id, accounts.c.code),
+                    [{**ids, "code": code, "is_memorandum": memo} for code, memo in codes.items()],
+                )
+            ).all()
+            await conn.execute(
+                insert(balances),
+                [{**ids, "account_id": a.id, "floor_fen": FLOORS_FEN.get(a.code)} for a in account_rows],
+            )
+            await conn.execute(insert(project_heads).values(**ids, size=0, frontier=b"", root_hash=merkle.EMPTY_ROOT))
+            return await load_project(conn, new.code)
+    except IntegrityError as exc:
+        if "projects_code_unique" in str(exc.orig):
+            raise Conflict(f"项目编号 {new.code} 已存在") from exc
+        raise
+
+
+def _check_budget_lines(lines: list[BudgetLine]) -> None:
+    if len(lines) > BUDGET_LINES_MAX:
+        raise ValidationFailed.on("budget_lines", f"预算科目最多 {BUDGET_LINES_MAX} 项")
+    seen: set[str] = set()
+    for i, line in enumerate(lines):
+        if line.category in seen:
+            raise ValidationFailed.on(f"budget_lines[{i}].category", f"预算科目 {line.category} 重复")
+        seen.add(line.category)
+
+
+def _project_query():  # type: ignore[no-untyped-def]
+    return select(
+        projects,
+        communities.c.code.label("community_code"),
+        communities.c.name.label("community_name"),
+        communities.c.district.label("community_district"),
+    ).join(communities, communities.c.id == projects.c.community_id)
+
+
+async def load_project(conn: AsyncConnection, code: str) -> Project:
+    row = (await conn.execute(_project_query().where(projects.c.code == code))).one_or_none()
+    if row is None:
+        raise NotFound(f"项目 {code} 不存在")
+    lines = (
+        await conn.execute(
+            select(budget_lines).where(budget_lines.c.project_id == row.id).order_by(budget_lines.c.position)
+        )
+    ).all()
+    return _project_from_row(row, [BudgetLine(r.category, r.label, r.source, r.amount_fen) for r in lines])
+
+
+def _project_from_row(row: object, lines: list[BudgetLine]) -> Project:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Project(
+        id=m["id"],
+        community_id=m["community_id"],
+        community_code=m["community_code"],
+        community_name=m["community_name"],
+        community_district=m["community_district"],
+        code=m["code"],
+        title=m["title"],
+        description=m["description"],
+        households_in_scope=m["households_in_scope"],
+        stage=m["stage"],
+        spending_gate=m["spending_gate"],
+        created_at=m["created_at"],
+        budget_lines=lines,
+    )
+
+
+async def get_project(engine: AsyncEngine, code: str) -> Project:
+    async with engine.connect() as conn:
+        return await load_project(conn, code)
+
+
+async def list_projects(
+    engine: AsyncEngine, *, community_code: str | None, stage: str | None, after_id: int, limit: int
+) -> list[Project]:
+    query = _project_query().where(projects.c.id > after_id).order_by(projects.c.id).limit(limit)
+    if community_code is not None:
+        query = query.where(communities.c.code == community_code)
+    if stage is not None:
+        query = query.where(projects.c.stage == stage)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        line_rows = (
+            await conn.execute(
+                select(budget_lines)
+                .where(budget_lines.c.project_id.in_(ids))
+                .order_by(budget_lines.c.project_id, budget_lines.c.position)
+            )
+        ).all()
+    by_project: dict[int, list[BudgetLine]] = {}
+    for r in line_rows:
+        by_project.setdefault(r.project_id, []).append(BudgetLine(r.category, r.label, r.source, r.amount_fen))
+    return [_project_from_row(r, by_project.get(r.id, [])) for r in rows]
+
+
+async def count_projects(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(projects))).scalar_one()

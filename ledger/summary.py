@@ -1,0 +1,95 @@
+"""A project's financial summary: a few small reads of balances, never a SUM over entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger import accounts as acc
+from ledger.projects import Project
+
+
+@dataclass(frozen=True)
+class CategoryLine:
+    category: str
+    label: str
+    source: str
+    budget_fen: int
+    spent_fen: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    budget_fen: int
+    contributed_fen: int
+    granted_fen: int
+    spent_fen: int
+    refunded_fen: int
+    balance_fen: int
+    in_kind_value_fen: int
+    pledged_fen: int
+    pledge_paid_fen: int
+    contributors: int
+    households_in_scope: int
+    by_category: list[CategoryLine]
+    ledger_size: int
+    root_hash: bytes
+
+    @property
+    def participation_rate(self) -> float | None:
+        """Share of the households in scope that contributed (a ratio, not money)."""
+        if not self.households_in_scope:
+            return None
+        return round(self.contributors / self.households_in_scope, 4)
+
+
+_SUMMARY_SQL = text(
+    """
+    SELECT
+      (SELECT json_object_agg(a.code, b.balance_fen)
+         FROM accounts a JOIN balances b ON b.account_id = a.id WHERE a.project_id = :pid) AS balances,
+      (SELECT count(*) FROM contributor_totals
+        WHERE project_id = :pid AND paid_fen - refunded_fen > 0) AS contributors,
+      (SELECT coalesce(sum(least(greatest(paid_fen - refunded_fen, 0), pledged_fen)), 0)
+         FROM contributor_totals WHERE project_id = :pid AND pledged_fen > 0) AS pledge_paid,
+      h.size, h.root_hash
+    FROM project_heads h WHERE h.project_id = :pid
+    """
+)
+
+
+async def project_summary(conn: AsyncConnection, project: Project) -> Summary:
+    row = (await conn.execute(_SUMMARY_SQL, {"pid": project.id})).one()
+    bal: dict[str, int] = {k: int(v) for k, v in (row.balances or {}).items()}
+    by_category = [
+        CategoryLine(
+            category=line.category,
+            label=line.label,
+            source=line.source,
+            budget_fen=line.amount_fen,
+            spent_fen=bal.get(acc.expense_account(line.category), 0),
+        )
+        for line in project.budget_lines
+    ]
+    summary = Summary(
+        budget_fen=sum(line.amount_fen for line in project.budget_lines),
+        contributed_fen=-bal.get(acc.CONTRIBUTIONS, 0),
+        granted_fen=-bal.get(acc.GRANTS, 0),
+        spent_fen=sum(v for k, v in bal.items() if k.startswith(acc.EXPENSES_PREFIX)),
+        refunded_fen=bal.get(acc.REFUNDS, 0),
+        balance_fen=bal.get(acc.CASH, 0),
+        in_kind_value_fen=bal.get(acc.IN_KIND_RECEIVED, 0),
+        pledged_fen=bal.get(acc.PLEDGES_RECEIVABLE, 0),
+        pledge_paid_fen=int(row.pledge_paid),
+        contributors=int(row.contributors),
+        households_in_scope=project.households_in_scope,
+        by_category=by_category,
+        ledger_size=row.size,
+        root_hash=bytes(row.root_hash),
+    )
+    assert summary.balance_fen == (
+        summary.contributed_fen + summary.granted_fen - summary.spent_fen - summary.refunded_fen
+    ), "cash equals income less spending and refunds"
+    return summary

@@ -1,0 +1,92 @@
+"""API tokens: shown once at creation, stored only as SHA-256, scoped to a role and community."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.communities import get_community
+from ledger.errors import NotFound, ValidationFailed
+from ledger.tables import api_tokens, communities
+
+ROLES = ("admin", "treasurer", "auditor")
+TOKEN_PREFIX = "gtl_"
+
+
+@dataclass(frozen=True)
+class Token:
+    id: uuid.UUID
+    name: str
+    role: str
+    community_code: str | None
+    community_id: int | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: Token
+    secret: str  # the bearer value; never stored, never shown again
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+async def create_token(engine: AsyncEngine, *, name: str, role: str, community_code: str | None) -> IssuedToken:
+    """Errors: ValidationFailed (role/community mismatch), NotFound (community)."""
+    if role not in ROLES:
+        raise ValidationFailed.on("role", f"角色须为 {', '.join(ROLES)} 之一")
+    if (role == "admin") != (community_code is None):
+        raise ValidationFailed.on("community", "管理员令牌不属于社区；报账员和审核人令牌必须指定社区")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    async with engine.begin() as conn:
+        community = await get_community(conn, community_code) if community_code else None
+        row = (
+            await conn.execute(
+                insert(api_tokens)
+                .values(
+                    name=name,
+                    role=role,
+                    community_id=community.id if community else None,
+                    token_hash=hash_secret(secret),
+                )
+                .returning(*api_tokens.c)
+            )
+        ).one()
+    token = Token(row.id, row.name, row.role, community_code, row.community_id, row.created_at, row.revoked_at)
+    return IssuedToken(token=token, secret=secret)
+
+
+async def authenticate(engine: AsyncEngine, secret: str) -> Token | None:
+    """The live token for this bearer value, or None."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(api_tokens, communities.c.code.label("community_code"))
+                .outerjoin(communities, communities.c.id == api_tokens.c.community_id)
+                .where(api_tokens.c.token_hash == hash_secret(secret), api_tokens.c.revoked_at.is_(None))
+            )
+        ).one_or_none()
+    if row is None:
+        return None
+    return Token(row.id, row.name, row.role, row.community_code, row.community_id, row.created_at, row.revoked_at)
+
+
+async def revoke_token(engine: AsyncEngine, token_id: uuid.UUID) -> None:
+    """Errors: NotFound (unknown or already revoked)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now().astimezone())
+        )
+        if result.rowcount != 1:
+            raise NotFound("令牌不存在或已吊销")

@@ -1,0 +1,237 @@
+"""The project's Merkle log in the database: roots, proofs and full verification.
+
+Leaf ``i`` is entry ``seq = i + 1``. Level-0 hashes are ``entries.leaf_hash``; perfect subtrees of
+level >= 1 are ``merkle_nodes``. A proof for any size is planned by ``ledger.merkle`` and needs only
+the few nodes the plan names, fetched in one query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ledger import merkle
+from ledger.accounts import Posting
+from ledger.canonical import ContributorStamp, entry_document
+from ledger.errors import NotFound, ValidationFailed
+
+VERIFY_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    project_id: int
+    size: int
+    root_hash: bytes
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    seq: int
+    size: int
+    leaf_hash: bytes
+    root_hash: bytes
+    proof: list[bytes]
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    size_from: int
+    size_to: int
+    root_from: bytes
+    root_to: bytes
+    proof: list[bytes]
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    size: int
+    root_hash: bytes
+    first_bad_seq: int | None
+
+
+async def head(conn: AsyncConnection, project_code: str) -> TreeHead:
+    row = (
+        await conn.execute(
+            text(
+                "SELECT h.project_id, h.size, h.root_hash FROM project_heads h "
+                "JOIN projects p ON p.id = h.project_id WHERE p.code = :code"
+            ),
+            {"code": project_code},
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"项目 {project_code} 不存在")
+    return TreeHead(row.project_id, row.size, bytes(row.root_hash))
+
+
+async def _fetch(conn: AsyncConnection, project_id: int, ids: list[merkle.NodeID]) -> dict[merkle.NodeID, bytes]:
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        text(
+            """
+            SELECT 0 AS level, e.seq - 1 AS idx, e.leaf_hash AS hash
+            FROM entries e
+            WHERE e.project_id = :pid AND e.seq = ANY(CAST(:leaf_seqs AS bigint[]))
+            UNION ALL
+            SELECT n.level, n.idx, n.hash
+            FROM merkle_nodes n
+            JOIN unnest(CAST(:levels AS smallint[]), CAST(:idxs AS bigint[])) AS k(level, idx)
+              ON n.level = k.level AND n.idx = k.idx
+            WHERE n.project_id = :pid
+            """
+        ),
+        {
+            "pid": project_id,
+            "leaf_seqs": [i + 1 for lvl, i in ids if lvl == 0],
+            "levels": [lvl for lvl, _ in ids if lvl > 0],
+            "idxs": [i for lvl, i in ids if lvl > 0],
+        },
+    )
+    return {(r.level, r.idx): bytes(r.hash) for r in rows}
+
+
+async def _root(conn: AsyncConnection, tree: TreeHead, size: int) -> bytes:
+    if size == tree.size:
+        return tree.root_hash
+    plan = merkle.root_plan(size)
+    return plan.rehash(await _fetch(conn, tree.project_id, plan.node_ids))[0]
+
+
+def _check_size(name: str, size: int, tree: TreeHead, minimum: int = 0) -> None:
+    if not minimum <= size <= tree.size:
+        raise ValidationFailed.on(name, f"{name} 须在 {minimum} 到 {tree.size}（当前记录数）之间")
+
+
+async def root_at(engine: AsyncEngine, project_code: str, size: int | None) -> tuple[int, bytes]:
+    async with engine.connect() as conn:
+        tree = await head(conn, project_code)
+        size = tree.size if size is None else size
+        _check_size("size", size, tree)
+        return size, await _root(conn, tree, size)
+
+
+async def inclusion(engine: AsyncEngine, project_code: str, seq: int, size: int | None) -> InclusionProof:
+    async with engine.connect() as conn:
+        tree = await head(conn, project_code)
+        size = tree.size if size is None else size
+        _check_size("size", size, tree, minimum=1)
+        if not 1 <= seq <= size:
+            raise ValidationFailed.on("seq", f"seq 须在 1 到 {size} 之间")
+        plan = merkle.inclusion_plan(seq - 1, size)
+        leaf_id = (0, seq - 1)
+        fetched = await _fetch(conn, tree.project_id, [*plan.node_ids, leaf_id])
+        proof = plan.rehash(fetched)
+        return InclusionProof(seq, size, fetched[leaf_id], await _root(conn, tree, size), proof)
+
+
+async def consistency(engine: AsyncEngine, project_code: str, size_from: int, size_to: int) -> ConsistencyProof:
+    async with engine.connect() as conn:
+        tree = await head(conn, project_code)
+        _check_size("to", size_to, tree, minimum=1)
+        if not 1 <= size_from <= size_to:
+            raise ValidationFailed.on("from", f"from 须在 1 到 {size_to} 之间")
+        plan = merkle.consistency_plan(size_from, size_to)
+        proof = plan.rehash(await _fetch(conn, tree.project_id, plan.node_ids))
+        return ConsistencyProof(
+            size_from, size_to, await _root(conn, tree, size_from), await _root(conn, tree, size_to), proof
+        )
+
+
+_VERIFY_SQL = text(
+    """
+    SELECT e.seq, e.kind, e.amount_fen, e.occurred_on, e.recorded_at, e.memo, e.channel, e.receipt_no,
+           e.grantor, e.document_no, e.payee, e.category, e.invoice_no, e.description, e.reason,
+           e.reverses_seq, e.anonymous, e.contributor_commitment, e.document, e.leaf_hash,
+           c.public_id, c.type AS contributor_type,
+           (SELECT array_agg(a.code || ' ' || p.side || ' ' || p.amount_fen ORDER BY p.line_no)
+              FROM postings p JOIN accounts a ON a.id = p.account_id
+             WHERE p.project_id = e.project_id AND p.seq = e.seq) AS postings
+    FROM entries e
+    LEFT JOIN contributors c ON c.id = e.contributor_id
+    WHERE e.project_id = :pid AND e.seq > :after
+    ORDER BY e.seq
+    LIMIT :limit
+    """
+)
+
+
+def rebuild_document(project_code: str, row: object) -> bytes:
+    """The canonical document as the entry's stored fields say it must be."""
+    m = row._mapping  # type: ignore[attr-defined]
+    postings = []
+    for line in m["postings"] or []:
+        account, side, amount = line.split(" ")
+        postings.append(Posting(account, side, int(amount)))
+    stamp = None
+    if m["public_id"] is not None:
+        stamp = ContributorStamp(str(m["public_id"]), m["contributor_type"], bytes(m["contributor_commitment"]))
+    fields = {
+        k: m[k]
+        for k in (
+            "memo",
+            "channel",
+            "receipt_no",
+            "grantor",
+            "document_no",
+            "payee",
+            "category",
+            "invoice_no",
+            "description",
+            "reason",
+        )
+    }
+    occurred_on: date = m["occurred_on"]
+    recorded_at: datetime = m["recorded_at"]
+    return entry_document(
+        project_code=project_code,
+        seq=m["seq"],
+        kind=m["kind"],
+        amount_fen=m["amount_fen"],
+        occurred_on=occurred_on,
+        recorded_at=recorded_at,
+        fields=fields,
+        contributor=stamp,
+        anonymous=m["anonymous"],
+        postings=postings,
+        reverses_seq=m["reverses_seq"],
+    )
+
+
+async def verify(engine: AsyncEngine, project_code: str) -> Verification:
+    """Recompute every leaf from the entry's stored fields and the tree from the leaves; compare
+    documents, leaf hashes, stored Merkle nodes and the head. Streams in chunks."""
+    async with engine.connect() as conn:
+        tree = await head(conn, project_code)
+        frontier = merkle.Frontier()
+        first_bad: int | None = None
+        after = 0
+        while True:
+            rows = (
+                await conn.execute(_VERIFY_SQL, {"pid": tree.project_id, "after": after, "limit": VERIFY_CHUNK})
+            ).all()
+            if not rows:
+                break
+            emitted: list[tuple[merkle.NodeID, bytes]] = []
+            for row in rows:
+                expected_seq = frontier.size + 1
+                document = rebuild_document(project_code, row)
+                leaf = merkle.leaf_hash(document)
+                bad = row.seq != expected_seq or document != row.document.encode() or leaf != bytes(row.leaf_hash)
+                if bad and first_bad is None:
+                    first_bad = min(row.seq, expected_seq)
+                emitted.extend(frontier.append(leaf))
+            after = rows[-1].seq
+            stored = await _fetch(conn, tree.project_id, [node_id for node_id, _ in emitted])
+            for (level, idx), node in emitted:
+                if stored.get((level, idx)) != node and first_bad is None:
+                    first_bad = idx * (1 << level) + 1
+        root = frontier.root()
+        if first_bad is None and (frontier.size != tree.size or root != tree.root_hash):
+            first_bad = min(frontier.size, tree.size) + 1
+        return Verification(ok=first_bad is None, size=tree.size, root_hash=tree.root_hash, first_bad_seq=first_bad)

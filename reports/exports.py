@@ -1,0 +1,111 @@
+"""Entries as spreadsheets (CSV for any tool, XLSX for Excel/WPS), masked unless the caller may
+see names. CSV is UTF-8 with a BOM so that Excel opens the Chinese correctly."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from decimal import Decimal
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+
+from ledger.entries import RecordedEntry
+from ledger.masking import public_household, public_name
+from ledger.money import format_fen
+
+KIND_LABELS = {
+    "contribution": "众筹出资",
+    "grant": "以奖代补",
+    "expenditure": "支出",
+    "refund": "退款",
+    "in_kind": "出力/实物",
+    "pledge": "认筹",
+    "reversal": "冲正",
+}
+CHANNEL_LABELS = {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "bank": "银行转账", "other": "其他"}
+HEADER = [
+    "序号",
+    "类型",
+    "发生日期",
+    "金额（元）",
+    "出资人/收款单位",
+    "楼栋/住址",
+    "方式",
+    "收据号/发票号",
+    "拨付单位",
+    "文号",
+    "科目",
+    "说明",
+    "冲正序号",
+    "被冲正于",
+    "记账时间",
+    "叶哈希",
+]
+
+
+def _rows(entries: Iterable[RecordedEntry], unmasked: bool) -> Iterable[list[object]]:
+    for e in entries:
+        f = e.fields
+        who, where = f.get("payee") or "", ""
+        if e.contributor is not None:
+            c = e.contributor
+            if unmasked and not c.erased:
+                who, where = c.name or "", c.household or ""
+            else:
+                who = public_name(c.name, c.type, anonymous=e.anonymous, erased=c.erased)
+                where = (None if c.erased else public_household(c.household)) or ""
+        note = f.get("memo") or f.get("description") or f.get("reason") or ""
+        yield [
+            e.seq,
+            KIND_LABELS[e.kind],
+            e.occurred_on.isoformat(),
+            format_fen(-e.amount_fen if e.kind == "reversal" else e.amount_fen),
+            who,
+            where,
+            CHANNEL_LABELS.get(f.get("channel") or "", ""),
+            f.get("receipt_no") or f.get("invoice_no") or "",
+            f.get("grantor") or "",
+            f.get("document_no") or "",
+            f.get("category") or "",
+            note,
+            e.reverses_seq or "",
+            e.reversed_by or "",
+            e.recorded_at.isoformat(timespec="seconds"),
+            e.leaf_hash.hex(),
+        ]
+
+
+def entries_csv(entries: list[RecordedEntry], *, unmasked: bool) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    for row in _rows(entries, unmasked):
+        # A leading =, +, - or @ would run as a formula in Excel: neutralise it.
+        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+@" else v for v in row])
+    return "\ufeff".encode() + out.getvalue().encode("utf-8")
+
+
+def entries_xlsx(entries: list[RecordedEntry], *, unmasked: bool, title: str) -> bytes:
+    book = Workbook(write_only=False)
+    sheet = book.active
+    sheet.title = "记账凭证"
+    sheet.append(HEADER)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in _rows(entries, unmasked):
+        # An exact Decimal (not a float) so that Excel can sum the column.
+        row[3] = Decimal(str(row[3]))
+        sheet.append(row)
+    for i, width in enumerate([6, 10, 12, 14, 22, 12, 8, 14, 20, 18, 12, 30, 8, 8, 22, 66], start=1):
+        sheet.column_dimensions[get_column_letter(i)].width = width
+    for cell in sheet["D"][1:]:
+        cell.alignment = Alignment(horizontal="right")
+        cell.number_format = "#,##0.00"
+    sheet.freeze_panes = "A2"
+    book.properties.title = title
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
