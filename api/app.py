@@ -11,6 +11,7 @@ from typing import Any
 from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,9 +21,10 @@ from api.errors import EXCEPTION_HANDLERS
 from api.http import JSON_BODY_MAX
 from api.logging import configure_logging
 from api.openapi import build_openapi
-from api.routes import communities, decisions, entries, health, ledger_log, tokens
+from api.routes import communities, decisions, disclosures, entries, health, ledger_log, tokens
 from ledger.database import DatabaseRuntime, create_engine, redact, upgrade
 from ledger.settings import Settings, get_settings
+from reports.render import PdfRenderer, check_cjk_font
 
 log = logging.getLogger("api")
 
@@ -32,7 +34,13 @@ API_V1_ROUTES = [
     *ledger_log.ROUTES,
     *tokens.ROUTES,
     *decisions.ROUTES,
+    *disclosures.ROUTES,
 ]
+
+
+def _is_public_write(request: Request) -> bool:
+    """Anonymous writes (objections, evaluations) are rate limited per client address."""
+    return request.method == "POST" and bool(request.route_handler.opt.get("public_write"))
 
 
 def _engine(state: State) -> AsyncEngine:
@@ -58,7 +66,10 @@ async def openapi_json(request: Request) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    # Without a CJK font every 汉字 on a sheet would print as an empty box: refuse to start.
+    check_cjk_font()
     runtime = DatabaseRuntime(settings)
+    renderer = PdfRenderer(max_concurrent=settings.pdf_render_concurrency, mode=settings.pdf_render_mode)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -72,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = create_engine(urls.app, settings)
         app.state.engine = engine
         app.state.settings = settings
+        app.state.renderer = renderer
         try:
             log.info("ledger ready on %s", redact(urls.app))
             if settings.demo:
@@ -80,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await load_demo(engine)
             yield
         finally:
+            await renderer.aclose()
             await engine.dispose()
             await asyncio.to_thread(runtime.stop)
 
@@ -91,6 +104,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_request=_resolve_token_on_reads,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=JSON_BODY_MAX,
+        middleware=[
+            RateLimitConfig(
+                rate_limit=("minute", settings.public_write_rate_per_minute),
+                # Keyed on the connection's address, never on a client-supplied header.
+                identifier_for_request=lambda request: request.client.host if request.client else "unknown",
+                check_throttle_handler=_is_public_write,
+            ).middleware
+        ],
         openapi_config=OpenAPIConfig(
             title="共同缔造公开账本 API",
             version="1.0.0",

@@ -23,6 +23,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from pydantic import ValidationError
 
 from ledger import errors as le
+from reports.render import RendererBusyError
 
 log = logging.getLogger("api")
 
@@ -46,6 +47,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "idempotency_key_reused": 422,
     "rate_limited": 429,
     "internal_error": 500,
+    "renderer_busy": 503,
 }
 
 TITLES: dict[str, str] = {
@@ -66,6 +68,7 @@ TITLES: dict[str, str] = {
     "idempotency_key_reused": "Idempotency-Key 被重复用于不同请求",
     "rate_limited": "请求过于频繁",
     "internal_error": "服务器内部错误",
+    "renderer_busy": "公示表生成繁忙",
 }
 
 
@@ -200,7 +203,12 @@ def internal_error_handler(request: Request, exc: Exception) -> Response[dict[st
     return response
 
 
+def renderer_busy_handler(_: Request, exc: RendererBusyError) -> Response[dict[str, Any]]:
+    return problem("renderer_busy", "正在生成的公示表过多，请稍后重试", headers={"Retry-After": "10"})
+
+
 EXCEPTION_HANDLERS = {
+    RendererBusyError: renderer_busy_handler,
     le.LedgerError: ledger_error_handler,
     ApiError: api_error_handler,
     ValidationError: pydantic_error_handler,

@@ -412,3 +412,73 @@ class HealthOut(BaseModel):
     status: str
     revision: str | None = None
     head: str | None = None
+
+
+# -- disclosures (公示) -------------------------------------------------------------------------
+
+
+class DisclosureIn(RequestBody):
+    period_start: date
+    period_end: date
+    notice_days: Annotated[int, Field(ge=1, le=90)] = 7
+    title: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class PreviousSheetOut(BaseModel):
+    id: int
+    sheet_number: int
+    tree_size: int
+    root_hash: str
+
+
+class DisclosureOut(BaseModel):
+    id: int
+    project: str
+    sheet_number: int
+    title: str
+    period_start: date
+    period_end: date
+    tree_size: int
+    root_hash: str
+    previous: PreviousSheetOut | None
+    pdf_sha256: str
+    pdf_url: str
+    notice_days: int
+    notice_start: date
+    notice_end: date
+    status: Literal["公示中", "公示期满"]
+    published_at: datetime
+
+
+class DisclosurePage(BaseModel):
+    items: list[DisclosureOut]
+    next: str | None
+
+
+class ObjectionIn(RequestBody):
+    message: Annotated[str, Field(min_length=1, max_length=2000)]
+    contact: Annotated[str, Field(max_length=200)] | None = None
+
+
+class ObjectionResponseIn(RequestBody):
+    message: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class ObjectionResponseOut(BaseModel):
+    id: int
+    objection_id: int
+    message: str
+    created_at: datetime
+
+
+class ObjectionOut(BaseModel):
+    id: int
+    disclosure_id: int
+    message: str
+    created_at: datetime
+    responses: list[ObjectionResponseOut]
+
+
+class ObjectionList(BaseModel):
+    items: list[ObjectionOut]
+    next: str | None = None

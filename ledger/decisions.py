@@ -253,3 +253,8 @@ async def check_spending_allowed(conn: AsyncConnection, project_id: int, today: 
         raise StageForbidsEntry(f"决议公示期至 {row.notice_end.isoformat()} 止，公示期满前不能支出")
     if row.started_on is None or row.started_on < row.notice_end:
         raise StageForbidsEntry("项目尚未开工（未记录实施决定），暂不能支出")
+
+
+async def list_decisions_in(conn: AsyncConnection, project_id: int, project_code: str) -> list[Decision]:
+    """The decision trail, read inside the caller's transaction (e.g. a sheet's snapshot)."""
+    return await _history(conn, project_id, project_code)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1, le=200)
     db_pool_overflow: int = Field(default=10, ge=0, le=200)
     pdf_render_concurrency: int = Field(default=2, ge=1, le=16)
+    pdf_render_mode: Literal["process", "thread"] = Field(
+        default="process", description="render sheets in worker processes (keeps the API responsive) or threads"
+    )
     public_write_rate_per_minute: int = Field(default=20, ge=1, le=10_000)
 
 

@@ -70,3 +70,17 @@ def grant(table: str, privileges: str) -> None:
         END $$;
         """
     )
+
+
+def grant_sequences() -> None:
+    """Identity columns draw from sequences; the application role may use, not alter, them."""
+    role = app_role()
+    run_script(
+        f"""
+        DO $$ BEGIN
+            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}";
+            END IF;
+        END $$;
+        """
+    )

@@ -16,7 +16,8 @@ from reports.formatting import percent, yuan
 from reports.sheet_model import BudgetLineRow, SheetSummary, ratio
 
 CHART_WIDTH_MM = 180.0
-_FONT = "Noto Serif CJK SC, Noto Sans CJK SC, serif"
+_FONT = "Noto Serif CJK SC, serif"
+_BOLD_FONT = "Noto Sans CJK SC, sans-serif"  # the sheet's only bold face (see sheet.css)
 _LABEL_MM = 2.8  # 8 pt
 _STROKE = 0.25
 # Fills for the sources of funds, dark to light: 众筹, 以奖代补, 其他.
@@ -52,7 +53,7 @@ def budget_chart_svg(lines: Sequence[BudgetLineRow]) -> str:
     """
     if not lines:
         return ""
-    label_right, bar_left, bar_right = 40.0, 42.0, 150.0
+    label_right, bar_left, bar_right, amount_right = 40.0, 42.0, 124.0, 150.0
     row_mm, bar_mm, top = 6.5, 3.4, 7.0
     scale_fen = max(max(line.budget_fen, line.spent_fen) for line in lines) or 1
     span = bar_right - bar_left
@@ -61,6 +62,7 @@ def budget_chart_svg(lines: Sequence[BudgetLineRow]) -> str:
         _text(bar_left + 5.5, 3.6, "预算"),
         _rect(bar_left + 18, 1.2, 4, 2.6, "#3a3a3a"),
         _text(bar_left + 23.5, 3.6, "已支出"),
+        _text(amount_right, 3.6, "已支出（元）", anchor="end"),
         _text(CHART_WIDTH_MM, 3.6, "执行率", anchor="end"),
     ]
     for index, line in enumerate(lines):
@@ -74,11 +76,11 @@ def budget_chart_svg(lines: Sequence[BudgetLineRow]) -> str:
         body.append(_rect(bar_left, y, budget_width, bar_mm, "#fff"))
         body.append(_rect(bar_left, y + 0.7, spent_width, bar_mm - 1.4, "#3a3a3a", stroke="none"))
         rate_text = percent(rate) + ("（超支）" if overspent else "")
-        weight = ' font-weight="bold"' if overspent else ""
+        weight = f' font-family="{_BOLD_FONT}" font-weight="bold"' if overspent else ""
         body.append(
             f'<text x="{CHART_WIDTH_MM:.2f}" y="{baseline:.2f}" text-anchor="end"{weight}>{escape(rate_text)}</text>'
         )
-        body.append(_text(bar_right + 2, baseline, yuan(line.spent_fen)))
+        body.append(_text(amount_right, baseline, yuan(line.spent_fen), anchor="end"))
     height = top + len(lines) * row_mm
     return _svg(height, body, "预算执行情况柱状图：预算与已支出")
 

@@ -134,11 +134,11 @@ def _columns(*middle: Column, note_mm: float) -> tuple[Column, ...]:
 
 
 CONTRIBUTION_COLUMNS = _columns(
-    Column("出资人", 34, "left", lambda r: r.contributor_name),
-    Column("楼栋", 14, "left", lambda r: r.building),
-    Column("方式", 16, "left", lambda r: r.channel_label),
-    Column("收据号", 26, "left", lambda r: r.receipt_no),
-    note_mm=32,
+    Column("出资人", 42, "left", lambda r: r.contributor_name),
+    Column("楼栋", 13, "left", lambda r: r.building),
+    Column("方式", 17, "left", lambda r: r.channel_label),
+    Column("收据号", 22, "left", lambda r: r.receipt_no),
+    note_mm=28,
 )
 GRANT_COLUMNS = _columns(
     Column("拨款单位", 50, "left", lambda r: r.grantor),
@@ -146,11 +146,11 @@ GRANT_COLUMNS = _columns(
     note_mm=32,
 )
 EXPENDITURE_COLUMNS = _columns(
-    Column("收款单位", 46, "left", lambda r: r.payee),
+    Column("收款单位", 56, "left", lambda r: r.payee),
     Column("科目", 16, "left", lambda r: r.category_label),
-    Column("发票号", 22, "left", lambda r: r.invoice_no),
-    Column("审核人", 14, "left", lambda r: r.approver_name),
-    note_mm=24,
+    Column("发票号", 20, "left", lambda r: r.invoice_no),
+    Column("审核人", 13, "left", lambda r: r.approver_name),
+    note_mm=17,
 )
 IN_KIND_COLUMNS = _columns(
     Column("姓名", 22, "left", lambda r: r.contributor_name),
@@ -175,9 +175,9 @@ _COLUMNS_BY_ROW_TYPE: dict[type[EntryRow], tuple[str, tuple[Column, ...]]] = {
 
 
 def _fits(cells: Sequence[str], columns: Sequence[Column]) -> bool:
-    # 0.5 em of slack for the estimate's error, and no line breaks inside a band cell.
+    # The estimate is already an upper bound; a little slack for rounding. No line breaks.
     return all(
-        "\n" not in text and text_width_em(text) <= column.width_em - 0.5
+        "\n" not in text and text_width_em(text) <= column.width_em - 0.2
         for text, column in zip(cells, columns, strict=True)
     )
 

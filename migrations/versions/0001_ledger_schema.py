@@ -7,7 +7,7 @@ Create Date: 2026-11-23
 
 from collections.abc import Sequence
 
-from migrations.helpers import app_role, create_guard_function, grant, make_append_only, run_script
+from migrations.helpers import create_guard_function, grant, grant_sequences, make_append_only, run_script
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -338,16 +338,7 @@ def upgrade() -> None:
     grant("project_heads", "SELECT, INSERT, UPDATE (size, frontier, root_hash, updated_at)")
     grant("api_tokens", "SELECT, INSERT, UPDATE (revoked_at)")
     grant("alembic_version", "SELECT")
-    role = app_role()
-    run_script(
-        f"""
-        DO $$ BEGIN
-            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
-                GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}";
-            END IF;
-        END $$;
-        """
-    )
+    grant_sequences()
 
 
 def downgrade() -> None:

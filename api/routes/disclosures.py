@@ -1,0 +1,265 @@
+"""Disclosure sheets (公示): publish (treasurer, idempotent), read and download (public), preview
+(treasurer), objections (public, rate limited) and answers (treasurer)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from api import schemas as s
+from api.auth import require_role, require_write
+from api.errors import ApiError
+from api.http import (
+    JSON_BODY_MAX,
+    clamp_limit,
+    dump,
+    idempotency_key,
+    idempotency_request,
+    json_response,
+    parse_body,
+    read_json,
+)
+from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
+from ledger.canonical import SHANGHAI
+from ledger.disclosures import (
+    Disclosure,
+    DisclosureDraft,
+    Objection,
+    ObjectionResponse,
+    SheetSnapshot,
+    disclosure_pdf,
+    file_objection,
+    get_disclosure,
+    list_disclosures,
+    list_objections,
+    objection_community,
+    preview_pdf,
+    publish_disclosure,
+    respond_to_objection,
+)
+from ledger.projects import get_project
+from reports.render import PdfRenderer
+from reports.sheet_builder import build_sheet_model
+
+PDF = "application/pdf"
+TAGS = ["disclosures"]
+
+
+def disclosure_out(d: Disclosure, today: date | None = None) -> s.DisclosureOut:
+    today = today or datetime.now(SHANGHAI).date()
+    previous = (
+        s.PreviousSheetOut(
+            id=d.previous.id,
+            sheet_number=d.previous.sheet_number,
+            tree_size=d.previous.tree_size,
+            root_hash=d.previous.root_hash.hex(),
+        )
+        if d.previous
+        else None
+    )
+    return s.DisclosureOut(
+        id=d.id,
+        project=d.project_code,
+        sheet_number=d.sheet_number,
+        title=d.title,
+        period_start=d.period_start,
+        period_end=d.period_end,
+        tree_size=d.tree_size,
+        root_hash=d.root_hash.hex(),
+        previous=previous,
+        pdf_sha256=d.pdf_sha256,
+        pdf_url=f"/api/v1/disclosures/{d.id}/pdf",
+        notice_days=d.notice_days,
+        notice_start=d.notice_start,
+        notice_end=d.notice_end,
+        status="公示期满" if today > d.notice_end else "公示中",
+        published_at=d.published_at,
+    )
+
+
+def objection_out(o: Objection) -> s.ObjectionOut:
+    """Public: the contact is never shown."""
+    return s.ObjectionOut(
+        id=o.id,
+        disclosure_id=o.disclosure_id,
+        message=o.message,
+        created_at=o.created_at,
+        responses=[response_out(r) for r in o.responses],
+    )
+
+
+def response_out(r: ObjectionResponse) -> s.ObjectionResponseOut:
+    return s.ObjectionResponseOut(id=r.id, objection_id=r.objection_id, message=r.message, created_at=r.created_at)
+
+
+def _pdf_maker(request: Request):  # type: ignore[no-untyped-def]
+    renderer: PdfRenderer = request.app.state.renderer
+    base_url = request.app.state.settings.public_base_url
+
+    async def make(conn: AsyncConnection, snap: SheetSnapshot) -> bytes:
+        return await renderer.render(await build_sheet_model(conn, snap, public_base_url=base_url))
+
+    return make
+
+
+@post(
+    "/projects/{project:str}/disclosures",
+    tags=TAGS,
+    summary="发布公示表（报账员，须带 Idempotency-Key）",
+    security=BEARER,
+    request_max_body_size=JSON_BODY_MAX,
+    opt=body_opt(s.DisclosureIn),
+    responses={
+        201: ResponseSpec(s.DisclosureOut, description="已发布；PDF 只渲染一次并永久保存"),
+        **problems(400, 401, 403, 404, 409, 413, 422),
+    },
+)
+async def publish_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+    raw = await read_json(request)
+    key = idempotency_key(request)
+    caller = await require_role(request, "treasurer")
+    found = await get_project(engine, project)
+    require_write(caller, found.community_id)
+    body = parse_body(s.DisclosureIn, raw)
+    stored, replayed = await publish_disclosure(
+        engine,
+        found.code,
+        DisclosureDraft(
+            period_start=body.period_start, period_end=body.period_end, notice_days=body.notice_days, title=body.title
+        ),
+        published_by=caller.scope,
+        make_pdf=_pdf_maker(request),
+        render=lambda d: dump(disclosure_out(d)),
+        idempotency=idempotency_request(request, caller.scope, key, raw),
+    )
+    return json_response(stored.status, stored.body, replayed=replayed)
+
+
+@get(
+    "/projects/{project:str}/disclosures",
+    tags=TAGS,
+    summary="项目的公示表（公开）",
+    security=OPTIONAL_BEARER,
+    responses=problems(401, 404, 422),
+)
+async def list_route(
+    engine: AsyncEngine, project: str, limit: int | None = None, cursor: str | None = None
+) -> s.DisclosurePage:
+    size = clamp_limit(limit)
+    if cursor is not None and (not cursor.isdigit() or len(cursor) > 18):
+        raise ApiError("validation_failed", "cursor 无效", [{"field": "cursor", "message": "无效的游标"}])
+    items = await list_disclosures(engine, project, after_id=int(cursor or 0), limit=size + 1)
+    nxt = str(items[size - 1].id) if len(items) > size else None
+    return s.DisclosurePage(items=[disclosure_out(d) for d in items[:size]], next=nxt)
+
+
+@get(
+    "/projects/{project:str}/disclosures/preview.pdf",
+    tags=TAGS,
+    summary="预览公示表（报账员；不保存）",
+    security=BEARER,
+    media_type=PDF,
+    responses={200: ResponseSpec(bytes, description="PDF", media_type=PDF), **problems(401, 403, 404, 422)},
+)
+async def preview_route(
+    request: Request, engine: AsyncEngine, project: str, period_start: date, period_end: date, notice_days: int = 7
+) -> Response[bytes]:
+    caller = await require_role(request, "treasurer")
+    found = await get_project(engine, project)
+    require_write(caller, found.community_id)
+    pdf = await preview_pdf(
+        engine,
+        found.code,
+        DisclosureDraft(period_start=period_start, period_end=period_end, notice_days=notice_days),
+        make_pdf=_pdf_maker(request),
+    )
+    return Response(pdf, media_type=PDF, headers={"Cache-Control": "no-store"})
+
+
+@get(
+    "/disclosures/{disclosure_id:int}",
+    tags=TAGS,
+    summary="公示表详情（公开）",
+    security=OPTIONAL_BEARER,
+    responses=problems(401, 404),
+)
+async def get_route(engine: AsyncEngine, disclosure_id: int) -> s.DisclosureOut:
+    return disclosure_out(await get_disclosure(engine, disclosure_id))
+
+
+@get(
+    "/disclosures/{disclosure_id:int}/pdf",
+    tags=TAGS,
+    summary="下载公示表 PDF（发布时保存的原件，永不改变）",
+    security=OPTIONAL_BEARER,
+    media_type=PDF,
+    responses={200: ResponseSpec(bytes, description="PDF", media_type=PDF), **problems(401, 404)},
+)
+async def pdf_route(request: Request, engine: AsyncEngine, disclosure_id: int) -> Response[bytes]:
+    pdf, sha = await disclosure_pdf(engine, disclosure_id)
+    etag = f'"{sha}"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(b"", status_code=304, headers=headers)
+    headers["Content-Disposition"] = f'inline; filename="disclosure-{disclosure_id}.pdf"'
+    return Response(pdf, media_type=PDF, headers=headers)
+
+
+@post(
+    "/disclosures/{disclosure_id:int}/objections",
+    tags=TAGS,
+    summary="对公示提出异议（公开，限流；联系方式不公开）",
+    status_code=201,
+    request_max_body_size=JSON_BODY_MAX,
+    opt={**body_opt(s.ObjectionIn), "public_write": True},
+    responses=problems(400, 404, 409, 413, 422, 429),
+)
+async def objection_route(request: Request, engine: AsyncEngine, disclosure_id: int) -> s.ObjectionOut:
+    raw = await read_json(request)
+    body = parse_body(s.ObjectionIn, raw)
+    return objection_out(await file_objection(engine, disclosure_id, body.message, body.contact))
+
+
+@get(
+    "/disclosures/{disclosure_id:int}/objections",
+    tags=TAGS,
+    summary="异议与答复（公开）",
+    security=OPTIONAL_BEARER,
+    responses=problems(401, 404),
+)
+async def objections_route(engine: AsyncEngine, disclosure_id: int) -> s.ObjectionList:
+    return s.ObjectionList(items=[objection_out(o) for o in await list_objections(engine, disclosure_id)])
+
+
+@post(
+    "/objections/{objection_id:int}/responses",
+    tags=TAGS,
+    summary="答复异议（报账员）",
+    security=BEARER,
+    status_code=201,
+    request_max_body_size=JSON_BODY_MAX,
+    opt=body_opt(s.ObjectionResponseIn),
+    responses=problems(400, 401, 403, 404, 413, 422),
+)
+async def respond_route(request: Request, engine: AsyncEngine, objection_id: int) -> s.ObjectionResponseOut:
+    raw = await read_json(request)
+    caller = await require_role(request, "treasurer")
+    community_id = await objection_community(engine, objection_id)
+    require_write(caller, community_id)
+    body = parse_body(s.ObjectionResponseIn, raw)
+    return response_out(await respond_to_objection(engine, objection_id, body.message, responded_by=caller.scope))
+
+
+ROUTES = [
+    publish_route,
+    list_route,
+    preview_route,
+    get_route,
+    pdf_route,
+    objection_route,
+    objections_route,
+    respond_route,
+]

@@ -1,0 +1,168 @@
+"""Benchmark: render the disclosure sheet, next to a naive single-<table> rendering of the same rows.
+
+    .venv/bin/python bench/sheet.py                  # 100 and 1,000 entries, best of 3
+    .venv/bin/python bench/sheet.py --entries 100 1000 5000 --repeat 5
+    .venv/bin/python bench/sheet.py --renderer       # also: PdfRenderer, threads versus processes
+
+For each size it prints seconds (best and median of ``--repeat`` runs, after one warm-up render
+that pays for fontconfig and font loading), pages and bytes of
+
+- ``sheet``: :func:`reports.render.render_sheet_pdf` on ``sample_sheet(entries)``: the whole
+  sheet (summary, charts, all detail tables, decisions, QR code);
+- ``naive``: the same entries as one long ``<table>`` (one ``<tr>`` per entry, 8 cells, auto
+  layout, collapsed borders, repeated header): what one writes first;
+
+and the ratio sheet/naive. Targets on a 2-core machine: 100 entries <= 1.5 s; 1,000 entries at
+most half the naive table's time.
+
+``--renderer`` renders ``--jobs`` sheets of 100 entries concurrently through
+:class:`reports.render.PdfRenderer` in each mode while a coroutine measures how late the event
+loop wakes up (what every other request on the server would feel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from html import escape
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import weasyprint  # noqa: E402
+from pypdf import PdfReader  # noqa: E402
+
+from reports.formatting import date_iso, yuan  # noqa: E402
+from reports.render import PdfRenderer, render_sheet_pdf  # noqa: E402
+from reports.sheet_model import SheetModel  # noqa: E402
+from reports.sheet_sample import sample_sheet  # noqa: E402
+
+NAIVE_CSS = """
+@page { size: A4; margin: 14mm 15mm;
+  @bottom-center { content: "第 " counter(page) " 页 共 " counter(pages) " 页"; } }
+body { font-family: "Noto Serif CJK SC"; font-size: 9pt; }
+table { width: 100%; border-collapse: collapse; }
+thead { display: table-header-group; }
+tr { break-inside: avoid; }
+th { font-family: "Noto Sans CJK SC"; font-weight: bold; background: #e6e6e6; }
+th, td { border: 0.4pt solid #808080; padding: 1pt 3pt; }
+td.r { text-align: right; }
+"""
+
+
+def naive_html(model: SheetModel) -> str:
+    """Every detail entry of ``model`` as one row of one long table."""
+    rows: list[tuple[int, tuple[str, ...]]] = []
+    for r in model.contributions:
+        rows.append((r.seq, ("众筹", r.contributor_name, r.building, r.receipt_no)))
+    for g in model.grants:
+        rows.append((g.seq, ("拨款", g.grantor, "", g.document_no)))
+    for e in model.expenditures:
+        rows.append((e.seq, ("支出", e.payee, e.category_label, e.invoice_no)))
+    for k in model.in_kind:
+        rows.append((k.seq, ("出力", k.contributor_name, k.building, k.description)))
+    for f in model.refunds:
+        rows.append((f.seq, ("退款", f.contributor_name, f.building, f.memo)))
+    by_seq = {
+        r.seq: r for r in (*model.contributions, *model.grants, *model.expenditures, *model.in_kind, *model.refunds)
+    }
+    body = []
+    for seq, cells in sorted(rows):
+        entry = by_seq[seq]
+        tds = "".join(f"<td>{escape(c)}</td>" for c in cells)
+        body.append(
+            f'<tr><td class="r">{seq}</td><td>{date_iso(entry.occurred_on)}</td>{tds}'
+            f'<td class="r">{yuan(entry.amount_fen)}</td><td>{escape(entry.reversal_note)}</td></tr>'
+        )
+    head = "".join(f"<th>{h}</th>" for h in ("序号", "日期", "类别", "对象", "楼栋/科目", "凭证/内容", "金额", "备注"))
+    return (
+        f'<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"><style>{NAIVE_CSS}</style></head>'
+        f"<body><h1>{escape(model.title)}</h1><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></body></html>"
+    )
+
+
+def render_naive_pdf(model: SheetModel) -> bytes:
+    pdf = weasyprint.HTML(string=naive_html(model)).write_pdf()
+    assert pdf is not None
+    return pdf
+
+
+def measure(render: Callable[[SheetModel], bytes], model: SheetModel, repeat: int) -> tuple[float, float, bytes]:
+    seconds = []
+    pdf = b""
+    for _ in range(repeat):
+        start = time.perf_counter()
+        pdf = render(model)
+        seconds.append(time.perf_counter() - start)
+    return min(seconds), statistics.median(seconds), pdf
+
+
+def pages(pdf: bytes) -> int:
+    return len(PdfReader(io.BytesIO(pdf)).pages)
+
+
+def bench_sizes(sizes: list[int], repeat: int) -> None:
+    render_sheet_pdf(sample_sheet(20, first_seq=1))  # warm-up: fontconfig, fonts, Jinja
+    print(f"{'entries':>8} {'what':>6} {'best s':>8} {'median s':>9} {'pages':>6} {'bytes':>10}")
+    for entries in sizes:
+        model = sample_sheet(entries, first_seq=1)
+        best = {}
+        for name, render in (("sheet", render_sheet_pdf), ("naive", render_naive_pdf)):
+            best[name], median, pdf = measure(render, model, repeat)
+            print(f"{entries:>8} {name:>6} {best[name]:>8.2f} {median:>9.2f} {pages(pdf):>6} {len(pdf):>10,}")
+        print(f"{entries:>8} {'ratio':>6} {best['sheet'] / best['naive']:>8.2f}  (sheet / naive, best times)")
+
+
+async def _loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
+    interval = 0.005
+    while not stop.is_set():
+        start = time.perf_counter()
+        await asyncio.sleep(interval)
+        lags.append(time.perf_counter() - start - interval)
+
+
+async def bench_renderer(jobs: int, max_concurrent: int) -> None:
+    model = sample_sheet(100)
+    print(f"\nPdfRenderer: {jobs} sheets of 100 entries at once, max_concurrent={max_concurrent}")
+    print(f"{'mode':>8} {'wall s':>7} {'loop lag max ms':>16} {'p99 ms':>7} {'median ms':>10}")
+    for mode in ("thread", "process"):
+        async with PdfRenderer(max_concurrent=max_concurrent, mode=mode) as renderer:  # type: ignore[arg-type]
+            await renderer.start()
+            await renderer.render(model)  # warm every code path once
+            stop, lags = asyncio.Event(), []
+            ticker = asyncio.create_task(_loop_lag(stop, lags))
+            start = time.perf_counter()
+            pdfs = await asyncio.gather(*(renderer.render(model) for _ in range(jobs)))
+            wall = time.perf_counter() - start
+            stop.set()
+            await ticker
+            assert all(pdf.startswith(b"%PDF-") for pdf in pdfs)
+            lags_ms = sorted(lag * 1000 for lag in lags)
+            p99 = lags_ms[int(len(lags_ms) * 0.99) - 1] if lags_ms else 0.0
+            print(
+                f"{mode:>8} {wall:>7.2f} {max(lags_ms, default=0):>16.1f} {p99:>7.1f} "
+                f"{statistics.median(lags_ms) if lags_ms else 0:>10.1f}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--renderer", action="store_true", help="also compare PdfRenderer modes")
+    parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--max-concurrent", type=int, default=2)
+    args = parser.parse_args()
+    bench_sizes(args.entries, args.repeat)
+    if args.renderer:
+        asyncio.run(bench_renderer(args.jobs, args.max_concurrent))
+
+
+if __name__ == "__main__":
+    main()

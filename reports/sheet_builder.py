@@ -1,0 +1,215 @@
+"""Builds a sheet's view model from the ledger, inside the publishing snapshot.
+
+Read side only: everything comes from one REPEATABLE READ transaction (the caller's ``conn``), so
+the printed figures, the rows and the pinned root agree. Names are masked here, for every sheet.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
+from ledger.disclosures import SheetSnapshot
+from ledger.entries import RecordedEntry, get_entry, list_entries
+from ledger.masking import public_household, public_name
+from ledger.summary import project_summary
+from reports import sheet_model as m
+
+CHANNEL_LABELS = {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "bank": "银行转账", "other": "其他"}
+SOURCE_LABELS = {"crowdfunding": "众筹", "grant": "以奖代补", "collective": "集体资金", "other": "其他"}
+SHEET_PAGE = 5000
+
+
+def verify_url(public_base_url: str, project_code: str, tree_size: int) -> str:
+    return f"{public_base_url.rstrip('/')}/api/v1/projects/{project_code}/ledger?size={tree_size}"
+
+
+async def build_sheet_model(
+    conn: AsyncConnection, snap: SheetSnapshot, *, public_base_url: str, objection_contact: str = ""
+) -> m.SheetModel:
+    project = snap.project
+    entries = await _period_entries(conn, snap)
+    by_seq = await _with_originals(conn, snap, entries)
+    labels = {line.category: line.label for line in project.budget_lines}
+    rows: dict[str, list[m.EntryRow]] = {k: [] for k in ("contribution", "grant", "expenditure", "in_kind", "refund")}
+    period = {"contribution": 0, "grant": 0, "expenditure": 0, "refund": 0}
+    for e in entries:
+        source = by_seq[e.reverses_seq] if e.kind == "reversal" and e.reverses_seq else e
+        if source.kind not in rows:
+            continue  # pledges are summarised, not listed
+        row = _row(source.kind, e, source, labels)
+        rows[source.kind].append(row)
+        if source.kind in period:
+            period[source.kind] += row.amount_fen
+    summary = await project_summary(conn, project)
+    decisions = await list_decisions_in(conn, project.id, project.code)
+    grants = [e for e in entries if e.kind == "grant"]
+    grant_note = "；".join(
+        dict.fromkeys(f"{g.fields.get('grantor')} {g.fields.get('document_no') or ''}".strip() for g in grants)
+    )
+    sheet_summary = m.SheetSummary(
+        period=m.MoneyTotals(
+            contributed_fen=period["contribution"],
+            granted_fen=period["grant"],
+            other_income_fen=0,
+            spent_fen=period["expenditure"],
+            refunded_fen=period["refund"],
+        ),
+        cumulative=m.MoneyTotals(
+            contributed_fen=summary.contributed_fen,
+            granted_fen=summary.granted_fen,
+            other_income_fen=0,
+            spent_fen=summary.spent_fen,
+            refunded_fen=summary.refunded_fen,
+        ),
+        balance_fen=summary.balance_fen,
+        budget_fen=summary.budget_fen,
+        in_kind_value_fen=summary.in_kind_value_fen,
+        pledged_fen=summary.pledged_fen,
+        pledge_paid_fen=summary.pledge_paid_fen,
+        contributors=summary.contributors,
+        households_in_scope=project.households_in_scope or None,
+        participation_rate=(
+            min(Decimal(summary.contributors) / Decimal(project.households_in_scope), Decimal(1))
+            if project.households_in_scope
+            else None
+        ),
+        grant_note=grant_note[:200],
+    )
+    previous = (
+        m.PreviousSheet(
+            sheet_number=snap.previous.sheet_number,
+            tree_size=snap.previous.tree_size,
+            root_hash_hex=snap.previous.root_hash.hex(),
+        )
+        if snap.previous
+        else None
+    )
+    street, _, _ = project.community_district.partition(" ")
+    return m.SheetModel(
+        title=snap.title,
+        community_name=project.community_name,
+        street=street,
+        project_code=project.code,
+        project_title=project.title,
+        sheet_number=snap.sheet_number,
+        period_start=snap.period_start,
+        period_end=snap.period_end,
+        published_on=snap.published_on,
+        notice_start=snap.notice_start,
+        notice_end=snap.notice_end,
+        notice_days=snap.notice_days,
+        spending_gate_waived=project.spending_gate == "waived",
+        summary=sheet_summary,
+        budget_lines=[
+            m.BudgetLineRow(
+                category_label=line.label,
+                source_label=SOURCE_LABELS.get(line.source, line.source),
+                budget_fen=line.budget_fen,
+                spent_fen=line.spent_fen,
+            )
+            for line in summary.by_category
+        ],
+        contributions=rows["contribution"],
+        grants=rows["grant"],
+        expenditures=rows["expenditure"],
+        in_kind=rows["in_kind"],
+        refunds=rows["refund"],
+        decisions=[_decision_row(d) for d in decisions],
+        verification=m.VerificationBlock(
+            tree_size=snap.tree_size,
+            root_hash_hex=snap.root_hash.hex(),
+            previous=previous,
+            verify_url=verify_url(public_base_url, project.code, snap.tree_size),
+        ),
+        objection_contact=objection_contact or f"{project.community_name}居民委员会",
+        public_url=f"{public_base_url.rstrip('/')}/api/v1/projects/{project.code}",
+    )
+
+
+async def _period_entries(conn: AsyncConnection, snap: SheetSnapshot) -> list[RecordedEntry]:
+    out: list[RecordedEntry] = []
+    while True:
+        page = await list_entries(
+            conn,
+            snap.project.code,
+            after_seq=out[-1].seq if out else 0,
+            limit=SHEET_PAGE,
+            seq_max=snap.tree_size,
+            occurred_from=snap.period_start,
+            occurred_to=snap.period_end,
+        )
+        out.extend(page)
+        if len(page) < SHEET_PAGE or len(out) >= m.SHEET_ROWS_MAX:
+            return out[: m.SHEET_ROWS_MAX]
+
+
+async def _with_originals(
+    conn: AsyncConnection, snap: SheetSnapshot, entries: list[RecordedEntry]
+) -> dict[int, RecordedEntry]:
+    """The period's entries by seq, plus the originals of its reversals (which may lie before the
+    period): a reversal is printed with its original's kind, payee, contributor and category."""
+    by_seq = {e.seq: e for e in entries}
+    for e in entries:
+        if e.kind == "reversal" and e.reverses_seq is not None and e.reverses_seq not in by_seq:
+            by_seq[e.reverses_seq] = await get_entry(conn, snap.project.code, e.reverses_seq)
+    return by_seq
+
+
+def _who(e: RecordedEntry) -> tuple[str, str]:
+    c = e.contributor
+    if c is None:
+        return "", ""
+    name = public_name(c.name, c.type, anonymous=e.anonymous, erased=c.erased)
+    return name, ("" if c.erased else public_household(c.household) or "")
+
+
+def _row(kind: str, e: RecordedEntry, src: RecordedEntry, labels: dict[str, str]) -> m.EntryRow:
+    reversal = e.kind == "reversal"
+    common = {
+        "seq": e.seq,
+        "occurred_on": e.occurred_on,
+        "amount_fen": -e.amount_fen if reversal else e.amount_fen,
+        "is_reversal": reversal,
+        "reverses_seq": e.reverses_seq if reversal else None,
+        "reversal_reason": e.fields.get("reason") if reversal else None,
+    }
+    f = src.fields
+    name, building = _who(src)
+    if kind == "contribution":
+        return m.ContributionRow(
+            **common,
+            contributor_name=name,
+            building=building,
+            channel_label=CHANNEL_LABELS.get(f.get("channel") or "", ""),
+            receipt_no=f.get("receipt_no") or "",
+        )
+    if kind == "grant":
+        return m.GrantRow(**common, grantor=f.get("grantor") or "", document_no=f.get("document_no") or "")
+    if kind == "expenditure":
+        category = f.get("category") or ""
+        return m.ExpenditureRow(
+            **common,
+            payee=f.get("payee") or "",
+            category_label=labels.get(category, category),
+            invoice_no=f.get("invoice_no") or "",
+        )
+    if kind == "in_kind":
+        return m.InKindRow(**common, contributor_name=name, building=building, description=f.get("description") or "")
+    return m.RefundRow(**common, contributor_name=name, building=building, memo=f.get("memo") or "")
+
+
+def _decision_row(d: Decision) -> m.DecisionRow:
+    return m.DecisionRow(
+        held_on=d.held_on,
+        stage_label=STAGE_LABELS.get(d.stage, d.stage),
+        body=d.body,
+        eligible=d.eligible,
+        attendees=d.attendees,
+        votes_for=d.votes_for,
+        votes_against=d.votes_against,
+        votes_abstain=d.votes_abstain,
+        summary=d.summary[:200],
+    )
