@@ -124,4 +124,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         signature_namespace={"Caller": Caller, "AsyncEngine": AsyncEngine},
         debug=False,
+        # Logging is configured once, by configure_logging (structlog): Litestar must not replace it.
+        logging_config=None,
     )

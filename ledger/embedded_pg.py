@@ -26,6 +26,7 @@ import shutil
 import stat
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,10 @@ def find_binaries(preferred: str = "auto") -> Path:
     if preferred not in ("auto", "pgserver", "system"):
         candidates.append(Path(preferred))
     if preferred in ("auto", "pgserver"):
-        with contextlib.suppress(ImportError):
+        with contextlib.suppress(ImportError), warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime dir at import and warns when XDG_RUNTIME_DIR
+            # is unset (as in containers); we only need its binaries.
+            warnings.simplefilter("ignore")
             import pgserver  # type: ignore[import-untyped]
 
             candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
