@@ -14,11 +14,12 @@ from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.pydantic import PydanticPlugin
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import Caller, caller_of
 from api.errors import EXCEPTION_HANDLERS
-from api.http import JSON_BODY_MAX
+from api.http import JSON_BODY_MAX, reject_nul_in_url
 from api.logging import configure_logging
 from api.openapi import build_openapi
 from api.routes import communities, decisions, disclosures, entries, health, ledger_log, tokens
@@ -50,7 +51,9 @@ def _engine(state: State) -> AsyncEngine:
 async def _resolve_token_on_reads(request: Request) -> None:
     """A GET with a bad token is 401 even on public routes (writes check it after parsing, to keep
     API.md's precedence of 400 over 401)."""
-    if request.method == "GET" and "authorization" in request.headers:
+    reject_nul_in_url(request)
+    # Health probes answer whatever header a load balancer sends; only the API checks tokens.
+    if request.method == "GET" and "authorization" in request.headers and request.url.path.startswith("/api/"):
         await caller_of(request)
 
 
@@ -123,6 +126,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ),
         signature_namespace={"Caller": Caller, "AsyncEngine": AsyncEngine},
+        # Responses use field aliases: ConsistencyOut's ``from_`` is ``from`` on the wire (API.md).
+        plugins=[PydanticPlugin(prefer_alias=True)],
         debug=False,
         # Logging is configured once, by configure_logging (structlog): Litestar must not replace it.
         logging_config=None,

@@ -155,7 +155,9 @@ def ledger_error_handler(_: Request, exc: le.LedgerError) -> Response[dict[str, 
 
 
 def api_error_handler(_: Request, exc: ApiError) -> Response[dict[str, Any]]:
-    return problem(exc.code, exc.detail, exc.errors)
+    # RFC 9110: a 401 names the scheme the client should use.
+    headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthorized" else None
+    return problem(exc.code, exc.detail, exc.errors, headers=headers)
 
 
 def pydantic_error_handler(_: Request, exc: ValidationError) -> Response[dict[str, Any]]:

@@ -33,6 +33,15 @@ async def read_json(request: Request) -> bytes:
     return raw
 
 
+def reject_nul_in_url(request: Request) -> None:
+    """PostgreSQL text cannot hold NUL: a path or query carrying one is malformed (400), where it
+    would otherwise reach the database as a parameter and fail there."""
+    path: str = request.scope.get("path", "")
+    query: bytes = request.scope.get("query_string", b"")
+    if "\x00" in path or b"\x00" in query or b"%00" in query:
+        raise ApiError("malformed_request", "地址或查询参数中不能含有 NUL 字符")
+
+
 def idempotency_key(request: Request) -> str:
     key = request.headers.get("idempotency-key")
     if key is None:

@@ -13,6 +13,9 @@ from typing import Any
 from litestar import Litestar
 from pydantic import TypeAdapter
 
+from api.errors import PROBLEM_MEDIA_TYPE
+from api.schemas import FieldErrorOut, Problem
+
 REF_PREFIX = "#/components/schemas/"
 
 
@@ -47,6 +50,7 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
         if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
             continue
         if path.endswith(("/entries", "/entries/batch", "/disclosures")) or path.endswith("/decisions"):
+            _document_replay_header(operation)
             operation.setdefault("parameters", []).append(
                 {
                     "name": "Idempotency-Key",
@@ -56,4 +60,38 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
                 }
             )
+    _document_problems(document, schemas)
     return document
+
+
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _document_replay_header(operation: dict[str, Any]) -> None:
+    created = operation.get("responses", {}).get("201")
+    if created is not None:
+        created.setdefault("headers", {})["Idempotent-Replayed"] = {
+            "description": "true：同一 Idempotency-Key 的重试，返回的是第一次的状态与响应体",
+            "required": False,
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+
+
+def _document_problems(document: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Every error answer is RFC 9457 problem+json (Litestar documents its own 400 shape by
+    default). Every route refuses a NUL byte in its URL (400), and every API route refuses a
+    present but unknown or revoked token (401), public reads included."""
+    schemas.setdefault("Problem", TypeAdapter(Problem).json_schema(ref_template=REF_PREFIX + "{model}"))
+    schemas.setdefault("FieldErrorOut", TypeAdapter(FieldErrorOut).json_schema(ref_template=REF_PREFIX + "{model}"))
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": REF_PREFIX + "Problem"}}}
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in _HTTP_METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("400", {"description": "malformed_request（请求格式错误）"})
+            if path.startswith("/api/"):
+                responses.setdefault("401", {"description": "unauthorized（令牌无效或已吊销）"})
+            for status, response in responses.items():
+                if status[:1] in ("4", "5"):
+                    response["content"] = problem

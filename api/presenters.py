@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from api import schemas as s
+from ledger.canonical import SHANGHAI
 from ledger.communities import Community
 from ledger.decisions import Decision
 from ledger.entries import RecordedEntry
@@ -90,7 +91,7 @@ def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = 
         kind=e.kind,
         amount=format_fen(e.amount_fen),  # type: ignore[arg-type]
         occurred_on=e.occurred_on,
-        recorded_at=e.recorded_at,
+        recorded_at=e.recorded_at.astimezone(SHANGHAI),
         memo=f.get("memo"),
         contributor=contributor,
         channel=f.get("channel"),

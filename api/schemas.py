@@ -6,15 +6,17 @@ are validated strictly from JSON: money only as a decimal string of yuan, counts
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema, field_validator
 
 from ledger.money import AMOUNT_MAX_FEN, parse_yuan
 
 MONEY_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$"
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 CODE_PATTERN = r"^[a-z0-9-]{2,64}$"
 
 
@@ -55,6 +57,15 @@ Category = Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,40}$")]
 
 class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def no_control_characters(cls, value: Any) -> Any:
+        # JSON may carry \u0000–\u001f, but PostgreSQL text cannot store NUL and a spreadsheet
+        # cell cannot hold the other controls (the XLSX export would fail): bad input, 422.
+        if isinstance(value, str) and CONTROL_CHARACTERS.search(value):
+            raise ValueError("不能包含控制字符（制表符和换行除外）")
+        return value
 
 
 # -- communities, projects, tokens -------------------------------------------------------------
@@ -405,7 +416,7 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str
-    errors: list[FieldErrorOut] = []
+    errors: list[FieldErrorOut]
 
 
 class HealthOut(BaseModel):

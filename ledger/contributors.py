@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import asyncpg
+from sqlalchemy import bindparam, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger import pg
 from ledger.canonical import contributor_commitment
 from ledger.errors import NotFound, ValidationFailed
 from ledger.tables import contributors
@@ -53,79 +57,97 @@ class Contributor:
         return self.name is None
 
 
-async def resolve_contributors(
-    conn: AsyncConnection, community_id: int, refs: list[ContributorRef], *, create: list[bool]
-) -> list[Contributor]:
-    """Find (or, where ``create[i]``, create) the contributor of every ref, in few round trips.
-
-    Errors: ValidationFailed (field ``contributor``) for an unknown id or, where creating is not
-    allowed (refunds), an unknown name.
+_FIND = pg.Query(
     """
-    by_public_id: dict[uuid.UUID, Contributor] = {}
-    ids = list({r.id for r in refs if r.id is not None})
-    if ids:
-        rows = await conn.execute(
-            select(contributors).where(contributors.c.community_id == community_id, contributors.c.public_id.in_(ids))
-        )
-        by_public_id = {r.public_id: _from_row(r) for r in rows}
+    SELECT c.* FROM contributors c
+    WHERE c.community_id = :cid AND c.erased_at IS NULL
+      AND (c.public_id = ANY(CAST(:ids AS uuid[]))
+           OR (c.name, coalesce(c.household, '')) IN (
+               SELECT * FROM unnest(CAST(:names AS text[]), CAST(:households AS text[]))))
+    """
+)
+# New people, in a fixed order (so two transactions creating the same people lock alike); a person
+# a concurrent transaction has just created is skipped here and read back by _FIND.
+_CREATE = pg.Query(
+    """
+    INSERT INTO contributors (community_id, type, name, household, phone, salt)
+    SELECT :cid, n.type, n.name, n.household, n.phone, n.salt
+    FROM unnest(CAST(:types AS text[]), CAST(:names AS text[]), CAST(:households AS text[]),
+                CAST(:phones AS text[]), CAST(:salts AS bytea[])) AS n(type, name, household, phone, salt)
+    ORDER BY n.name, n.household
+    ON CONFLICT (community_id, name, (coalesce(household, ''))) WHERE erased_at IS NULL DO NOTHING
+    RETURNING *
+    """
+)
 
-    by_name: dict[tuple[str, str], Contributor] = {}
+
+async def resolve_contributors(
+    conn: asyncpg.Connection, community_id: int, refs: list[ContributorRef], *, create: list[bool]
+) -> list[Contributor]:
+    """Find (or, where ``create[i]``, create) the contributor of every ref, in one or two round trips.
+
+    Errors: ValidationFailed (field ``contributor``) for an unknown or erased id, an unknown type,
+    or, where creating is not allowed (refunds), an unknown name.
+    """
+    ids = list({r.id for r in refs if r.id is not None})
     keys = list({r.match_key() for r in refs if r.id is None and r.name is not None})
-    if keys:
-        rows = await conn.execute(
-            text(
-                """
-                SELECT DISTINCT ON (c.name, coalesce(c.household, '')) c.*
-                FROM contributors c
-                JOIN unnest(CAST(:names AS text[]), CAST(:households AS text[])) AS k(name, household)
-                  ON c.name = k.name AND coalesce(c.household, '') = k.household
-                WHERE c.community_id = :community_id AND c.erased_at IS NULL
-                ORDER BY c.name, coalesce(c.household, ''), c.id
-                """
-            ),
-            {"names": [k[0] for k in keys], "households": [k[1] for k in keys], "community_id": community_id},
-        )
-        by_name = {(r.name, r.household or ""): _from_row(r) for r in rows}
+    by_public_id, by_name = await _find(conn, community_id, ids, keys)
 
     missing: dict[tuple[str, str], ContributorRef] = {}
     for i, ref in enumerate(refs):
         if ref.id is not None:
             if ref.id not in by_public_id:
-                raise ValidationFailed.on("contributor.id", "出资人不存在").at(i)
+                raise ValidationFailed.on("contributor.id", "出资人不存在或已注销").at(i)
         elif ref.name is None:
             raise ValidationFailed.on("contributor", "须提供出资人 id 或姓名").at(i)
         elif ref.match_key() not in by_name:
-            if not create[i]:
+            # A refund may name someone an earlier draft of the same batch creates.
+            if not create[i] and ref.match_key() not in missing:
                 raise ValidationFailed.on("contributor", "该出资人没有出资记录，不能退款").at(i)
+            if ref.type not in CONTRIBUTOR_TYPES:
+                raise ValidationFailed.on("contributor.type", f"未知的出资人类型 {ref.type}").at(i)
             missing.setdefault(ref.match_key(), ref)
     if missing:
         by_name.update(await _create(conn, community_id, list(missing.values())))
     return [by_public_id[r.id] if r.id is not None else by_name[r.match_key()] for r in refs]
 
 
+async def _find(
+    conn: asyncpg.Connection, community_id: int, ids: list[uuid.UUID], keys: list[tuple[str, str]]
+) -> tuple[dict[uuid.UUID, Contributor], dict[tuple[str, str], Contributor]]:
+    if not ids and not keys:
+        return {}, {}
+    rows = await pg.fetch(
+        conn, _FIND, cid=community_id, ids=ids, names=[k[0] for k in keys], households=[k[1] for k in keys]
+    )
+    found = [_from_row(r) for r in rows]
+    return (
+        {c.public_id: c for c in found},
+        {(c.name or "", c.household or ""): c for c in found},
+    )
+
+
 async def _create(
-    conn: AsyncConnection, community_id: int, refs: list[ContributorRef]
+    conn: asyncpg.Connection, community_id: int, refs: list[ContributorRef]
 ) -> dict[tuple[str, str], Contributor]:
-    rows = []
-    for ref in refs:
-        if ref.type not in CONTRIBUTOR_TYPES:
-            raise ValidationFailed.on("contributor.type", f"未知的出资人类型 {ref.type}")
-        rows.append(
-            {
-                "community_id": community_id,
-                "type": ref.type,
-                "name": ref.name,
-                "household": ref.household or None,
-                "phone": ref.phone,
-                "salt": os.urandom(SALT_BYTES),
-            }
-        )
-    created = await conn.execute(contributors.insert().returning(*contributors.c), rows)
-    return {(r.name, r.household or ""): _from_row(r) for r in created}
+    rows = await pg.fetch(
+        conn,
+        _CREATE,
+        cid=community_id,
+        types=[r.type for r in refs],
+        names=[r.name for r in refs],
+        households=[r.household or None for r in refs],
+        phones=[r.phone for r in refs],
+        salts=[os.urandom(SALT_BYTES) for _ in refs],
+    )
+    created = {(c.name or "", c.household or ""): c for c in map(_from_row, rows)}
+    raced = [r.match_key() for r in refs if r.match_key() not in created]
+    if raced:
+        created.update((await _find(conn, community_id, [], raced))[1])
+    return created
 
 
-def _from_row(row: object) -> Contributor:
-    m = row._mapping  # type: ignore[attr-defined]
+def _from_row(m: Mapping[str, Any]) -> Contributor:
     commitment = (
         contributor_commitment(m["salt"], m["name"], m["household"], m["type"]) if m["salt"] is not None else None
     )
@@ -157,3 +179,9 @@ async def erase_contributor(engine: AsyncEngine, community_id: int, public_id: u
         )
         if result.rowcount != 1:
             raise NotFound("出资人不存在或已注销")
+        # Stored responses of idempotent writes may quote the person (the treasurer saw their
+        # name): they are a retry cache, not the record, so they go too.
+        await conn.execute(
+            text("DELETE FROM idempotency_keys WHERE community_id = :cid AND strpos(body, :pid) > 0"),
+            {"cid": community_id, "pid": str(public_id)},
+        )

@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import insert, select, text, update
+import asyncpg
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger import pg
 from ledger.canonical import SHANGHAI
 from ledger.errors import Conflict, NotFound, StageForbidsEntry, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
@@ -231,27 +233,27 @@ async def list_decisions(engine: AsyncEngine, project_code: str) -> list[Decisio
         return await _history(conn, project_id, project_code)
 
 
-async def check_spending_allowed(conn: AsyncConnection, project_id: int, today: date) -> None:
+_GATE = pg.Query(
+    """
+    SELECT
+      (SELECT held_on + notice_days FROM decisions
+        WHERE project_id = :pid AND stage = 'announcement' ORDER BY id DESC LIMIT 1) AS notice_end,
+      (SELECT held_on FROM decisions
+        WHERE project_id = :pid AND stage = 'start' ORDER BY id DESC LIMIT 1) AS started_on
+    """
+)
+
+
+async def check_spending_allowed_raw(conn: asyncpg.Connection, project_id: int, today: date) -> None:
     """Errors: StageForbidsEntry while the decision trail does not yet allow spending."""
-    row = (
-        await conn.execute(
-            text(
-                """
-                SELECT
-                  (SELECT held_on + notice_days FROM decisions
-                    WHERE project_id = :pid AND stage = 'announcement' ORDER BY id DESC LIMIT 1) AS notice_end,
-                  (SELECT held_on FROM decisions
-                    WHERE project_id = :pid AND stage = 'start' ORDER BY id DESC LIMIT 1) AS started_on
-                """
-            ),
-            {"pid": project_id},
-        )
-    ).one()
-    if row.notice_end is None:
+    row = await pg.fetchrow(conn, _GATE, pid=project_id)
+    assert row is not None
+    notice_end, started_on = row["notice_end"], row["started_on"]
+    if notice_end is None:
         raise StageForbidsEntry("项目决议尚未公开（四议两公开），暂不能支出")
-    if row.notice_end > today:
-        raise StageForbidsEntry(f"决议公示期至 {row.notice_end.isoformat()} 止，公示期满前不能支出")
-    if row.started_on is None or row.started_on < row.notice_end:
+    if notice_end > today:
+        raise StageForbidsEntry(f"决议公示期至 {notice_end.isoformat()} 止，公示期满前不能支出")
+    if started_on is None or started_on < notice_end:
         raise StageForbidsEntry("项目尚未开工（未记录实施决定），暂不能支出")
 
 

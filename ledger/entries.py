@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger import merkle
+from ledger import merkle, pg
 from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account, postings_for
 from ledger.canonical import SHANGHAI, ContributorStamp, entry_document
 from ledger.contributors import Contributor, ContributorRef, resolve_contributors
-from ledger.decisions import check_spending_allowed
+from ledger.decisions import check_spending_allowed_raw
 from ledger.errors import (
     AlreadyReversed,
     Conflict,
@@ -43,7 +43,7 @@ from ledger.errors import (
     NotFound,
     ValidationFailed,
 )
-from ledger.idempotency import IdempotencyRequest, StoredResponse, claim
+from ledger.idempotency import IdempotencyRequest, StoredResponse, claim_raw
 from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
 
 ENTRY_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
@@ -168,9 +168,9 @@ async def append_entries(
     if not 1 <= len(drafts) <= BATCH_SIZE_MAX:
         raise ValidationFailed.on("entries", f"一次最多 {BATCH_SIZE_MAX} 条，至少 1 条")
     today = today or datetime.now(SHANGHAI).date()
-    async with engine.begin() as conn:
+    async with pg.transaction(engine) as conn:
         if idempotency is not None:
-            stored = await claim(conn, idempotency)
+            stored = await claim_raw(conn, idempotency)
             if stored is not None:
                 return _replay(stored)
         head = await _lock_head(conn, project_code)
@@ -180,9 +180,9 @@ async def append_entries(
         body = json.dumps(render(recorded), ensure_ascii=False, separators=(",", ":"))
         try:
             await batch.write(recorded, idempotency, status, body)
-        except IntegrityError as exc:
+        except asyncpg.CheckViolationError as exc:
             # Only a bug (or a concurrent schema change) reaches here: every rule is checked above.
-            if "balances_not_below_floor" in str(exc.orig):
+            if exc.constraint_name == "balances_not_below_floor":
                 raise InsufficientFunds("现金余额不足") from exc
             raise
     return AppendResult(status=status, body=body, replayed=False, entries=recorded)
@@ -192,36 +192,62 @@ def _replay(stored: StoredResponse) -> AppendResult:
     return AppendResult(status=stored.status, body=stored.body, replayed=True)
 
 
-async def _lock_head(conn: AsyncConnection, project_code: str) -> _Head:
-    row = (
-        await conn.execute(
-            text(
-                """
-                SELECT h.project_id, h.community_id, h.size, h.frontier, p.code, p.spending_gate
-                FROM projects p JOIN project_heads h ON h.project_id = p.id
-                WHERE p.code = :code
-                FOR UPDATE OF h
-                """
-            ),
-            {"code": project_code},
-        )
-    ).one_or_none()
+_LOCK_HEAD = pg.Query(
+    """
+    SELECT h.project_id, h.community_id, h.size, h.frontier, p.code, p.spending_gate
+    FROM projects p JOIN project_heads h ON h.project_id = p.id
+    WHERE p.code = :code
+    FOR UPDATE OF h
+    """
+)
+_ACCOUNTS = pg.Query(
+    """
+    SELECT a.id, a.code, b.balance_fen, b.floor_fen
+    FROM accounts a JOIN balances b ON b.account_id = a.id
+    WHERE a.project_id = :pid
+    """
+)
+_TOTALS = pg.Query(
+    """
+    SELECT contributor_id, paid_fen, refunded_fen, pledged_fen, in_kind_fen
+    FROM contributor_totals WHERE project_id = :pid AND contributor_id = ANY(CAST(:ids AS bigint[]))
+    """
+)
+_ORIGINALS = pg.Query(
+    """
+    SELECT e.seq, e.kind, e.amount_fen, e.contributor_id,
+           EXISTS (SELECT 1 FROM entries r
+                   WHERE r.project_id = e.project_id AND r.reverses_seq = e.seq) AS reversed,
+           array_agg(a.code ORDER BY p.line_no) AS accounts,
+           array_agg(p.side ORDER BY p.line_no) AS sides,
+           array_agg(p.amount_fen ORDER BY p.line_no) AS amounts
+    FROM entries e
+    JOIN postings p ON p.project_id = e.project_id AND p.seq = e.seq
+    JOIN accounts a ON a.id = p.account_id
+    WHERE e.project_id = :pid AND e.seq = ANY(CAST(:seqs AS bigint[]))
+    GROUP BY e.project_id, e.seq
+    """
+)
+
+
+async def _lock_head(conn: asyncpg.Connection, project_code: str) -> _Head:
+    row = await pg.fetchrow(conn, _LOCK_HEAD, code=project_code)
     if row is None:
         raise NotFound(f"项目 {project_code} 不存在")
     return _Head(
-        project_id=row.project_id,
-        community_id=row.community_id,
-        project_code=row.code,
-        spending_gate=row.spending_gate,
-        size=row.size,
-        frontier=merkle.Frontier.from_bytes(row.size, row.frontier),
+        project_id=row["project_id"],
+        community_id=row["community_id"],
+        project_code=row["code"],
+        spending_gate=row["spending_gate"],
+        size=row["size"],
+        frontier=merkle.Frontier.from_bytes(row["size"], row["frontier"]),
     )
 
 
 class _Batch:
     """State of one append transaction: what was read under the lock, and what will be written."""
 
-    def __init__(self, conn: AsyncConnection, head: _Head, today: date) -> None:
+    def __init__(self, conn: asyncpg.Connection, head: _Head, today: date) -> None:
         self.conn = conn
         self.head = head
         self.today = today
@@ -235,17 +261,8 @@ class _Batch:
         self.gate_error: LedgerError | None = None
 
     async def load(self, drafts: list[EntryDraft]) -> None:
-        rows = await self.conn.execute(
-            text(
-                """
-                SELECT a.id, a.code, b.balance_fen, b.floor_fen
-                FROM accounts a JOIN balances b ON b.account_id = a.id
-                WHERE a.project_id = :pid
-                """
-            ),
-            {"pid": self.head.project_id},
-        )
-        self.accounts = {r.code: _Account(r.id, r.code, r.balance_fen, r.floor_fen) for r in rows}
+        rows = await pg.fetch(self.conn, _ACCOUNTS, pid=self.head.project_id)
+        self.accounts = {r["code"]: _Account(r["id"], r["code"], r["balance_fen"], r["floor_fen"]) for r in rows}
         await self._load_contributors(drafts)
         await self._load_originals(drafts)
         await self._load_gate(drafts)
@@ -271,23 +288,17 @@ class _Batch:
         self.contributors = [None] * len(drafts)
         for i, c in zip(positions, found, strict=True):
             self.contributors[i] = c
-        ids = list({c.id for c in found})
+        await self._load_totals({c.id for c in found})
+
+    async def _load_totals(self, contributor_ids: set[int]) -> None:
+        ids = [i for i in contributor_ids if i not in self.totals]
         if ids:
-            rows = await self.conn.execute(
-                text(
-                    """
-                    SELECT contributor_id, paid_fen, refunded_fen, pledged_fen, in_kind_fen
-                    FROM contributor_totals WHERE project_id = :pid AND contributor_id = ANY(:ids)
-                    """
-                ),
-                {"pid": self.head.project_id, "ids": ids},
-            )
-            for r in rows:
-                self.totals[r.contributor_id] = {
-                    "paid": r.paid_fen,
-                    "refunded": r.refunded_fen,
-                    "pledged": r.pledged_fen,
-                    "in_kind": r.in_kind_fen,
+            for r in await pg.fetch(self.conn, _TOTALS, pid=self.head.project_id, ids=ids):
+                self.totals[r["contributor_id"]] = {
+                    "paid": r["paid_fen"],
+                    "refunded": r["refunded_fen"],
+                    "pledged": r["pledged_fen"],
+                    "in_kind": r["in_kind_fen"],
                 }
 
     async def _load_originals(self, drafts: list[EntryDraft]) -> None:
@@ -295,33 +306,17 @@ class _Batch:
         seqs = [s for s in seqs if 0 < s <= self.head.size]
         if not seqs:
             return
-        rows = await self.conn.execute(
-            text(
-                """
-                SELECT e.seq, e.kind, e.amount_fen, e.contributor_id,
-                       EXISTS (SELECT 1 FROM entries r
-                               WHERE r.project_id = e.project_id AND r.reverses_seq = e.seq) AS reversed,
-                       array_agg(a.code ORDER BY p.line_no) AS accounts,
-                       array_agg(p.side ORDER BY p.line_no) AS sides,
-                       array_agg(p.amount_fen ORDER BY p.line_no) AS amounts
-                FROM entries e
-                JOIN postings p ON p.project_id = e.project_id AND p.seq = e.seq
-                JOIN accounts a ON a.id = p.account_id
-                WHERE e.project_id = :pid AND e.seq = ANY(:seqs)
-                GROUP BY e.project_id, e.seq
-                """
-            ),
-            {"pid": self.head.project_id, "seqs": seqs},
-        )
-        for r in rows:
-            self.originals[r.seq] = _Original(
-                seq=r.seq,
-                kind=r.kind,
-                amount_fen=r.amount_fen,
-                contributor_id=r.contributor_id,
-                postings=[Posting(a, s, n) for a, s, n in zip(r.accounts, r.sides, r.amounts, strict=True)],
-                reversed=r.reversed,
+        for r in await pg.fetch(self.conn, _ORIGINALS, pid=self.head.project_id, seqs=seqs):
+            self.originals[r["seq"]] = _Original(
+                seq=r["seq"],
+                kind=r["kind"],
+                amount_fen=r["amount_fen"],
+                contributor_id=r["contributor_id"],
+                postings=[Posting(a, s, n) for a, s, n in zip(r["accounts"], r["sides"], r["amounts"], strict=True)],
+                reversed=r["reversed"],
             )
+        # A reversal moves its original contributor's totals, who need not be named in this batch.
+        await self._load_totals({o.contributor_id for o in self.originals.values() if o.contributor_id is not None})
 
     # -- per draft, in memory, under the lock --------------------------------------------------
 
@@ -424,7 +419,7 @@ class _Batch:
         after that draft's own 422 checks (error precedence: 422 before 409)."""
         if self.head.spending_gate != "waived" and any(d.kind == "expenditure" for d in drafts):
             try:
-                await check_spending_allowed(self.conn, self.head.project_id, self.today)
+                await check_spending_allowed_raw(self.conn, self.head.project_id, self.today)
             except LedgerError as exc:
                 self.gate_error = exc
 
@@ -522,7 +517,7 @@ class _Batch:
             "i_status": status,
             "i_body": body,
         }
-        await self.conn.execute(_WRITE_SQL, params)
+        await pg.execute(self.conn, _WRITE_SQL, **params)
 
 
 _TEXT_FIELDS = (
@@ -538,7 +533,7 @@ _TEXT_FIELDS = (
     "reason",
 )
 
-_WRITE_SQL = text(
+_WRITE_SQL = pg.Query(
     """
     WITH new_entries AS (
         INSERT INTO entries (community_id, project_id, seq, kind, amount_fen, occurred_on, recorded_at,

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger import pg
 from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, ValidationFailed
 
 KEY_FORMAT = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -48,29 +52,39 @@ def fingerprint(*parts: bytes) -> bytes:
     return digest.digest()
 
 
+_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended(:scope || chr(31) || :key, 7))"
+_LOOKUP_SQL = "SELECT fingerprint, status, body FROM idempotency_keys WHERE scope = :scope AND key = :key"
+_LOCK = pg.Query(_LOCK_SQL)
+_LOOKUP = pg.Query(_LOOKUP_SQL)
+
+
+def _outcome(locked: bool, row: Mapping[str, Any] | None, request: IdempotencyRequest) -> StoredResponse | None:
+    if not locked:
+        raise IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")
+    if row is None:
+        return None
+    if bytes(row["fingerprint"]) != request.fingerprint:
+        raise IdempotencyKeyReused("该 Idempotency-Key 已用于另一个不同的请求")
+    return StoredResponse(status=row["status"], body=row["body"])
+
+
 async def claim(conn: AsyncConnection, request: IdempotencyRequest) -> StoredResponse | None:
     """Take the key for this transaction. Returns the stored response of a completed first
     request, or None when this request is the first. Errors: IdempotencyInFlight,
     IdempotencyKeyReused."""
-    locked = (
-        await conn.execute(
-            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:scope || chr(31) || :key, 7))"),
-            {"scope": request.scope, "key": request.key},
-        )
-    ).scalar_one()
-    if not locked:
-        raise IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")
-    row = (
-        await conn.execute(
-            text("SELECT fingerprint, status, body FROM idempotency_keys WHERE scope = :scope AND key = :key"),
-            {"scope": request.scope, "key": request.key},
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    if bytes(row.fingerprint) != request.fingerprint:
-        raise IdempotencyKeyReused("该 Idempotency-Key 已用于另一个不同的请求")
-    return StoredResponse(status=row.status, body=row.body)
+    params = {"scope": request.scope, "key": request.key}
+    locked = (await conn.execute(text(_LOCK_SQL), params)).scalar_one()
+    # A second statement, hence a fresh snapshot: a first request that committed while we waited
+    # for nothing (try-lock) is visible here.
+    row = (await conn.execute(text(_LOOKUP_SQL), params)).mappings().one_or_none() if locked else None
+    return _outcome(locked, row, request)
+
+
+async def claim_raw(conn: asyncpg.Connection, request: IdempotencyRequest) -> StoredResponse | None:
+    """:func:`claim` on the append path's raw asyncpg connection."""
+    locked = await conn.fetchval(_LOCK.sql, *_LOCK.args({"scope": request.scope, "key": request.key}))
+    row = await pg.fetchrow(conn, _LOOKUP, scope=request.scope, key=request.key) if locked else None
+    return _outcome(bool(locked), row, request)
 
 
 async def store(

@@ -207,6 +207,8 @@ async def verify(engine: AsyncEngine, project_code: str) -> Verification:
     """Recompute every leaf from the entry's stored fields and the tree from the leaves; compare
     documents, leaf hashes, stored Merkle nodes and the head. Streams in chunks."""
     async with engine.connect() as conn:
+        # One snapshot for the head and every chunk: appends committed meanwhile are not tampering.
+        await conn.execution_options(isolation_level="REPEATABLE READ")
         tree = await head(conn, project_code)
         frontier = merkle.Frontier()
         first_bad: int | None = None
@@ -232,6 +234,21 @@ async def verify(engine: AsyncEngine, project_code: str) -> Verification:
                 if stored.get((level, idx)) != node and first_bad is None:
                     first_bad = idx * (1 << level) + 1
         root = frontier.root()
+        if first_bad is None and frontier.size == tree.size and root != tree.root_hash:
+            # The newest leaf of an odd-sized log has no stored node above it; the head's frontier
+            # still pins it. If the frontier agrees, what is wrong is the head's root (size + 1).
+            blob = bytes(
+                (
+                    await conn.execute(
+                        text("SELECT frontier FROM project_heads WHERE project_id = :pid"), {"pid": tree.project_id}
+                    )
+                ).scalar_one()
+            )
+            pinned = [blob[i : i + merkle.HASH_SIZE] for i in range(0, len(blob), merkle.HASH_SIZE)]
+            for (level, idx), mine, theirs in zip(frontier.node_ids(), frontier.hashes, pinned, strict=False):
+                if mine != theirs:
+                    first_bad = idx * (1 << level) + 1
+                    break
         if first_bad is None and (frontier.size != tree.size or root != tree.root_hash):
             first_bad = min(frontier.size, tree.size) + 1
         return Verification(ok=first_bad is None, size=tree.size, root_hash=tree.root_hash, first_bad_seq=first_bad)

@@ -105,17 +105,16 @@ def sources_chart_svg(summary: SheetSummary) -> str:
             width = CHART_WIDTH_MM * amount / whole
             if width > 0:
                 body.append(_rect(x, bar_top, width, bar_mm, fill))
-                share = ratio(amount, whole) or Decimal(0)
                 if width > 14:
                     ink = "#fff" if fill == _SOURCE_FILLS[0] else "#000"
-                    body.append(_text(x + width / 2, bar_top + 3.6, percent(share), anchor="middle", fill=ink))
+                    label = percent(ratio(amount, whole) or Decimal(0))
+                    body.append(_text(x + width / 2, bar_top + 3.6, label, anchor="middle", fill=ink))
             x += width
     legend_y = bar_top + bar_mm + 4.4
     for index, ((label, amount), fill) in enumerate(zip(parts, _SOURCE_FILLS, strict=True)):
         x = index * 60.0
-        share = percent(ratio(amount, whole))
         body.append(_rect(x, legend_y - 2.5, 3, 3, fill))
-        body.append(_text(x + 4.5, legend_y, f"{label} {yuan(amount)} 元（{share}）"))
+        body.append(_text(x + 4.5, legend_y, f"{label} {yuan(amount)} 元（{percent(ratio(amount, whole))}）"))
     return _svg(legend_y + 1.6, body, "资金来源构成图")
 
 

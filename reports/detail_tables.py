@@ -1,16 +1,22 @@
 """The detail tables of a sheet (收入、支出、出力、退款明细), laid out so WeasyPrint renders them fast.
 
-WeasyPrint's cost grows with the number of boxes (every ``<td>`` is matched against the style
-sheets, shaped and laid out on its own), so a 1,000-entry sheet printed as one ``<tr>`` per entry
-takes seconds. Here ordinary entries are printed in *bands* of :data:`BAND_ROWS` consecutive
-entries: one ``<tr>`` whose every cell holds that column's values for the band, one per line
-(``white-space: pre``). All lines have the same height, so the columns line up exactly as in a
-row-per-entry table, the band is never split across pages (``break-inside: avoid``) and a thin
-rule every five entries keeps the sheet easy to read. An entry that would not fit on one line
-(a long payee, a reversal with its red note) gets a ``<tr>`` of its own, where text may wrap.
+WeasyPrint spends its time per box and per line of text: every ``<td>`` is matched against the
+style sheets, laid out and drawn on its own, so 1,000 entries printed as one ``<tr>`` of eight
+cells each take seconds. Here the body of a detail table is set like a ledger printout:
 
-The column widths are fixed (``table-layout: fixed``), so the fit test below only has to be
-conservative about glyph widths: a CJK character is one em, digits 0.56 em, and so on.
+- the text is monospaced (Noto Sans Mono CJK SC: a Latin character is exactly half an em, a 汉字
+  exactly one em), and every column is a whole number of half-em *cells* wide;
+- ordinary entries are printed in *bands* of :data:`BAND_ROWS`: one ``<tr>`` with one cell, one
+  line per entry, each column's text padded with spaces to its column (amounts and seq numbers
+  right-aligned). A band is never split across pages and a rule every five entries keeps the
+  sheet easy to read; the header row above is an ordinary ``<thead>`` whose columns have the same
+  widths, repeated on every page;
+- an entry that does not fit on one line (a long payee, a character of unknown width) or that
+  must stand out (a reversal, printed in red with its note) gets an ordinary row of cells, with
+  the same column widths and font, where text may wrap.
+
+One line per entry instead of one box and one line per cell makes a 1,000-entry sheet several
+times faster (see ``bench/sheet.py``) and prints the same table.
 """
 
 from __future__ import annotations
@@ -31,39 +37,70 @@ from reports.sheet_model import (
 
 # Entries per band: a rule every five lines, as on ledger paper.
 BAND_ROWS = 5
-# Font size of the detail tables (the template's CSS uses the same value).
+# Font size of the detail tables' body; a cell is half of it (the template's CSS uses both).
 TABLE_FONT_PT = 9.0
-# Horizontal padding of a cell, each side, in points.
-CELL_PADDING_PT = 3.0
-# Width of the printable area of A4 portrait with 15 mm side margins.
-CONTENT_WIDTH_MM = 180.0
+CELL_PT = TABLE_FONT_PT / 2
+# Cells of a table's width: A4 portrait less 15 mm margins is 180 mm, 113.4 cells of 4.5 pt.
+TABLE_CELLS = 113
+# Each column keeps one empty cell on either side of its text.
+COLUMN_PADDING_CELLS = 1
 
-_MM_PER_PT = 25.4 / 72
-# Advance widths in em, rounded up from Noto Serif/Sans CJK SC (the widest of the two).
-_WIDE_LATIN = frozenset("MWmw@%&")
-_NARROW_LATIN = {" ": 0.26, ".": 0.3, ",": 0.3, "-": 0.35, ":": 0.3, "/": 0.45}
+Align = Literal["left", "right"]
 
-Align = Literal["left", "right", "center"]
+
+def cell_width(char: str) -> int | None:
+    """Width of ``char`` in cells in Noto Sans Mono CJK SC, or None where it is not known exactly.
+
+    Only ranges the font covers with fixed advances: printable ASCII (half an em), the unified
+    ideographs and extension A, CJK punctuation, full-width forms and a few symbols (one em).
+    """
+    code = ord(char)
+    if 0x20 <= code < 0x7F:
+        return 1
+    if (
+        0x4E00 <= code <= 0x9FEF
+        or 0x3400 <= code <= 0x4DB5
+        or 0x3000 <= code <= 0x3029
+        or 0x3030 <= code <= 0x303F
+        or 0xFF01 <= code <= 0xFF60
+        or char in "·×÷‘’“”…※"
+    ):
+        return 2
+    return None
+
+
+def text_cells(text: str) -> int | None:
+    """Width of ``text`` in cells, or None if any character's width is not known exactly."""
+    total = 0
+    for char in text:
+        width = cell_width(char)
+        if width is None:
+            return None
+        total += width
+    return total
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
     header: str
-    width_mm: float
+    width_cells: int
     align: Align
     cell: Callable[[Any], str]
 
     @property
-    def width_em(self) -> float:
-        """Room for text in the column, in em of the table font."""
-        return (self.width_mm - 2 * CELL_PADDING_PT * _MM_PER_PT) / (TABLE_FONT_PT * _MM_PER_PT)
+    def width_pt(self) -> float:
+        return self.width_cells * CELL_PT
+
+    @property
+    def room_cells(self) -> int:
+        return self.width_cells - 2 * COLUMN_PADDING_CELLS
 
 
 @dataclass(frozen=True, slots=True)
 class Band:
-    """Up to :data:`BAND_ROWS` ordinary entries, one text per column with one line per entry."""
+    """Up to :data:`BAND_ROWS` ordinary entries, one padded line each."""
 
-    cells: tuple[str, ...]
+    text: str
     size: int
 
     is_band = True
@@ -71,7 +108,7 @@ class Band:
 
 @dataclass(frozen=True, slots=True)
 class SingleRow:
-    """One entry on its own row: a reversal (red) or one whose text needs to wrap."""
+    """One entry on its own row of cells: a reversal (red) or one whose text needs to wrap."""
 
     cells: tuple[str, ...]
     is_reversal: bool
@@ -81,7 +118,7 @@ class SingleRow:
 
 @dataclass(frozen=True, slots=True)
 class DetailTable:
-    key: str  # css hook and anchor: contributions, grants, expenditures, in_kind, refunds
+    key: str  # css hook: contributions, grants, expenditures, in_kind, refunds
     columns: tuple[Column, ...]
     blocks: tuple[Band | SingleRow, ...]
     row_count: int
@@ -91,22 +128,14 @@ class DetailTable:
     def amount_column(self) -> int:
         return next(i for i, c in enumerate(self.columns) if c.header.startswith("金额"))
 
-
-def text_width_em(text: str) -> float:
-    """A generous estimate of the printed width of ``text`` in em."""
-    width = 0.0
-    for char in text:
-        if not char.isascii():
-            width += 1.0  # CJK, full-width punctuation; nothing else on a sheet is wider
-        elif char in _WIDE_LATIN:
-            width += 1.06
-        elif char.isdigit():
-            width += 0.56
-        elif char.isupper():
-            width += 0.86
-        else:
-            width += _NARROW_LATIN.get(char, 0.62)
-    return width
+    @property
+    def rule_positions_pt(self) -> tuple[float, ...]:
+        """Where the vertical rules between columns fall, from the table's left edge."""
+        positions, x = [], 0.0
+        for column in self.columns[:-1]:
+            x += column.width_pt
+            positions.append(x)
+        return tuple(positions)
 
 
 def _seq(row: EntryRow) -> str:
@@ -125,44 +154,45 @@ def _note(row: EntryRow) -> str:
     return row.reversal_note
 
 
-def _columns(*middle: Column, note_mm: float) -> tuple[Column, ...]:
-    head = (Column("序号", 13, "right", _seq), Column("日期", 21, "left", _date))
-    tail = (Column("金额（元）", 24, "right", _amount), Column("备注", note_mm, "left", _note))
+def _columns(*middle: Column, note_cells: int) -> tuple[Column, ...]:
+    # 金额 holds -100,000,000.00, the largest entry the ledger accepts, on one line.
+    head = (Column("序号", 7, "right", _seq), Column("日期", 12, "left", _date))
+    tail = (Column("金额（元）", 17, "right", _amount), Column("备注", note_cells, "left", _note))
     columns = head + middle + tail
-    assert abs(sum(c.width_mm for c in columns) - CONTENT_WIDTH_MM) < 0.01, columns
+    assert sum(c.width_cells for c in columns) == TABLE_CELLS, columns
     return columns
 
 
 CONTRIBUTION_COLUMNS = _columns(
-    Column("出资人", 42, "left", lambda r: r.contributor_name),
-    Column("楼栋", 13, "left", lambda r: r.building),
-    Column("方式", 17, "left", lambda r: r.channel_label),
-    Column("收据号", 22, "left", lambda r: r.receipt_no),
-    note_mm=28,
+    Column("出资人", 28, "left", lambda r: r.contributor_name),
+    Column("楼栋", 8, "left", lambda r: r.building),
+    Column("方式", 10, "left", lambda r: r.channel_label),
+    Column("收据号", 12, "left", lambda r: r.receipt_no),
+    note_cells=19,
 )
 GRANT_COLUMNS = _columns(
-    Column("拨款单位", 50, "left", lambda r: r.grantor),
-    Column("文号", 40, "left", lambda r: r.document_no),
-    note_mm=32,
+    Column("拨款单位", 34, "left", lambda r: r.grantor),
+    Column("文号", 25, "left", lambda r: r.document_no),
+    note_cells=18,
 )
 EXPENDITURE_COLUMNS = _columns(
-    Column("收款单位", 56, "left", lambda r: r.payee),
-    Column("科目", 16, "left", lambda r: r.category_label),
-    Column("发票号", 20, "left", lambda r: r.invoice_no),
-    Column("审核人", 13, "left", lambda r: r.approver_name),
-    note_mm=17,
+    Column("收款单位", 32, "left", lambda r: r.payee),
+    Column("科目", 10, "left", lambda r: r.category_label),
+    Column("发票号", 10, "left", lambda r: r.invoice_no),
+    Column("审核人", 9, "left", lambda r: r.approver_name),
+    note_cells=16,
 )
 IN_KIND_COLUMNS = _columns(
-    Column("姓名", 22, "left", lambda r: r.contributor_name),
-    Column("楼栋", 14, "left", lambda r: r.building),
-    Column("内容", 54, "left", lambda r: r.description),
-    note_mm=32,
+    Column("姓名", 12, "left", lambda r: r.contributor_name),
+    Column("楼栋", 8, "left", lambda r: r.building),
+    Column("内容", 36, "left", lambda r: r.description),
+    note_cells=21,
 )
 REFUND_COLUMNS = _columns(
-    Column("退款对象", 26, "left", lambda r: r.contributor_name),
-    Column("楼栋", 14, "left", lambda r: r.building),
-    Column("事由", 50, "left", lambda r: r.memo),
-    note_mm=32,
+    Column("退款对象", 24, "left", lambda r: r.contributor_name),
+    Column("楼栋", 8, "left", lambda r: r.building),
+    Column("事由", 28, "left", lambda r: r.memo),
+    note_cells=17,
 )
 
 _COLUMNS_BY_ROW_TYPE: dict[type[EntryRow], tuple[str, tuple[Column, ...]]] = {
@@ -174,32 +204,38 @@ _COLUMNS_BY_ROW_TYPE: dict[type[EntryRow], tuple[str, tuple[Column, ...]]] = {
 }
 
 
-def _fits(cells: Sequence[str], columns: Sequence[Column]) -> bool:
-    # The estimate is already an upper bound; a little slack for rounding. No line breaks.
-    return all(
-        "\n" not in text and text_width_em(text) <= column.width_em - 0.2
-        for text, column in zip(cells, columns, strict=True)
-    )
+def band_line(cells: Sequence[str], columns: Sequence[Column]) -> str | None:
+    """The entry as one line of text padded to the columns, or None if a cell does not fit."""
+    parts: list[str] = []
+    for text, column in zip(cells, columns, strict=True):
+        width = text_cells(text)
+        if width is None or width > column.room_cells:
+            return None
+        gap = " " * (column.room_cells - width)
+        edge = " " * COLUMN_PADDING_CELLS
+        parts.append(edge + (gap + text if column.align == "right" else text + gap) + edge)
+    return "".join(parts).rstrip()
 
 
 def detail_table(row_type: type[EntryRow], rows: Sequence[EntryRow]) -> DetailTable:
     """Lay out ``rows`` (all of ``row_type``, in seq order) as bands and single rows."""
     key, columns = _COLUMNS_BY_ROW_TYPE[row_type]
     blocks: list[Band | SingleRow] = []
-    pending: list[tuple[str, ...]] = []
+    pending: list[str] = []
 
     def flush() -> None:
         if pending:
-            blocks.append(Band(tuple("\n".join(column) for column in zip(*pending, strict=True)), len(pending)))
+            blocks.append(Band("\n".join(pending), len(pending)))
             pending.clear()
 
     for row in rows:
         cells = tuple(column.cell(row) for column in columns)
-        if row.is_reversal or not _fits(cells, columns):
+        line = None if row.is_reversal else band_line(cells, columns)
+        if line is None:
             flush()
             blocks.append(SingleRow(cells, row.is_reversal))
             continue
-        pending.append(cells)
+        pending.append(line)
         if len(pending) == BAND_ROWS:
             flush()
     flush()

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
@@ -84,7 +85,7 @@ def entries_csv(entries: list[RecordedEntry], *, unmasked: bool) -> bytes:
     writer.writerow(HEADER)
     for row in _rows(entries, unmasked):
         # A leading =, +, - or @ would run as a formula in Excel: neutralise it.
-        writer.writerow([f"'{v}" if isinstance(v, str) and v[:1] in "=+@" else v for v in row])
+        writer.writerow([f"'{v}" if isinstance(v, str) and v.startswith(("=", "+", "@")) else v for v in row])
     return "\ufeff".encode() + out.getvalue().encode("utf-8")
 
 
@@ -98,7 +99,9 @@ def entries_xlsx(entries: list[RecordedEntry], *, unmasked: bool, title: str) ->
     for row in _rows(entries, unmasked):
         # An exact Decimal (not a float) so that Excel can sum the column.
         row[3] = Decimal(str(row[3]))
-        sheet.append(row)
+        # A control character stored before the API refused them would make openpyxl refuse the
+        # whole sheet: show it as U+FFFD instead.
+        sheet.append([ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v for v in row])
     for i, width in enumerate([6, 10, 12, 14, 22, 12, 8, 14, 20, 18, 12, 30, 8, 8, 22, 66], start=1):
         sheet.column_dimensions[get_column_letter(i)].width = width
     for cell in sheet["D"][1:]:

@@ -26,7 +26,7 @@ import jinja2
 from markupsafe import Markup
 
 from reports.charts import budget_chart_svg, qr_svg, sources_chart_svg
-from reports.detail_tables import TABLE_FONT_PT, detail_table
+from reports.detail_tables import CELL_PT, TABLE_FONT_PT, detail_table
 from reports.formatting import FILTERS, hex_groups
 from reports.sheet_model import (
     ContributionRow,
@@ -40,6 +40,8 @@ from reports.sheet_model import (
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 SHEET_TEMPLATE = "sheet.html.j2"
+# The families sheet.css names, all from the Debian package fonts-noto-cjk.
+SHEET_FONT_FAMILIES = ("Noto Serif CJK SC", "Noto Sans CJK SC", "Noto Sans Mono CJK SC")
 
 _NO_CJK_FONT = (
     "未找到中文字体（fontconfig: fc-list :lang=zh 无结果），公示表 PDF 中的汉字将显示为方框。"
@@ -96,10 +98,11 @@ def render_sheet_html(model: SheetModel) -> str:
         "root_hash_lines": _two_lines(model.verification.root_hash_hex),
         "previous_hash_lines": _two_lines(previous.root_hash_hex) if previous else None,
         # Generated here from numbers and escaped text only, hence safe to inline.
-        "sources_chart": Markup(sources_chart_svg(model.summary)),  # noqa: S704
-        "budget_chart": Markup(budget_chart_svg(model.budget_lines)),  # noqa: S704
-        "qr": Markup(qr_svg(model.verification.verify_url)),  # noqa: S704
+        "sources_chart": Markup(sources_chart_svg(model.summary)),
+        "budget_chart": Markup(budget_chart_svg(model.budget_lines)),
+        "qr": Markup(qr_svg(model.verification.verify_url)),
         "table_font_pt": TABLE_FONT_PT,
+        "cell_pt": CELL_PT,
     }
     return _environment().get_template(SHEET_TEMPLATE).render(context)
 
@@ -124,10 +127,11 @@ def render_sheet_pdf(model: SheetModel) -> bytes:
 
 
 def check_cjk_font() -> None:
-    """Raise ``RuntimeError`` (Chinese and English, with the apt command) if fontconfig has no CJK font.
+    """Raise ``RuntimeError`` (Chinese and English, with the apt command) if fontconfig lacks the fonts.
 
-    The service calls this at start-up: WeasyPrint would otherwise print every 汉字 as an empty box
-    without any error.
+    The service calls this at start-up: without a CJK font WeasyPrint prints every 汉字 as an
+    empty box, without any error. The sheet names three Noto CJK families (all in the Debian
+    package fonts-noto-cjk); its detail tables rely on the monospaced one's exact widths.
     """
     try:
         found = subprocess.run(
@@ -137,6 +141,10 @@ def check_cjk_font() -> None:
         raise RuntimeError(f"{_NO_CJK_FONT}\n(fc-list: {exc})") from exc
     if found.returncode != 0 or not found.stdout.strip():
         raise RuntimeError(_NO_CJK_FONT)
+    families = {name.strip() for line in found.stdout.splitlines() for name in line.split(",")}
+    missing = sorted(set(SHEET_FONT_FAMILIES) - families)
+    if missing:
+        raise RuntimeError(f"{_NO_CJK_FONT}\n缺少字体 / missing families: {', '.join(missing)}")
 
 
 def check_font_subsetter() -> None:
@@ -227,9 +235,8 @@ class PdfRenderer:
 
     async def render(self, model: SheetModel) -> bytes:
         """The sheet as PDF bytes. Raises :class:`RendererBusyError` when too many are waiting."""
-        if self._slots.locked():
-            if self._waiting >= self.max_waiting:
-                raise RendererBusyError(f"{self._waiting} sheets are already waiting to be rendered")
+        if self._slots.locked() and self._waiting >= self.max_waiting:
+            raise RendererBusyError(f"{self._waiting} sheets are already waiting to be rendered")
         self._waiting += 1
         try:
             await self._slots.acquire()

@@ -7,8 +7,8 @@ formats it. Hence the contract:
   households cut to the building (3栋); this module never sees a phone or an unmasked name;
 - money is integer fen (``int``), never float or Decimal; a reversal row carries a negative amount;
 - dates are :class:`datetime.date`; labels (channel, category, stage) are already in Chinese;
-- sequences may be any iterable: they are stored as tuples, so a model is immutable and picklable
-  (it crosses a process boundary in :class:`reports.render.PdfRenderer`).
+- row sequences may be lists or tuples: they are stored as tuples, so a model is immutable and
+  picklable (it crosses a process boundary in :class:`reports.render.PdfRenderer`).
 
 Construction checks the invariants that a bug in the builder could break (types of money, signs
 of reversals, the cash identity of the summary, the hash format, limits) and raises ``TypeError``
@@ -18,6 +18,7 @@ or ``ValueError`` with the field's name, so a wrong sheet is never printed.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
@@ -317,13 +318,13 @@ class SheetModel:
     notice_days: int
     spending_gate_waived: bool  # decided before the service existed: say so on the sheet
     summary: SheetSummary
-    budget_lines: tuple[BudgetLineRow, ...]
-    contributions: tuple[ContributionRow, ...]
-    grants: tuple[GrantRow, ...]
-    expenditures: tuple[ExpenditureRow, ...]
-    in_kind: tuple[InKindRow, ...]
-    refunds: tuple[RefundRow, ...]
-    decisions: tuple[DecisionRow, ...]
+    budget_lines: Sequence[BudgetLineRow]
+    contributions: Sequence[ContributionRow]
+    grants: Sequence[GrantRow]
+    expenditures: Sequence[ExpenditureRow]
+    in_kind: Sequence[InKindRow]
+    refunds: Sequence[RefundRow]
+    decisions: Sequence[DecisionRow]
     verification: VerificationBlock
     objection_contact: str  # 社区居委会 电话 0714-6288123（工作日 8:30–17:30）
     public_url: str  # the project's public page

@@ -54,10 +54,7 @@ _CATEGORIES = ("材料费", "人工费", "设备租赁", "其他")
 
 
 def masked_person(rng: random.Random) -> str:
-    if rng.random() < 0.12:
-        surname = rng.choice(_COMPOUND_SURNAMES)
-    else:
-        surname = rng.choice(_SURNAMES)
+    surname = rng.choice(_COMPOUND_SURNAMES) if rng.random() < 0.12 else rng.choice(_SURNAMES)
     return surname + "*" * rng.choice((1, 2, 2))
 
 
@@ -89,7 +86,9 @@ class _Ledger:
         rng = self.rng
         organisation = name is None and rng.random() < 0.04
         if name is None:
-            name = rng.choice(_ORGANISATIONS) if organisation else ("匿名" if rng.random() < 0.03 else masked_person(rng))
+            name = (
+                rng.choice(_ORGANISATIONS) if organisation else ("匿名" if rng.random() < 0.03 else masked_person(rng))
+            )
         if amount_yuan is None:
             amount_yuan = rng.choice((5000, 8000, 10000)) if organisation else rng.choice(_PERSON_AMOUNTS_YUAN)
         self.receipt_no += 1
@@ -119,7 +118,8 @@ class _Ledger:
                 payee, category = masked_person(rng), "人工费"  # a casual worker, masked
             else:
                 payee, category = rng.choice(_PAYEES)
-        amount_fen = min(rng.randint(300, 12000) * 100 + rng.choice((0, 50, 35)), self.cash_fen)
+        top_yuan = 12000 if category in ("材料费", "人工费") else 1500
+        amount_fen = min(rng.randint(200, top_yuan) * 100 + rng.choice((0, 50, 35)), self.cash_fen)
         if amount_fen <= 0:
             self.contribution(day)
             return
@@ -177,11 +177,25 @@ class _Ledger:
             reverses_seq=original.seq,
             reversal_reason=reason,
         )
-        self.cash_fen += row.amount_fen if isinstance(row, ContributionRow) else -row.amount_fen
-        {
-            ContributionRow: self.contributions,
-            ExpenditureRow: self.expenditures,
-        }[type(row)].append(row)  # type: ignore[index]
+        if isinstance(row, ContributionRow):
+            self.contributions.append(row)
+            self.cash_fen += row.amount_fen
+        elif isinstance(row, ExpenditureRow):
+            self.expenditures.append(row)
+            self.cash_fen -= row.amount_fen
+        else:
+            raise ValueError(f"the sample reverses contributions and expenditures, not {type(row).__name__}")
+
+    def reverse_something(self, day: date) -> None:
+        """Reverse an earlier contribution (重复记账) or, now and then, a spending (发票作废)."""
+        spendings = [e for e in self.expenditures if not e.is_reversal and e.seq not in self.reversed_seqs]
+        receipts = [c for c in self.contributions if not c.is_reversal and c.seq not in self.reversed_seqs]
+        if spendings and self.rng.random() < 0.3:
+            self.reverse(day, self.rng.choice(spendings), "发票作废，重新开具")
+        elif receipts and (candidate := self.rng.choice(receipts)).amount_fen <= self.cash_fen:
+            self.reverse(day, candidate, "重复记账")
+        else:
+            self.contribution(day)
 
 
 def _fake_root(label: str) -> str:
@@ -225,9 +239,7 @@ def sample_sheet(entries: int = 120, *, first_seq: int = 171, seed: int = 2026, 
             contributed_fen=3_642_000, granted_fen=0, other_income_fen=120_000, spent_fen=3_025_035, refunded_fen=0
         )
     )
-    opening_cash = (
-        previous_cumulative.income_fen - previous_cumulative.spent_fen - previous_cumulative.refunded_fen
-    )
+    opening_cash = previous_cumulative.income_fen - previous_cumulative.spent_fen - previous_cumulative.refunded_fen
     ledger = _Ledger(rng=rng, seq=first_seq, cash_fen=opening_cash)
     days = (PERIOD_END - PERIOD_START).days + 1
 
@@ -262,11 +274,7 @@ def sample_sheet(entries: int = 120, *, first_seq: int = 171, seed: int = 2026, 
         elif draw < 0.97:
             ledger.grant(day, "团城山街道办事处", f"团办〔2026〕{rng.randint(1, 60)}号", rng.choice((5000, 10000)))
         else:
-            originals = [c for c in ledger.contributions if not c.is_reversal and c.seq not in ledger.reversed_seqs]
-            if originals:
-                ledger.reverse(day, rng.choice(originals), "重复记账")
-            else:
-                ledger.contribution(day)
+            ledger.reverse_something(day)
     assert ledger.seq == first_seq + entries
 
     period = MoneyTotals(
@@ -292,9 +300,7 @@ def sample_sheet(entries: int = 120, *, first_seq: int = 171, seed: int = 2026, 
     budgets = {"材料费": 6_000_000, "人工费": 4_000_000, "设备租赁": 1_500_000, "其他": 500_000}
     sources = {"材料费": "众筹", "人工费": "以奖代补", "设备租赁": "众筹", "其他": "其他"}
     budget_lines = [
-        BudgetLineRow(
-            category_label=c, source_label=sources[c], budget_fen=budgets[c], spent_fen=spent_by_category[c]
-        )
+        BudgetLineRow(category_label=c, source_label=sources[c], budget_fen=budgets[c], spent_fen=spent_by_category[c])
         for c in _CATEGORIES
     ]
     people = {(r.contributor_name, r.building) for r in ledger.contributions}

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,7 +39,7 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "errors"}
 MONEY_OUT = re.compile(r"^-?[0-9]+\.[0-9]{2}$")
 PHONE = re.compile(r"1[3-9]\d{9}")
 # What no response body may contain: tracebacks, SQL, driver names, file paths.
-LEAK_MARKERS = ("Traceback", "SELECT ", "INSERT ", "sqlalchemy", "asyncpg", "psycopg", "/work/", 'File "', ".py\"")
+LEAK_MARKERS = ("Traceback", "SELECT ", "INSERT ", "sqlalchemy", "asyncpg", "psycopg", "/work/", 'File "', '.py"')
 
 # Names the fixtures give to people: none of them may appear in full in any public output.
 PERSON_NAMES = ("张三", "张小三", "欧阳小明", "李四", "王五", "赵六", "Alice", "钱七")
@@ -90,9 +94,7 @@ def xlsx_text(data: bytes) -> str:
 
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return "\n".join(
-            archive.read(name).decode("utf-8", errors="replace")
-            for name in archive.namelist()
-            if name.endswith(".xml")
+            archive.read(name).decode("utf-8", errors="replace") for name in archive.namelist() if name.endswith(".xml")
         )
 
 
@@ -129,7 +131,13 @@ class Api:
         response = await self.client.request(method, url, content=content, headers=sent, params=params)
         if "Authorization" not in sent and "authorization" not in {k.lower() for k in sent}:
             PUBLIC_RESPONSES.append(
-                Recorded(method, str(response.url), response.status_code, response.headers.get("content-type", ""), response.content)
+                Recorded(
+                    method,
+                    str(response.url),
+                    response.status_code,
+                    response.headers.get("content-type", ""),
+                    response.content,
+                )
             )
         assert_no_leak(response)
         return response
@@ -214,6 +222,7 @@ class World:
     community: str  # "own" community
     other_community: str
     tokens: dict[str, str | None] = field(default_factory=dict)
+    token_ids: dict[str, uuid.UUID] = field(default_factory=dict)
 
     @property
     def admin(self) -> str:
@@ -272,6 +281,7 @@ async def make_world(engine: AsyncEngine, api: Api) -> World:
     for role_name, (role, community) in specs.items():
         issued = await create_token(engine, name=f"test {role_name}", role=role, community_code=community)
         world.tokens[role_name] = issued.secret
+        world.token_ids[role_name] = issued.token.id
     revoked = await create_token(engine, name="test revoked", role="treasurer", community_code=own.code)
     await revoke_token(engine, revoked.token.id)
     world.tokens["revoked"] = revoked.secret
@@ -307,6 +317,55 @@ async def api(api_app: Any) -> AsyncIterator[Api]:
 @pytest.fixture(scope="session")
 async def world(engine: AsyncEngine, api: Api) -> World:
     return await make_world(engine, api)
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+@pytest.fixture(scope="session")
+def live_server(database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real app behind uvicorn on 127.0.0.1 (a free port), for what the in-process test client
+    cannot do: truly concurrent requests, chunked request bodies, schemathesis over the network."""
+    app = create_app(app_settings(database, tmp_path_factory.mktemp("live-data"), log_level="WARNING"))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", backlog=512)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "live server did not start"
+        time.sleep(0.05)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", server, thread)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+# -- scanning public outputs -------------------------------------------------------------------
+
+# Hashes, commitments and UUIDs are long runs of hex digits that may contain 11 decimal digits by
+# chance: they are removed before looking for phone numbers.
+_HEX_RUNS = re.compile(r"[0-9a-fA-F]{32,}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_PHONE_TOKEN = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+
+
+def phone_numbers_in(text: str) -> list[str]:
+    return _PHONE_TOKEN.findall(_HEX_RUNS.sub(" ", text))
+
+
+def full_names_in(text: str) -> list[str]:
+    return [name for name in PERSON_NAMES if name in text]
 
 
 # -- request bodies ----------------------------------------------------------------------------
@@ -362,7 +421,14 @@ def expenditure(amount: str = "1200", category: str = "materials", **extra: Any)
 
 
 def refund(amount: str, contributor: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"kind": "refund", "amount": amount, "occurred_on": past(), "contributor": contributor, "memo": "退款", **extra}
+    return {
+        "kind": "refund",
+        "amount": amount,
+        "occurred_on": past(),
+        "contributor": contributor,
+        "memo": "退款",
+        **extra,
+    }
 
 
 def in_kind(amount: str = "300", name: str = "李四", **extra: Any) -> dict[str, Any]:

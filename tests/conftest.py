@@ -98,4 +98,4 @@ async def make_project(
 
 
 # Fixtures of the HTTP API tests (one app, client and set of tokens for the whole session).
-from tests.api_support import api, api_app, world  # noqa: E402, F401
+from tests.api_support import api, api_app, live_server, world  # noqa: E402, F401

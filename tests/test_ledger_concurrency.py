@@ -197,7 +197,6 @@ async def test_one_hot_project_180_keys_20_duplicates_5_reused(engine: AsyncEngi
     random.Random(7).shuffle(tasks)
     outcomes = await asyncio.gather(*tasks)
 
-    print("in-flight retries:", sum(o.in_flight_retries for o in outcomes))
     reused = [o for o in outcomes if o.request in impostors]
     assert len(reused) == 5
     assert all(isinstance(o.error, IdempotencyKeyReused) for o in reused), [o.error for o in reused]
@@ -261,3 +260,27 @@ async def test_in_flight_key_is_refused_until_the_first_request_ends(engine: Asy
     assert again.result is not None and again.result.replayed and again.result.body == first.result.body
     assert isinstance(refused.error, IdempotencyKeyReused)
     assert await stored_seqs(engine, project) == [1]
+
+
+async def test_verify_while_appends_run_reports_no_false_tampering(engine: AsyncEngine) -> None:
+    """verify reads the head and then the entries: appends committed in between are not tampering."""
+    project = await make_project(engine)
+    scope = unique("token")
+    stop = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        for i in range(40):
+            await send(engine, project, scope, contribution(f"w{w}-{i:02d}", 1_000 + i, w))
+        stop.set()
+
+    async def verifier() -> list[tree.Verification]:
+        seen = []
+        while not stop.is_set():
+            seen.append(await tree.verify(engine, project.code))
+        return seen
+
+    *_, verifications = await asyncio.gather(*(writer(w) for w in range(4)), verifier())
+    bad = [v for v in verifications if not v.ok]
+    assert len(verifications) > 5
+    assert bad == [], f"{len(bad)} of {len(verifications)} verifications reported tampering: {bad[:3]}"
+    assert (await tree.verify(engine, project.code)).ok

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
@@ -33,6 +34,7 @@ from ledger.projects import Project, get_project
 from reports.exports import entries_csv, entries_xlsx
 
 EXPORT_ROWS_MAX = 100_000
+SEQ_MAX = 2**63 - 1  # seq is a BIGINT: a larger number is bad input, not a database error
 
 
 def to_draft(body: Any) -> EntryDraft:
@@ -189,8 +191,8 @@ async def list_entries_route(
     caller: Caller,
     project: str,
     kind: str | None = None,
-    after_seq: int | None = None,
-    limit: int | None = None,
+    after_seq: Annotated[int | None, Parameter(ge=0, le=SEQ_MAX)] = None,
+    limit: Annotated[int | None, Parameter(ge=1, description="默认 50，超过 500 按 500 计")] = None,
 ) -> s.EntryPage:
     found = await get_project(engine, project)
     size = clamp_limit(limit)
@@ -208,9 +210,11 @@ async def list_entries_route(
     tags=["entries"],
     summary="单笔记账凭证与收据",
     security=OPTIONAL_BEARER,
-    responses=problems(401, 404),
+    responses=problems(401, 404, 422),
 )
-async def get_entry_route(engine: AsyncEngine, caller: Caller, project: str, seq: int) -> s.EntryOut:
+async def get_entry_route(
+    engine: AsyncEngine, caller: Caller, project: str, seq: Annotated[int, Parameter(ge=1, le=SEQ_MAX)]
+) -> s.EntryOut:
     found = await get_project(engine, project)
     async with engine.connect() as conn:
         entry = await get_entry(conn, found.code, seq)
@@ -234,7 +238,7 @@ async def _all_entries(engine: AsyncEngine, project: Project, kind: str | None) 
     tags=["entries"],
     summary="导出 CSV（UTF-8 带 BOM，Excel 可直接打开）",
     security=OPTIONAL_BEARER,
-    media_type="text/csv; charset=utf-8",
+    media_type="text/csv",  # Litestar appends "; charset=utf-8" to text/* types
     responses=problems(401, 404, 422),
 )
 async def entries_csv_route(
@@ -246,7 +250,7 @@ async def entries_csv_route(
     filename = f"{found.code}-entries-{date.today().isoformat()}.csv"
     return Response(
         data,
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # Litestar appends "; charset=utf-8" to text/* types
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 

@@ -141,7 +141,9 @@ def upgrade() -> None:
                 erased_at IS NULL OR (name IS NULL AND household IS NULL AND phone IS NULL AND salt IS NULL)
             )
         );
-        CREATE INDEX contributors_match_idx ON contributors (community_id, name, household)
+        -- One live contributor per name and household in a community; concurrent appends in two
+        -- projects that name the same new person meet here (ON CONFLICT), not in a duplicate.
+        CREATE UNIQUE INDEX contributors_identity_unique ON contributors (community_id, name, (coalesce(household, '')))
             WHERE erased_at IS NULL;
 
         -- Per project and contributor: what they paid, had refunded, pledged, gave in kind.
@@ -311,7 +313,8 @@ def upgrade() -> None:
             CONSTRAINT api_tokens_hash_length CHECK (octet_length(token_hash) = 32)
         );
 
-        -- The stored outcome of every idempotent write, committed with the write itself.
+        -- The stored outcome of every idempotent write, committed with the write itself. A retry
+        -- cache, not part of the public record: erasure deletes the responses that quote a person.
         CREATE TABLE idempotency_keys (
             scope        text NOT NULL,
             key          text NOT NULL,
@@ -326,8 +329,9 @@ def upgrade() -> None:
         );
         """
     )
-    for table in ("entries", "postings", "merkle_nodes", "decisions", "idempotency_keys"):
+    for table in ("entries", "postings", "merkle_nodes", "decisions"):
         make_append_only(table)
+    grant("idempotency_keys", "SELECT, INSERT, DELETE")
     grant("communities", "SELECT, INSERT")
     grant("projects", "SELECT, INSERT, UPDATE (stage)")
     grant("budget_lines", "SELECT, INSERT")

@@ -1,0 +1,138 @@
+"""The OpenAPI document at /schema/openapi.json says what the server does: schemathesis 4 runs all
+its phases (examples, coverage, fuzzing, stateful) over the network against the real app behind
+uvicorn, with a valid admin token and path parameters pinned to seeded objects, and reports no
+failure of: not_a_server_error, response_schema_conformance, negative_data_rejection,
+ignored_auth, unsupported_method.
+
+The disclosure routes (another workstream) are left out. The run is bounded: few examples per
+operation and a hard timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger.tokens import create_token
+from tests.api_support import LiveServer, World, contribution, expenditure, grant, reversal
+
+CHECKS = "not_a_server_error,response_schema_conformance,negative_data_rejection,ignored_auth,unsupported_method"
+PHASES = "examples,coverage,fuzzing,stateful"
+# Fixed for a reproducible suite; set these to explore further (e.g. a nightly job).
+SEED = int(os.environ.get("LEDGER_SCHEMATHESIS_SEED", "20261123"))
+MAX_EXAMPLES = int(os.environ.get("LEDGER_SCHEMATHESIS_MAX_EXAMPLES", "8"))
+TIMEOUT_S = 170
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+
+async def _seed(world: World) -> dict[str, str | int]:
+    project = await world.project()
+    await world.entry(project, contribution(amount="200"))
+    await world.entry(project, grant(amount="50000"))
+    await world.entry(project, expenditure(amount="1200"))
+    await world.entry(project, reversal(3))
+    victim = await create_token(
+        world.engine, name="schemathesis 吊销对象", role="auditor", community_code=world.community
+    )
+    return {"path.project": project, "path.code": world.community, "path.seq": 2, "path.token_id": str(victim.token.id)}
+
+
+def _toml(parameters: dict[str, str | int]) -> str:
+    lines = ["[parameters]"]
+    lines += [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in parameters.items()]
+    return "\n".join(lines) + "\n"
+
+
+async def test_document_is_valid_and_declares_problems(world: World) -> None:
+    document = (await world.api.get("/schema/openapi.json")).json()
+    assert document["openapi"].startswith("3.")
+    assert document["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "访问令牌",
+    }
+    for path, item in document["paths"].items():
+        if "disclosures" in path or "objections" in path:
+            continue  # another workstream's routes
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if status[0] in "45":
+                    assert list(response["content"]) == ["application/problem+json"], (method, path, status)
+            if method in ("post", "delete"):
+                assert operation["security"] == [{"bearer": []}], (method, path)
+                if method == "post":
+                    assert "requestBody" in operation, path
+            if path.startswith("/api/"):
+                assert "401" in operation["responses"], (method, path)
+    entries = document["paths"]["/api/v1/projects/{project}/entries"]["post"]
+    key = next(p for p in entries["parameters"] if p["name"] == "Idempotency-Key")
+    assert key["in"] == "header" and key["required"] is True
+    assert "Idempotent-Replayed" in entries["responses"]["201"]["headers"]
+    consistency = document["components"]["schemas"]["ConsistencyOut"]
+    assert "from" in consistency["properties"] and "from_" not in consistency["properties"]
+
+
+@pytest.mark.slow
+async def test_schemathesis_finds_no_mismatch(world: World, live_server: LiveServer, tmp_path: Path) -> None:
+    parameters = await _seed(world)
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(_toml(parameters), encoding="utf-8")
+    report = tmp_path / "report.ndjson"
+    command = [
+        str(SCHEMATHESIS),
+        "--config-file",
+        str(config),
+        "run",
+        f"{live_server.base_url}/schema/openapi.json",
+        "--header",
+        f"Authorization: Bearer {world.admin}",
+        "--checks",
+        CHECKS,
+        "--phases",
+        PHASES,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--no-shrink",
+        # One worker: schemathesis' generators in several threads have hit a CPython AST race
+        # ("AST constructor recursion depth mismatch"), an error of the tool, not of the API.
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+        "--exclude-path-regex",
+        "disclosures|objections",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""},
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    text = output.decode("utf-8", errors="replace")
+    assert process.returncode == 0, text[-12_000:]
+    # Every phase ran, the stateful one included (it needs links between operations).
+    phases_run = set()
+    for line in report.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        finished = event.get("PhaseFinished")
+        if finished is not None and finished.get("status") != "skip":
+            phases_run.add(finished["phase"]["name"])
+    assert {"examples", "coverage", "fuzzing", "stateful"} <= phases_run, (phases_run, text[-4000:])

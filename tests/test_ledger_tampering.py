@@ -1,0 +1,217 @@
+"""A superuser who edits stored rows behind the service's back is caught by ``tree.verify`` (and,
+when the rewrite is consistent all the way up, by a root published before it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import merkle, tree
+from ledger.contributors import ContributorRef
+from ledger.entries import EntryDraft, append_entries
+from ledger.projects import Project
+from tests.conftest import Database, make_project
+
+DAY = date(2025, 6, 1)
+
+
+def dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def project_with(engine: AsyncEngine, n: int) -> Project:
+    """A fresh project with ``n`` entries of mixed kinds (all with some text fields)."""
+    project = await make_project(engine)
+    drafts = [EntryDraft(kind="grant", occurred_on=DAY, amount_fen=5_000_000, grantor="住建局", document_no="文1")]
+    for i in range(1, n):
+        if i % 3 == 2:
+            drafts.append(
+                EntryDraft(
+                    kind="expenditure",
+                    occurred_on=DAY,
+                    amount_fen=10_000 + i,
+                    payee="某工程公司",
+                    category="materials",
+                    invoice_no=f"F{i}",
+                )
+            )
+        else:
+            drafts.append(
+                EntryDraft(
+                    kind="contribution",
+                    occurred_on=DAY,
+                    amount_fen=20_000 + i,
+                    contributor=ContributorRef(name=f"居民{i}", household="3栋"),
+                    memo="众筹",
+                )
+            )
+    await append_entries(engine, project.code, drafts, recorded_by="test", render=lambda r: len(r))
+    verification = await tree.verify(engine, project.code)
+    assert verification.ok and verification.size == n
+    return project
+
+
+async def as_superuser(
+    database: Database, statements: Sequence[tuple[str, Sequence[Any]]], tables: Sequence[str]
+) -> None:
+    """Run ``statements`` with the row guards of ``tables`` disabled, then put them back ALWAYS."""
+    conn = await asyncpg.connect(dsn(database.superuser_url))
+    try:
+        async with conn.transaction():
+            for t in tables:
+                await conn.execute(f"ALTER TABLE {t} DISABLE TRIGGER {t}_no_update_delete")
+            for sql, args in statements:
+                status = await conn.execute(sql, *args)
+                assert status.endswith(" 1"), f"{sql} changed exactly one row: {status}"
+            for t in tables:
+                await conn.execute(f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER {t}_no_update_delete")
+    finally:
+        await conn.close()
+
+
+async def leaf_hashes(engine: AsyncEngine, project: Project) -> list[bytes]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT leaf_hash FROM entries WHERE project_id = :pid ORDER BY seq"), {"pid": project.id}
+        )
+        return [bytes(r.leaf_hash) for r in rows]
+
+
+async def consistent_leaf(engine: AsyncEngine, project: Project, seq: int) -> tuple[str, bytes]:
+    """The document and leaf that the (already edited) stored fields of ``seq`` imply."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(text(str(tree._VERIFY_SQL)), {"pid": project.id, "after": seq - 1, "limit": 1})).one()
+    document = tree.rebuild_document(project.code, row)
+    return document.decode(), merkle.leaf_hash(document)
+
+
+ENTRY_EDITS = {
+    "amount": ("UPDATE entries SET amount_fen = amount_fen + 100 WHERE project_id = $1 AND seq = $2", "entries"),
+    "occurred_on": ("UPDATE entries SET occurred_on = occurred_on - 1 WHERE project_id = $1 AND seq = $2", "entries"),
+    "recorded_at": (
+        "UPDATE entries SET recorded_at = recorded_at - interval '1 day' WHERE project_id = $1 AND seq = $2",
+        "entries",
+    ),
+    "memo": ("UPDATE entries SET memo = '众筹（补记）' WHERE project_id = $1 AND seq = $2", "entries"),
+    "posting": (
+        "UPDATE postings SET amount_fen = amount_fen + 1 WHERE project_id = $1 AND seq = $2 AND line_no = 1",
+        "postings",
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", ENTRY_EDITS)
+async def test_edited_field_is_pinned_to_its_seq(engine: AsyncEngine, database: Database, edit: str) -> None:
+    project = await project_with(engine, 12)
+    seq = 7  # a contribution (memo set), in the middle of a level-2 subtree
+    sql, table = ENTRY_EDITS[edit]
+    await as_superuser(database, [(sql, [project.id, seq])], [table])
+    verification = await tree.verify(engine, project.code)
+    assert not verification.ok
+    assert verification.first_bad_seq == seq
+    assert verification.size == 12
+
+
+async def test_document_and_leaf_rewritten_together_are_caught_by_the_stored_nodes(
+    engine: AsyncEngine, database: Database
+) -> None:
+    project = await project_with(engine, 12)
+    seq = 5  # leaf index 4: left child of node (1, 2), which stays as it was
+    edit = "UPDATE entries SET amount_fen = amount_fen + 100 WHERE project_id = $1 AND seq = $2"
+    await as_superuser(database, [(edit, [project.id, seq])], ["entries"])
+    document, leaf = await consistent_leaf(engine, project, seq)
+    rewrite = "UPDATE entries SET document = $3, leaf_hash = $4 WHERE project_id = $1 AND seq = $2"
+    await as_superuser(database, [(rewrite, [project.id, seq, document, leaf])], ["entries"])
+
+    verification = await tree.verify(engine, project.code)
+    assert not verification.ok
+    # The stored pair node (1, 2) covers seq 5 and 6: verify names the first leaf it covers.
+    assert verification.first_bad_seq == seq
+
+
+async def test_document_and_leaf_of_the_newest_entry_rewritten_together(
+    engine: AsyncEngine, database: Database
+) -> None:
+    """The newest entry of an odd-sized log has no stored node above it yet; the head's root is
+    what still pins it."""
+    project = await project_with(engine, 13)
+    seq = 13
+    edit = "UPDATE entries SET amount_fen = amount_fen + 100 WHERE project_id = $1 AND seq = $2"
+    await as_superuser(database, [(edit, [project.id, seq])], ["entries"])
+    document, leaf = await consistent_leaf(engine, project, seq)
+    rewrite = "UPDATE entries SET document = $3, leaf_hash = $4 WHERE project_id = $1 AND seq = $2"
+    await as_superuser(database, [(rewrite, [project.id, seq, document, leaf])], ["entries"])
+
+    verification = await tree.verify(engine, project.code)
+    assert not verification.ok
+    assert verification.first_bad_seq == seq
+
+
+# (level, idx) of the edited node, the first seq it covers, and a seq whose proof uses it.
+@pytest.mark.parametrize(("level", "idx", "first_leaf_seq", "proof_seq"), [(1, 3, 7, 5), (2, 1, 5, 1), (3, 0, 1, 9)])
+async def test_edited_merkle_node_is_caught(
+    engine: AsyncEngine, database: Database, level: int, idx: int, first_leaf_seq: int, proof_seq: int
+) -> None:
+    project = await project_with(engine, 12)
+    _, published = await tree.root_at(engine, project.code, 12)
+    edit = "UPDATE merkle_nodes SET hash = sha256(hash) WHERE project_id = $1 AND level = $2 AND idx = $3"
+    await as_superuser(database, [(edit, [project.id, level, idx])], ["merkle_nodes"])
+
+    verification = await tree.verify(engine, project.code)
+    assert not verification.ok
+    assert verification.first_bad_seq == first_leaf_seq
+    # A resident holding a receipt for a leaf this node proves finds out too.
+    proof = await tree.inclusion(engine, project.code, proof_seq, 12)
+    with pytest.raises(merkle.ProofError):
+        merkle.verify_inclusion(proof.leaf_hash, proof_seq - 1, 12, proof.proof, published)
+
+
+async def test_rewritten_head_is_caught(engine: AsyncEngine, database: Database) -> None:
+    project = await project_with(engine, 12)
+    # project_heads is not append-only (each append moves it), so no trigger to disable.
+    conn = await asyncpg.connect(dsn(database.superuser_url))
+    try:
+        await conn.execute("UPDATE project_heads SET root_hash = sha256(root_hash) WHERE project_id = $1", project.id)
+    finally:
+        await conn.close()
+    verification = await tree.verify(engine, project.code)
+    assert not verification.ok
+    assert verification.first_bad_seq == 13, "every entry checks out; what is wrong is the head after them"
+
+
+async def test_full_consistent_rewrite_passes_verify_but_not_a_published_root(
+    engine: AsyncEngine, database: Database
+) -> None:
+    """Verify checks the database against itself. Someone who rewrites an entry, every node above
+    it and the head gets ok=True — which is why sheets print the root: the old root still tells."""
+    project = await project_with(engine, 12)
+    size_published, root_published = await tree.root_at(engine, project.code, 10)
+    seq = 4
+    edit = "UPDATE entries SET amount_fen = amount_fen + 100 WHERE project_id = $1 AND seq = $2"
+    await as_superuser(database, [(edit, [project.id, seq])], ["entries"])
+    document, leaf = await consistent_leaf(engine, project, seq)
+    rewrite = "UPDATE entries SET document = $3, leaf_hash = $4 WHERE project_id = $1 AND seq = $2"
+    await as_superuser(database, [(rewrite, [project.id, seq, document, leaf])], ["entries"])
+    leaves = await leaf_hashes(engine, project)
+    frontier = merkle.Frontier()
+    nodes: list[tuple[merkle.NodeID, bytes]] = []
+    for h in leaves:
+        nodes.extend(frontier.append(h))
+    changed = [((lvl, idx), h) for (lvl, idx), h in nodes if (idx << lvl) <= seq - 1 < ((idx + 1) << lvl)]
+    node_sql = "UPDATE merkle_nodes SET hash = $4 WHERE project_id = $1 AND level = $2 AND idx = $3"
+    await as_superuser(database, [(node_sql, [project.id, lvl, idx, h]) for (lvl, idx), h in changed], ["merkle_nodes"])
+    head_sql = "UPDATE project_heads SET frontier = $2, root_hash = $3 WHERE project_id = $1"
+    await as_superuser(database, [(head_sql, [project.id, frontier.to_bytes(), frontier.root()])], [])
+
+    assert (await tree.verify(engine, project.code)).ok, "a thorough forger fools the self-check"
+    _, root_now = await tree.root_at(engine, project.code, size_published)
+    assert root_now != root_published
+    proof = await tree.consistency(engine, project.code, size_published, 12)
+    with pytest.raises(merkle.ProofError):
+        merkle.verify_consistency(size_published, 12, proof.proof, root_published, proof.root_to)
