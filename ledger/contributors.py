@@ -59,7 +59,9 @@ class Contributor:
 
 _FIND = pg.Query(
     """
-    SELECT c.* FROM contributors c
+    SELECT c.*, t.paid_fen, t.refunded_fen, t.pledged_fen, t.in_kind_fen
+    FROM contributors c
+    LEFT JOIN contributor_totals t ON t.project_id = :pid AND t.contributor_id = c.id
     WHERE c.community_id = :cid AND c.erased_at IS NULL
       AND (c.public_id = ANY(CAST(:ids AS uuid[]))
            OR (c.name, coalesce(c.household, '')) IN (
@@ -81,17 +83,22 @@ _CREATE = pg.Query(
 )
 
 
+Totals = dict[str, int]  # paid, refunded, pledged, in_kind (fen) in one project
+
+
 async def resolve_contributors(
-    conn: asyncpg.Connection, community_id: int, refs: list[ContributorRef], *, create: list[bool]
-) -> list[Contributor]:
-    """Find (or, where ``create[i]``, create) the contributor of every ref, in one or two round trips.
+    conn: asyncpg.Connection, community_id: int, project_id: int, refs: list[ContributorRef], *, create: list[bool]
+) -> tuple[list[Contributor], dict[int, Totals]]:
+    """Find (or, where ``create[i]``, create) the contributor of every ref, with their totals in
+    ``project_id``, in one or two round trips.
 
     Errors: ValidationFailed (field ``contributor``) for an unknown or erased id, an unknown type,
     or, where creating is not allowed (refunds), an unknown name.
     """
     ids = list({r.id for r in refs if r.id is not None})
     keys = list({r.match_key() for r in refs if r.id is None and r.name is not None})
-    by_public_id, by_name = await _find(conn, community_id, ids, keys)
+    totals: dict[int, Totals] = {}
+    by_public_id, by_name = await _find(conn, community_id, project_id, ids, keys, totals)
 
     missing: dict[tuple[str, str], ContributorRef] = {}
     for i, ref in enumerate(refs):
@@ -108,19 +115,38 @@ async def resolve_contributors(
                 raise ValidationFailed.on("contributor.type", f"未知的出资人类型 {ref.type}").at(i)
             missing.setdefault(ref.match_key(), ref)
     if missing:
-        by_name.update(await _create(conn, community_id, list(missing.values())))
-    return [by_public_id[r.id] if r.id is not None else by_name[r.match_key()] for r in refs]
+        by_name.update(await _create(conn, community_id, project_id, list(missing.values()), totals))
+    return [by_public_id[r.id] if r.id is not None else by_name[r.match_key()] for r in refs], totals
 
 
 async def _find(
-    conn: asyncpg.Connection, community_id: int, ids: list[uuid.UUID], keys: list[tuple[str, str]]
+    conn: asyncpg.Connection,
+    community_id: int,
+    project_id: int,
+    ids: list[uuid.UUID],
+    keys: list[tuple[str, str]],
+    totals: dict[int, Totals],
 ) -> tuple[dict[uuid.UUID, Contributor], dict[tuple[str, str], Contributor]]:
     if not ids and not keys:
         return {}, {}
     rows = await pg.fetch(
-        conn, _FIND, cid=community_id, ids=ids, names=[k[0] for k in keys], households=[k[1] for k in keys]
+        conn,
+        _FIND,
+        cid=community_id,
+        pid=project_id,
+        ids=ids,
+        names=[k[0] for k in keys],
+        households=[k[1] for k in keys],
     )
     found = [_from_row(r) for r in rows]
+    for r in rows:
+        if r["paid_fen"] is not None:
+            totals[r["id"]] = {
+                "paid": r["paid_fen"],
+                "refunded": r["refunded_fen"],
+                "pledged": r["pledged_fen"],
+                "in_kind": r["in_kind_fen"],
+            }
     return (
         {c.public_id: c for c in found},
         {(c.name or "", c.household or ""): c for c in found},
@@ -128,7 +154,11 @@ async def _find(
 
 
 async def _create(
-    conn: asyncpg.Connection, community_id: int, refs: list[ContributorRef]
+    conn: asyncpg.Connection,
+    community_id: int,
+    project_id: int,
+    refs: list[ContributorRef],
+    totals: dict[int, Totals],
 ) -> dict[tuple[str, str], Contributor]:
     rows = await pg.fetch(
         conn,
@@ -143,7 +173,7 @@ async def _create(
     created = {(c.name or "", c.household or ""): c for c in map(_from_row, rows)}
     raced = [r.match_key() for r in refs if r.match_key() not in created]
     if raced:
-        created.update((await _find(conn, community_id, [], raced))[1])
+        created.update((await _find(conn, community_id, project_id, [], raced, totals))[1])
     return created
 
 

@@ -2,12 +2,13 @@
 
 The append path is the hot path. One transaction per call (one draft, or a batch of up to 10,000):
 
-1. claim the idempotency key (advisory lock, then look-up) — a replay ends here;
-2. lock the project's head row (gapless ``seq`` comes from it, never from a sequence);
-3. read the project's accounts, the contributors and any reversed originals, in bulk;
-4. in Python, under the lock: validate every draft, derive postings, check cash, build the
+1. in one round trip (``ledger_append_begin``, migrations/0003): claim the idempotency key
+   (advisory try-lock, then look-up — a replay ends here), lock the project's head row (gapless
+   ``seq`` comes from it, never from a sequence) and read the project's accounts;
+2. read the contributors with their totals, and any reversed originals, in bulk;
+3. in Python, under the lock: validate every draft, derive postings, check cash, build the
    canonical documents, hash them and extend the Merkle frontier;
-5. write everything — entries, postings, balances, contributor totals, Merkle nodes, the head and
+4. write everything — entries, postings, balances, contributor totals, Merkle nodes, the head and
    the stored response — in ONE statement of data-modifying CTEs; then commit (synchronously).
 
 Errors raised by :func:`append_entries` (all leave no trace: no entry, no seq consumed):
@@ -38,12 +39,14 @@ from ledger.decisions import check_spending_allowed_raw
 from ledger.errors import (
     AlreadyReversed,
     Conflict,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
     InsufficientFunds,
     LedgerError,
     NotFound,
     ValidationFailed,
 )
-from ledger.idempotency import IdempotencyRequest, StoredResponse, claim_raw
+from ledger.idempotency import IdempotencyRequest, StoredResponse
 from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
 
 ENTRY_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
@@ -169,12 +172,38 @@ async def append_entries(
         raise ValidationFailed.on("entries", f"一次最多 {BATCH_SIZE_MAX} 条，至少 1 条")
     today = today or datetime.now(SHANGHAI).date()
     async with pg.transaction(engine) as conn:
-        if idempotency is not None:
-            stored = await claim_raw(conn, idempotency)
-            if stored is not None:
-                return _replay(stored)
-        head = await _lock_head(conn, project_code)
+        begun = await pg.fetchrow(
+            conn,
+            _BEGIN,
+            code=project_code,
+            scope=idempotency.scope if idempotency else None,
+            key=idempotency.key if idempotency else None,
+        )
+        assert begun is not None
+        if begun["outcome"] == "in_flight":
+            raise IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")
+        if begun["outcome"] == "stored":
+            assert idempotency is not None
+            if bytes(begun["stored_fingerprint"]) != idempotency.fingerprint:
+                raise IdempotencyKeyReused("该 Idempotency-Key 已用于另一个不同的请求")
+            return _replay(StoredResponse(begun["stored_status"], begun["stored_body"]))
+        if begun["outcome"] == "not_found":
+            raise NotFound(f"项目 {project_code} 不存在")
+        head = _Head(
+            project_id=begun["project_id"],
+            community_id=begun["community_id"],
+            project_code=project_code,
+            spending_gate=begun["spending_gate"],
+            size=begun["size"],
+            frontier=merkle.Frontier.from_bytes(begun["size"], begun["frontier"]),
+        )
         batch = _Batch(conn, head, today)
+        batch.accounts = {
+            code: _Account(id_, code, balance, floor)
+            for id_, code, balance, floor in zip(
+                begun["account_ids"], begun["account_codes"], begun["balances"], begun["floors"], strict=True
+            )
+        }
         await batch.load(drafts)
         recorded = [batch.prepare(i, d, recorded_by) for i, d in enumerate(drafts)]
         body = json.dumps(render(recorded), ensure_ascii=False, separators=(",", ":"))
@@ -192,21 +221,8 @@ def _replay(stored: StoredResponse) -> AppendResult:
     return AppendResult(status=stored.status, body=stored.body, replayed=True)
 
 
-_LOCK_HEAD = pg.Query(
-    """
-    SELECT h.project_id, h.community_id, h.size, h.frontier, p.code, p.spending_gate
-    FROM projects p JOIN project_heads h ON h.project_id = p.id
-    WHERE p.code = :code
-    FOR UPDATE OF h
-    """
-)
-_ACCOUNTS = pg.Query(
-    """
-    SELECT a.id, a.code, b.balance_fen, b.floor_fen
-    FROM accounts a JOIN balances b ON b.account_id = a.id
-    WHERE a.project_id = :pid
-    """
-)
+# Claims the key, locks the head and reads the accounts in one round trip (migrations/0003).
+_BEGIN = pg.Query("SELECT * FROM ledger_append_begin(:code, :scope, :key)")
 _TOTALS = pg.Query(
     """
     SELECT contributor_id, paid_fen, refunded_fen, pledged_fen, in_kind_fen
@@ -230,20 +246,6 @@ _ORIGINALS = pg.Query(
 )
 
 
-async def _lock_head(conn: asyncpg.Connection, project_code: str) -> _Head:
-    row = await pg.fetchrow(conn, _LOCK_HEAD, code=project_code)
-    if row is None:
-        raise NotFound(f"项目 {project_code} 不存在")
-    return _Head(
-        project_id=row["project_id"],
-        community_id=row["community_id"],
-        project_code=row["code"],
-        spending_gate=row["spending_gate"],
-        size=row["size"],
-        frontier=merkle.Frontier.from_bytes(row["size"], row["frontier"]),
-    )
-
-
 class _Batch:
     """State of one append transaction: what was read under the lock, and what will be written."""
 
@@ -261,8 +263,7 @@ class _Batch:
         self.gate_error: LedgerError | None = None
 
     async def load(self, drafts: list[EntryDraft]) -> None:
-        rows = await pg.fetch(self.conn, _ACCOUNTS, pid=self.head.project_id)
-        self.accounts = {r["code"]: _Account(r["id"], r["code"], r["balance_fen"], r["floor_fen"]) for r in rows}
+        """What the drafts need besides the head and accounts: contributors, originals, the gate."""
         await self._load_contributors(drafts)
         await self._load_originals(drafts)
         await self._load_gate(drafts)
@@ -275,11 +276,12 @@ class _Batch:
         refs = [drafts[i].contributor for i in positions]
         create = [drafts[i].kind != "refund" for i in positions]
         try:
-            found = await resolve_contributors(
+            found, totals = await resolve_contributors(
                 self.conn,
                 self.head.community_id,
-                refs,
-                create=create,  # type: ignore[arg-type]
+                self.head.project_id,
+                refs,  # type: ignore[arg-type]
+                create=create,
             )
         except LedgerError as exc:
             if exc.index is not None:
@@ -288,7 +290,10 @@ class _Batch:
         self.contributors = [None] * len(drafts)
         for i, c in zip(positions, found, strict=True):
             self.contributors[i] = c
-        await self._load_totals({c.id for c in found})
+        # Contributors with no totals yet in this project start from zero.
+        self.totals.update(totals)
+        for c in found:
+            self.totals.setdefault(c.id, {"paid": 0, "refunded": 0, "pledged": 0, "in_kind": 0})
 
     async def _load_totals(self, contributor_ids: set[int]) -> None:
         ids = [i for i in contributor_ids if i not in self.totals]

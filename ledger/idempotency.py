@@ -16,11 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger import pg
 from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, ValidationFailed
 
 KEY_FORMAT = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -54,8 +52,6 @@ def fingerprint(*parts: bytes) -> bytes:
 
 _LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended(:scope || chr(31) || :key, 7))"
 _LOOKUP_SQL = "SELECT fingerprint, status, body FROM idempotency_keys WHERE scope = :scope AND key = :key"
-_LOCK = pg.Query(_LOCK_SQL)
-_LOOKUP = pg.Query(_LOOKUP_SQL)
 
 
 def _outcome(locked: bool, row: Mapping[str, Any] | None, request: IdempotencyRequest) -> StoredResponse | None:
@@ -78,13 +74,6 @@ async def claim(conn: AsyncConnection, request: IdempotencyRequest) -> StoredRes
     # for nothing (try-lock) is visible here.
     row = (await conn.execute(text(_LOOKUP_SQL), params)).mappings().one_or_none() if locked else None
     return _outcome(locked, row, request)
-
-
-async def claim_raw(conn: asyncpg.Connection, request: IdempotencyRequest) -> StoredResponse | None:
-    """:func:`claim` on the append path's raw asyncpg connection."""
-    locked = await conn.fetchval(_LOCK.sql, *_LOCK.args({"scope": request.scope, "key": request.key}))
-    row = await pg.fetchrow(conn, _LOOKUP, scope=request.scope, key=request.key) if locked else None
-    return _outcome(bool(locked), row, request)
 
 
 async def store(
