@@ -365,6 +365,7 @@ class VerifyOut(BaseModel):
     size: int
     root_hash: str
     first_bad_seq: int | None
+    unbalanced_accounts: list[str] = Field(default=[], description="余额与分录合计不符的科目")
 
 
 class TokenOut(BaseModel):

@@ -236,6 +236,7 @@ async def list_decisions(engine: AsyncEngine, project_code: str) -> list[Decisio
 _GATE = pg.Query(
     """
     SELECT
+      (SELECT stage FROM projects WHERE id = :pid) AS stage,
       (SELECT held_on + notice_days FROM decisions
         WHERE project_id = :pid AND stage = 'announcement' ORDER BY id DESC LIMIT 1) AS notice_end,
       (SELECT held_on FROM decisions
@@ -244,10 +245,15 @@ _GATE = pg.Query(
 )
 
 
-async def check_spending_allowed_raw(conn: asyncpg.Connection, project_id: int, today: date) -> None:
-    """Errors: StageForbidsEntry while the decision trail does not yet allow spending."""
+async def check_spending_allowed_raw(conn: asyncpg.Connection, project_id: int, today: date, *, waived: bool) -> None:
+    """Errors: StageForbidsEntry while the decision trail does not yet allow spending (unless the
+    gate is waived), and for every project once it is closed (结项)."""
     row = await pg.fetchrow(conn, _GATE, pid=project_id)
     assert row is not None
+    if row["stage"] == "closure":
+        raise StageForbidsEntry("项目已结项，不能再记支出")
+    if waived:
+        return
     notice_end, started_on = row["notice_end"], row["started_on"]
     if notice_end is None:
         raise StageForbidsEntry("项目决议尚未公开（四议两公开），暂不能支出")

@@ -422,9 +422,11 @@ class _Batch:
     async def _load_gate(self, drafts: list[EntryDraft]) -> None:
         """Decide once per transaction whether spending is open; raised at the first expenditure,
         after that draft's own 422 checks (error precedence: 422 before 409)."""
-        if self.head.spending_gate != "waived" and any(d.kind == "expenditure" for d in drafts):
+        if any(d.kind == "expenditure" for d in drafts):
             try:
-                await check_spending_allowed_raw(self.conn, self.head.project_id, self.today)
+                await check_spending_allowed_raw(
+                    self.conn, self.head.project_id, self.today, waived=self.head.spending_gate == "waived"
+                )
             except LedgerError as exc:
                 self.gate_error = exc
 

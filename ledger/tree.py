@@ -52,6 +52,9 @@ class Verification:
     size: int
     root_hash: bytes
     first_bad_seq: int | None
+    # Accounts whose running balance differs from the sum of their postings (the application role
+    # may update balances, so they are checked too).
+    unbalanced_accounts: tuple[str, ...] = ()
 
 
 async def head(conn: AsyncConnection, project_code: str) -> TreeHead:
@@ -251,4 +254,26 @@ async def verify(engine: AsyncEngine, project_code: str) -> Verification:
                     break
         if first_bad is None and (frontier.size != tree.size or root != tree.root_hash):
             first_bad = min(frontier.size, tree.size) + 1
-        return Verification(ok=first_bad is None, size=tree.size, root_hash=tree.root_hash, first_bad_seq=first_bad)
+        unbalanced = tuple((await conn.execute(_UNBALANCED_SQL, {"pid": tree.project_id})).scalars().all())
+        return Verification(
+            ok=first_bad is None and not unbalanced,
+            size=tree.size,
+            root_hash=tree.root_hash,
+            first_bad_seq=first_bad,
+            unbalanced_accounts=unbalanced,
+        )
+
+
+_UNBALANCED_SQL = text(
+    """
+    SELECT a.code
+    FROM accounts a
+    JOIN balances b ON b.account_id = a.id
+    LEFT JOIN (
+        SELECT account_id, sum(CASE WHEN side = 'debit' THEN amount_fen ELSE -amount_fen END) AS net
+        FROM postings WHERE project_id = :pid GROUP BY account_id
+    ) p ON p.account_id = a.id
+    WHERE a.project_id = :pid AND b.balance_fen <> coalesce(p.net, 0)
+    ORDER BY a.code
+    """
+)

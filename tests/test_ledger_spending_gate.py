@@ -160,3 +160,13 @@ async def test_waived_project_spends_freely(engine: AsyncEngine) -> None:
     # A waived project may join its trail part-way (decided before the service existed).
     await decide(engine, project, DecisionDraft("start", D0, "开工"))
     assert await append(engine, project, [spend(D0)], today=D0) == [3]
+
+
+async def test_closed_project_takes_no_more_spending(engine: AsyncEngine) -> None:
+    project = await make_project(engine, spending_gate="waived")
+    assert await append(engine, project, [pay(D0), spend(D0)], today=D0) == [1, 2]
+    await decide(engine, project, DecisionDraft("closure", D0, "结项公示"))
+    with pytest.raises(StageForbidsEntry, match="结项"):
+        await append(engine, project, [spend(D0)], today=D0)
+    # Money may still come in (and be refunded) after closure; only spending stops.
+    assert await append(engine, project, [pay(D0)], today=D0) == [3]

@@ -185,6 +185,25 @@ async def test_rewritten_head_is_caught(engine: AsyncEngine, database: Database)
     assert verification.first_bad_seq == 13, "every entry checks out; what is wrong is the head after them"
 
 
+async def test_edited_balance_is_caught(engine: AsyncEngine, database: Database) -> None:
+    """The application role may update balances (each append does), so verify sums the postings."""
+    project = await project_with(engine, 6)
+    assert (await tree.verify(engine, project.code)).unbalanced_accounts == ()
+    conn = await asyncpg.connect(dsn(database.urls.app))
+    try:
+        await conn.execute(
+            "UPDATE balances SET balance_fen = balance_fen + 100 WHERE account_id = "
+            "(SELECT id FROM accounts WHERE project_id = $1 AND code = 'cash')",
+            project.id,
+        )
+    finally:
+        await conn.close()
+    verification = await tree.verify(engine, project.code)
+    assert not verification.ok
+    assert verification.first_bad_seq is None, "every entry and the tree check out"
+    assert verification.unbalanced_accounts == ("cash",)
+
+
 async def test_full_consistent_rewrite_passes_verify_but_not_a_published_root(
     engine: AsyncEngine, database: Database
 ) -> None:

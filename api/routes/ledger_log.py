@@ -80,7 +80,11 @@ async def ledger_consistency(
 async def ledger_verify(engine: AsyncEngine, project: str) -> s.VerifyOut:
     result = await tree.verify(engine, project)
     return s.VerifyOut(
-        ok=result.ok, size=result.size, root_hash=result.root_hash.hex(), first_bad_seq=result.first_bad_seq
+        ok=result.ok,
+        size=result.size,
+        root_hash=result.root_hash.hex(),
+        first_bad_seq=result.first_bad_seq,
+        unbalanced_accounts=list(result.unbalanced_accounts),
     )
 
 
