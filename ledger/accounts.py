@@ -75,3 +75,12 @@ def project_account_codes(categories: list[str]) -> dict[str, bool]:
     codes = dict(BASE_ACCOUNTS)
     codes.update({expense_account(c): False for c in categories})
     return codes
+
+
+def parse_posting_lines(lines: list[str] | None) -> list[Posting]:
+    """Postings as the read queries aggregate them: ``'<account> <side> <amount_fen>'``."""
+    postings = []
+    for line in lines or []:
+        account, side, amount = line.split(" ")
+        postings.append(Posting(account, side, int(amount)))
+    return postings

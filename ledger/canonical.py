@@ -20,6 +20,19 @@ import rfc8785
 from ledger.accounts import Posting
 
 DOCUMENT_VERSION = 1
+# The kind-specific text fields of an entry, stored in columns of the same names.
+ENTRY_TEXT_FIELDS = (
+    "memo",
+    "channel",
+    "receipt_no",
+    "grantor",
+    "document_no",
+    "payee",
+    "category",
+    "invoice_no",
+    "description",
+    "reason",
+)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 

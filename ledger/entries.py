@@ -32,8 +32,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import merkle, pg
-from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account, postings_for
-from ledger.canonical import SHANGHAI, ContributorStamp, entry_document
+from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account, parse_posting_lines, postings_for
+from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, entry_document
 from ledger.contributors import Contributor, ContributorRef, resolve_contributors
 from ledger.decisions import check_spending_allowed_raw
 from ledger.errors import (
@@ -527,18 +527,7 @@ class _Batch:
         await pg.execute(self.conn, _WRITE_SQL, **params)
 
 
-_TEXT_FIELDS = (
-    "memo",
-    "channel",
-    "receipt_no",
-    "grantor",
-    "document_no",
-    "payee",
-    "category",
-    "invoice_no",
-    "description",
-    "reason",
-)
+_TEXT_FIELDS = ENTRY_TEXT_FIELDS
 
 _WRITE_SQL = pg.Query(
     """
@@ -664,10 +653,7 @@ def _entry_from_row(row: Any) -> RecordedEntry:
             household=m["c_household"],
             commitment=bytes(m["contributor_commitment"]),
         )
-    postings = []
-    for line in m["posting_lines"] or []:
-        account, side, amount = line.split(" ")
-        postings.append(Posting(account, side, int(amount)))
+    postings = parse_posting_lines(m["posting_lines"])
     return RecordedEntry(
         project_code=m["project_code"],
         seq=m["seq"],

@@ -15,17 +15,6 @@ from ledger.communities import get_community
 from ledger.errors import Conflict, NotFound, ValidationFailed
 from ledger.tables import accounts, balances, budget_lines, communities, project_heads, projects
 
-STAGES = (
-    "proposal",
-    "deliberation",
-    "review",
-    "resolution",
-    "announcement",
-    "start",
-    "acceptance",
-    "evaluation",
-    "closure",
-)
 BUDGET_SOURCES = ("crowdfunding", "grant", "collective", "other")
 BUDGET_LINES_MAX = 50
 

@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import merkle
-from ledger.accounts import Posting
-from ledger.canonical import ContributorStamp, entry_document
+from ledger.accounts import parse_posting_lines
+from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, entry_document
 from ledger.errors import NotFound, ValidationFailed
 
 VERIFY_CHUNK = 2000
@@ -167,28 +167,11 @@ _VERIFY_SQL = text(
 def rebuild_document(project_code: str, row: object) -> bytes:
     """The canonical document as the entry's stored fields say it must be."""
     m = row._mapping  # type: ignore[attr-defined]
-    postings = []
-    for line in m["postings"] or []:
-        account, side, amount = line.split(" ")
-        postings.append(Posting(account, side, int(amount)))
+    postings = parse_posting_lines(m["postings"])
     stamp = None
     if m["public_id"] is not None:
         stamp = ContributorStamp(str(m["public_id"]), m["contributor_type"], bytes(m["contributor_commitment"]))
-    fields = {
-        k: m[k]
-        for k in (
-            "memo",
-            "channel",
-            "receipt_no",
-            "grantor",
-            "document_no",
-            "payee",
-            "category",
-            "invoice_no",
-            "description",
-            "reason",
-        )
-    }
+    fields = {k: m[k] for k in ENTRY_TEXT_FIELDS}
     occurred_on: date = m["occurred_on"]
     recorded_at: datetime = m["recorded_at"]
     return entry_document(

@@ -73,7 +73,7 @@ async def test_create_get_and_list_communities(world: World) -> None:
         if cursor is not None:
             params["cursor"] = cursor
         page = (await world.api.get("/api/v1/communities", params=params)).json()
-        assert set(page) == {"items", "next"} and len(page["items"]) <= 2
+        assert {"items", "next"} <= set(page) and len(page["items"]) <= 2
         seen += [c["code"] for c in page["items"]]
         cursor = page["next"]
         if cursor is None:
@@ -110,8 +110,8 @@ async def test_create_and_read_projects(world: World) -> None:
     ]
     got = (await world.api.get(f"/api/v1/projects/{body['code']}")).json()
     assert got["stage"] == "proposal"
-    assert set(got["summary"]) == SUMMARY_KEYS
-    assert set(got["summary"]["ledger"]) == {"size", "root_hash"}
+    assert set(got["summary"]) >= SUMMARY_KEYS  # the service may add fields
+    assert {"size", "root_hash"} <= set(got["summary"]["ledger"])
     assert got["summary"]["by_category"] == [
         {"category": "materials", "label": "沥青材料", "budget": "60000.00", "spent": "0.00"}
     ]
@@ -256,11 +256,12 @@ async def test_health(world: World) -> None:
     live = await world.api.get("/healthz")
     assert live.status_code == 200 and live.json()["status"] == "ok"
     ready = await world.api.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {
-        "status": "ready",
-        "revision": head_revision(),
-        "head": head_revision(),
-    }
+    assert ready.status_code == 200
+    assert (ready.json()["status"], ready.json()["revision"], ready.json()["head"]) == (
+        "ready",
+        head_revision(),
+        head_revision(),
+    )
     # Probes do not depend on whatever Authorization header a proxy forwards.
     assert (await world.api.get("/healthz", token=world.tokens["garbage"])).status_code == 200
 

@@ -251,7 +251,7 @@ async def test_list_kind_filter_and_pagination(world: World) -> None:
     pages = 0
     while after is not None:
         page = (await world.api.get(url(project, "/entries"), params={"after_seq": after, "limit": 77})).json()
-        assert set(page) == {"items", "next"}
+        assert {"items", "next"} <= set(page)
         seen += [e["seq"] for e in page["items"]]
         after = page["next"]
         assert after is None or after == seen[-1]
@@ -366,7 +366,7 @@ async def test_roots_inclusion_and_consistency_verify_with_ledger_merkle(world: 
     for size in (1, 2, 5, 8, 13):
         for seq in range(1, size + 1):
             body = (await world.api.get(url(project, "/ledger/inclusion"), params={"seq": seq, "size": size})).json()
-            assert set(body) == {"seq", "size", "leaf_hash", "root_hash", "proof"}
+            assert {"seq", "size", "leaf_hash", "root_hash", "proof"} <= set(body)
             assert (body["seq"], body["size"]) == (seq, size)
             assert body["leaf_hash"] == hashes[seq - 1].hex() and bytes.fromhex(body["root_hash"]) == roots[size]
             merkle.verify_inclusion(
@@ -382,7 +382,7 @@ async def test_roots_inclusion_and_consistency_verify_with_ledger_merkle(world: 
             body = (
                 await world.api.get(url(project, "/ledger/consistency"), params={"from": size_from, "to": size_to})
             ).json()
-            assert set(body) == {"from", "to", "from_root", "to_root", "proof"}
+            assert {"from", "to", "from_root", "to_root", "proof"} <= set(body)
             assert (body["from"], body["to"]) == (size_from, size_to)
             assert (
                 bytes.fromhex(body["from_root"]) == roots[size_from]
@@ -393,7 +393,12 @@ async def test_roots_inclusion_and_consistency_verify_with_ledger_merkle(world: 
             )
 
     verify = (await world.api.get(url(project, "/ledger/verify"))).json()
-    assert verify == {"ok": True, "size": 13, "root_hash": roots[13].hex(), "first_bad_seq": None}
+    assert {k: verify[k] for k in ("ok", "size", "root_hash", "first_bad_seq")} == {
+        "ok": True,
+        "size": 13,
+        "root_hash": roots[13].hex(),
+        "first_bad_seq": None,
+    }
 
     bad = [
         ("/ledger", {"size": 14}),

@@ -12,7 +12,8 @@ from api.http import clamp_limit, parse_body, read_json
 from api.presenters import community_out, project_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
 from ledger.communities import NewCommunity, create_community, find_community, list_communities
-from ledger.projects import STAGES, BudgetLine, NewProject, get_project, list_projects
+from ledger.decisions import STAGES
+from ledger.projects import BudgetLine, NewProject, get_project, list_projects
 from ledger.projects import create_project as ledger_create_project
 from ledger.summary import project_summary
 
