@@ -47,6 +47,7 @@ from ledger.errors import (
     ValidationFailed,
 )
 from ledger.idempotency import IdempotencyRequest, StoredResponse
+from ledger.masking import contains_phone
 from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
 
 ENTRY_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
@@ -588,8 +589,15 @@ _WRITE_SQL = pg.Query(
 )
 
 
+# Published verbatim and hashed into the document: a phone typed here could never be taken back.
+PUBLIC_TEXT_FIELDS = ("memo", "description", "reason", "payee", "grantor")
+
+
 def _check_static(draft: EntryDraft, today: date) -> None:
     """Rules that need no database. The API's schemas check the same; the ledger trusts no caller."""
+    for name in PUBLIC_TEXT_FIELDS:
+        if contains_phone(getattr(draft, name)):
+            raise ValidationFailed.on(name, "公开内容中不能包含手机号码（出资人电话只登记在出资人信息中）")
     if draft.kind not in ENTRY_KINDS:
         raise ValidationFailed.on("kind", f"未知的记录类型 {draft.kind}")
     if draft.occurred_on > today:

@@ -25,6 +25,15 @@ COMPOUND_SURNAMES = frozenset(
 _BUILDING = re.compile(r"^\s*([0-9A-Za-z一二三四五六七八九十百零〇甲乙丙丁东西南北-]{1,8}\s*(?:号楼|栋|幢|座|楼|#))")
 
 
+# A mainland mobile number standing alone (not part of a longer digit string).
+_MOBILE = re.compile(r"(?<!\d)1[3-9]\d[\s-]?\d{4}[\s-]?\d{4}(?!\d)")
+
+
+def contains_phone(text: str | None) -> bool:
+    """Free text that is published verbatim (and hashed into the ledger) must carry no phone."""
+    return bool(text) and _MOBILE.search(text) is not None  # type: ignore[arg-type]
+
+
 def mask_person_name(name: str) -> str:
     name = name.strip()
     if not name:

@@ -227,3 +227,34 @@ async def test_batch_limits(engine: AsyncEngine, funded: Project) -> None:
     with pytest.raises(ValidationFailed):
         await append(engine, funded, [])
     assert await state(engine, funded) == before
+
+
+@pytest.mark.parametrize("field", ["memo", "description", "reason", "payee", "grantor"])
+async def test_phone_numbers_in_public_text_are_refused(engine: AsyncEngine, field: str) -> None:
+    """Free text is published verbatim and hashed: a phone in it could never be taken back."""
+    from ledger.errors import ValidationFailed as Refused
+
+    project = await make_project(engine)
+    kinds = {"description": "in_kind", "reason": "reversal", "payee": "expenditure", "grantor": "grant"}
+    base = {
+        "in_kind": EntryDraft(
+            kind="in_kind",
+            occurred_on=DAY,
+            amount_fen=100,
+            contributor=ContributorRef(name="李四"),
+            description="义务劳动",
+        ),
+        "reversal": EntryDraft(kind="reversal", occurred_on=DAY, reverses_seq=1, reason="错"),
+        "expenditure": EntryDraft(
+            kind="expenditure", occurred_on=DAY, amount_fen=100, payee="某公司", category="materials"
+        ),
+        "grant": EntryDraft(kind="grant", occurred_on=DAY, amount_fen=100, grantor="某局"),
+        "contribution": EntryDraft(
+            kind="contribution", occurred_on=DAY, amount_fen=100, contributor=ContributorRef(name="王五")
+        ),
+    }[kinds.get(field, "contribution")]
+
+    draft = replace(base, **{field: "联系人 138 1234 5678"})
+    with pytest.raises(Refused) as info:
+        await append_entries(engine, project.code, [draft], recorded_by="t", render=lambda es: None)
+    assert info.value.errors[0].field == field

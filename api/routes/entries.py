@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
@@ -27,6 +27,7 @@ from api.http import (
 from api.presenters import entry_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
 from ledger import tree
+from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
 from ledger.entries import ENTRY_KINDS, EntryDraft, RecordedEntry, append_entries, get_entry, list_entries
 from ledger.errors import LedgerError
@@ -247,7 +248,7 @@ async def entries_csv_route(
     found = await get_project(engine, project)
     rows = await _all_entries(engine, found, _kind_filter(kind))
     data = entries_csv(rows, unmasked=caller.can_read_unmasked(found.community_id))
-    filename = f"{found.code}-entries-{date.today().isoformat()}.csv"
+    filename = f"{found.code}-entries-{datetime.now(SHANGHAI).date().isoformat()}.csv"
     return Response(
         data,
         media_type="text/csv",  # Litestar appends "; charset=utf-8" to text/* types
@@ -272,7 +273,7 @@ async def entries_xlsx_route(
     found = await get_project(engine, project)
     rows = await _all_entries(engine, found, _kind_filter(kind))
     data = entries_xlsx(rows, unmasked=caller.can_read_unmasked(found.community_id), title=found.title)
-    filename = f"{found.code}-entries-{date.today().isoformat()}.xlsx"
+    filename = f"{found.code}-entries-{datetime.now(SHANGHAI).date().isoformat()}.xlsx"
     return Response(
         data, media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )
