@@ -202,3 +202,60 @@ def test_runtime_uses_url_when_given(database: Database) -> None:
     runtime = DatabaseRuntime(Settings(database_url=database.urls.app))
     urls = runtime.start()
     assert urls.app == database.urls.app and runtime.embedded is None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve_until_ready(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    import urllib.request
+
+    env = {**os.environ, "LEDGER_DATA_DIR": str(data_dir), "LEDGER_PDF_RENDER_MODE": "thread"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ledger")), "serve", "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("ledger serve did not become ready within 60 s")
+
+
+def test_serve_demo_ctrl_c_stops_postgres_and_restart_reuses_data(tmp_path: Path) -> None:
+    """The README's first command, end to end: serve with demo data, Ctrl-C, serve again."""
+    import json
+    import urllib.request
+
+    data_dir = tmp_path / "var"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api/v1/projects/jinxiu-road-2026/ledger"
+    proc = _serve_until_ready(data_dir, port, "--demo")
+    with urllib.request.urlopen(url) as response:
+        first = json.load(response)
+    assert first["size"] > 0, "demo entries were loaded"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert _postgres_pids((data_dir / "pg" / "data").resolve()) == [], "Ctrl-C leaves no PostgreSQL behind"
+
+    proc = _serve_until_ready(data_dir, port, "--demo")
+    try:
+        with urllib.request.urlopen(url) as response:
+            again = json.load(response)
+        assert again == first, "the data is reused and the demo is not loaded twice"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert _postgres_pids((data_dir / "pg" / "data").resolve()) == []
