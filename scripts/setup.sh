@@ -23,7 +23,12 @@ needs_system_pg() {
 packages=(fonts-noto-cjk libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0)
 # Tests also run the embedded cluster on the system's binaries, so both sources stay tested.
 [ "$want_test" = 1 ] && packages+=(poppler-utils postgresql)
-"$PYTHON" -m venv --help >/dev/null 2>&1 && "$PYTHON" -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
+# Debian ships venv without ensurepip unless python3-venv is installed: try it for real.
+if [ ! -x .venv/bin/python ]; then
+  probe=$(mktemp -d)
+  "$PYTHON" -m venv "$probe/v" >/dev/null 2>&1 || packages+=(python3-venv)
+  rm -rf "$probe"
+fi
 if needs_system_pg && [ "$want_test" = 0 ]; then
   packages+=(postgresql)
 fi
