@@ -194,3 +194,15 @@ async def list_projects(
 async def count_projects(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return (await conn.execute(select(func.count()).select_from(projects))).scalar_one()
+
+
+async def project_community(engine: AsyncEngine, code: str) -> int:
+    """The community a project belongs to (what every write's authorization needs), in one
+    indexed read. Errors: NotFound."""
+    async with engine.connect() as conn:
+        community_id = (
+            await conn.execute(select(projects.c.community_id).where(projects.c.code == code))
+        ).scalar_one_or_none()
+    if community_id is None:
+        raise NotFound(f"项目 {code} 不存在")
+    return int(community_id)

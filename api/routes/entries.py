@@ -31,7 +31,7 @@ from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
 from ledger.entries import ENTRY_KINDS, EntryDraft, RecordedEntry, append_entries, get_entry, list_entries
 from ledger.errors import LedgerError
-from ledger.projects import Project, get_project
+from ledger.projects import Project, get_project, project_community
 from reports.exports import entries_csv, entries_xlsx
 
 EXPORT_ROWS_MAX = 100_000
@@ -75,11 +75,11 @@ def to_draft(body: Any) -> EntryDraft:
     )
 
 
-async def _writable_project(request: Request, engine: AsyncEngine, code: str) -> tuple[Caller, Project]:
+async def _writer(request: Request, engine: AsyncEngine, code: str) -> Caller:
+    """The treasurer (or admin) allowed to write to this project: 401/403, then 404, then 403."""
     caller = await require_role(request, "treasurer")
-    project = await get_project(engine, code)
-    require_write(caller, project.community_id)
-    return caller, project
+    require_write(caller, await project_community(engine, code))
+    return caller
 
 
 @post(
@@ -97,11 +97,11 @@ async def _writable_project(request: Request, engine: AsyncEngine, code: str) ->
 async def create_entry(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
     raw = await read_json(request)
     key = idempotency_key(request)
-    caller, found = await _writable_project(request, engine, project)
+    caller = await _writer(request, engine, project)
     draft = to_draft(parse_body(s.EntryRequest, raw).root)
     result = await append_entries(
         engine,
-        found.code,
+        project,
         [draft],
         recorded_by=caller.scope,
         idempotency=idempotency_request(request, caller.scope, key, raw),
@@ -125,7 +125,7 @@ async def create_entry(request: Request, engine: AsyncEngine, project: str) -> R
 async def create_entries_batch(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
     raw = await read_json(request)
     key = idempotency_key(request)
-    caller, found = await _writable_project(request, engine, project)
+    caller = await _writer(request, engine, project)
     body = parse_body(s.EntryBatchIn, raw)
     drafts = []
     for i, item in enumerate(body.entries):
@@ -137,7 +137,7 @@ async def create_entries_batch(request: Request, engine: AsyncEngine, project: s
     try:
         result = await append_entries(
             engine,
-            found.code,
+            project,
             drafts,
             recorded_by=caller.scope,
             idempotency=idempotency_request(request, caller.scope, key, raw),
