@@ -10,6 +10,8 @@ runs four scenarios, each ``--appends`` appends by ``--writers`` concurrent writ
 * service, spread: ``ledger.entries.append_entries`` — one contribution per call, with an
   idempotency key, as the API makes it — over ``--projects`` projects;
 * service, hot: the same, every writer on one project (they queue on its head row);
+* http, spread / hot (with ``--http``): the same contribution POSTed to the API of a ``ledger
+  serve`` process (one uvicorn worker) by an httpx client with ``--writers`` connections;
 * ceiling, spread / hot: raw asyncpg transactions doing the least an append must do —
   ``SELECT … FOR UPDATE`` a head row, insert one row, update the head — on a scratch table, with
   the same concurrency patterns and the same application role.
@@ -37,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -172,6 +175,77 @@ def service_append(engine: AsyncEngine, codes: list[str], scope: str) -> Callabl
     return one
 
 
+# -- the HTTP API -----------------------------------------------------------------------------
+
+
+def http_append(client: Any, codes: list[str], token: str, scope: str) -> Callable[[int], Awaitable[None]]:
+    """The same contribution as ``service_append``, as a treasurer's script sends it."""
+
+    async def one(i: int) -> None:
+        code = codes[i % len(codes)]
+        who = i // len(codes) % NAMES_PER_PROJECT
+        body = {
+            "kind": "contribution",
+            "amount": f"{(10_000 + i % 5_000) / 100:.2f}",
+            "occurred_on": DAY.isoformat(),
+            "contributor": {"name": f"居民{who}", "household": f"{who % 9 + 1}栋{who % 3 + 1}单元"},
+            "channel": "wechat",
+            "receipt_no": f"SJ-{i:06d}",
+        }
+        response = await client.post(
+            f"/api/v1/projects/{code}/entries",
+            json=body,
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": f"{scope}-{i}"},
+        )
+        assert response.status_code == 201, response.text
+
+    return one
+
+
+@contextlib.asynccontextmanager
+async def http_server(app_url: str, owner_url: str, data_dir: Path) -> Any:
+    """``ledger serve`` in its own process (one uvicorn worker), on the benchmark's database."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": app_url,
+        "LEDGER_OWNER_DATABASE_URL": owner_url,
+        "LEDGER_DATA_DIR": str(data_dir),
+        "LEDGER_LOG_LEVEL": "WARNING",
+        "LEDGER_PDF_RENDER_MODE": "thread",
+    }
+    ledger_cli = Path(sys.executable).with_name("ledger")
+    proc = await asyncio.create_subprocess_exec(
+        str(ledger_cli),
+        "serve",
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as probe:
+            for _ in range(300):
+                try:
+                    if (await probe.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        yield base, proc.pid
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
 # -- the ceiling ------------------------------------------------------------------------------
 
 CEILING_SCHEMA = """
@@ -241,6 +315,8 @@ async def bench(
             await run_writers("ceiling, hot", n, w, ceiling_append(pool, [998]), meter),
             await run_writers("service, hot", n, w, service_append(engine, [hot], "hot"), meter),
         ]
+        if args.http:
+            results += await bench_http(args, engine, app_url, owner_url, settings.data_dir, meter)
         if args.profile:
             codes = spread if args.profile == "spread" else [hot]
             one = service_append(engine, codes, f"profile-{args.profile}")
@@ -257,6 +333,36 @@ async def bench(
     finally:
         await pool.close()
         await engine.dispose()
+
+
+async def bench_http(
+    args: argparse.Namespace, engine: AsyncEngine, app_url: str, owner_url: str, data_dir: Path, meter: CpuMeter
+) -> list[Result]:
+    import httpx
+
+    from ledger.tokens import create_token
+
+    token = (await create_token(engine, name="bench", role="admin", community_code=None)).secret
+    spread = await make_projects(engine, "http-spread", args.projects)
+    (hot,) = await make_projects(engine, "http-hot", 1)
+    (warm,) = await make_projects(engine, "http-warm", 1)
+    async with http_server(app_url, owner_url, data_dir) as (base, server_pid):
+        limits = httpx.Limits(max_connections=args.writers, max_keepalive_connections=args.writers)
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+            server = psutil.Process(server_pid)
+            await run_writers("warm-up", 200, args.writers, http_append(client, [warm], token, "http-warm"))
+            n, w = args.appends, args.writers
+            results = []
+            for name, codes in (("http, spread", spread), ("http, hot", [hot])):
+                before = server.cpu_times()
+                result = await run_writers(
+                    name, n, w, http_append(client, codes, token, name.replace(", ", "-")), meter
+                )
+                after = server.cpu_times()
+                # "server" = PostgreSQL plus the API process; "client" = the HTTP client here.
+                result.server_cpu_s += (after.user + after.system) - (before.user + before.system)
+                results.append(result)
+    return results
 
 
 def package_of(filename: str) -> str:
@@ -332,6 +438,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=16, help="concurrent writers (default 16)")
     parser.add_argument("--projects", type=int, default=100, help="projects of the spread scenarios (default 100)")
     parser.add_argument("--profile", choices=["spread", "hot"], help="also profile that service scenario")
+    parser.add_argument("--http", action="store_true", help="also append through the HTTP API (ledger serve)")
     args = parser.parse_args()
     if not (1 <= args.projects <= 990 and args.writers >= 1 and args.appends >= 100):
         parser.error("need 1 ≤ --projects ≤ 990, --writers ≥ 1, --appends ≥ 100")
