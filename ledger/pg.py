@@ -39,6 +39,14 @@ class Query:
 
 
 @asynccontextmanager
+async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection's asyncpg driver, for single read statements on a hot path."""
+    async with engine.connect() as sa_connection:
+        pooled = await sa_connection.get_raw_connection()
+        yield pooled.driver_connection  # type: ignore[misc]
+
+
+@asynccontextmanager
 async def transaction(engine: AsyncEngine, isolation: str = "read_committed") -> AsyncIterator[asyncpg.Connection]:
     async with engine.connect() as sa_connection:
         pooled = await sa_connection.get_raw_connection()

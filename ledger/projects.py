@@ -9,7 +9,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger import merkle
+from ledger import merkle, pg
 from ledger.accounts import FLOORS_FEN, project_account_codes
 from ledger.communities import get_community
 from ledger.errors import Conflict, NotFound, ValidationFailed
@@ -196,13 +196,14 @@ async def count_projects(engine: AsyncEngine) -> int:
         return (await conn.execute(select(func.count()).select_from(projects))).scalar_one()
 
 
+_PROJECT_COMMUNITY = pg.Query("SELECT community_id FROM projects WHERE code = :code")
+
+
 async def project_community(engine: AsyncEngine, code: str) -> int:
     """The community a project belongs to (what every write's authorization needs), in one
     indexed read. Errors: NotFound."""
-    async with engine.connect() as conn:
-        community_id = (
-            await conn.execute(select(projects.c.community_id).where(projects.c.code == code))
-        ).scalar_one_or_none()
+    async with pg.connection(engine) as conn:
+        community_id = await conn.fetchval(_PROJECT_COMMUNITY.sql, *_PROJECT_COMMUNITY.args({"code": code}))
     if community_id is None:
         raise NotFound(f"项目 {code} 不存在")
     return int(community_id)
