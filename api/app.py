@@ -45,7 +45,7 @@ def _is_public_write(request: Request) -> bool:
 
 
 def _engine(state: State) -> AsyncEngine:
-    return state.engine  # type: ignore[no-any-return]
+    return state.engine
 
 
 async def _resolve_token_on_reads(request: Request) -> None:
@@ -63,7 +63,7 @@ async def openapi_json(request: Request) -> dict[str, Any]:
     if cached is None:
         cached = build_openapi(request.app)
         request.app.state.openapi_document = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -9,6 +9,7 @@ read unmasked data of another.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from litestar import Request
 
@@ -48,7 +49,7 @@ async def caller_of(request: Request) -> Caller:
     """The caller; a present but unknown or revoked token is 401 even on public routes."""
     cached = request.scope.get("ledger_caller")
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cast(Caller, cached)
     header = request.headers.get("authorization")
     caller = ANONYMOUS
     if header is not None:

@@ -88,8 +88,8 @@ def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = 
     return s.EntryOut(
         project=e.project_code,
         seq=e.seq,
-        kind=e.kind,
-        amount=format_fen(e.amount_fen),  # type: ignore[arg-type]
+        kind=e.kind,  # type: ignore[arg-type]  # a str column, checked by the entries_kind_known CHECK
+        amount=format_fen(e.amount_fen),
         occurred_on=e.occurred_on,
         recorded_at=e.recorded_at.astimezone(SHANGHAI),
         memo=f.get("memo"),

@@ -58,7 +58,7 @@ def find_binaries(preferred: str = "auto") -> Path:
             # pgserver asks platformdirs for a runtime dir at import and warns when XDG_RUNTIME_DIR
             # is unset (as in containers); we only need its binaries.
             warnings.simplefilter("ignore")
-            import pgserver  # type: ignore[import-untyped]
+            import pgserver
 
             candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
     if preferred in ("auto", "system"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +53,7 @@ _LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended(:scope || chr(31)
 _LOOKUP_SQL = "SELECT fingerprint, status, body FROM idempotency_keys WHERE scope = :scope AND key = :key"
 
 
-def _outcome(locked: bool, row: Mapping[str, Any] | None, request: IdempotencyRequest) -> StoredResponse | None:
+def _outcome(locked: bool, row: Any, request: IdempotencyRequest) -> StoredResponse | None:
     if not locked:
         raise IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")
     if row is None:

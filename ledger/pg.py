@@ -43,20 +43,20 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection's asyncpg driver, for single read statements on a hot path."""
     async with engine.connect() as sa_connection:
         pooled = await sa_connection.get_raw_connection()
-        yield pooled.driver_connection  # type: ignore[misc]
+        yield pooled.driver_connection
 
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine, isolation: str = "read_committed") -> AsyncIterator[asyncpg.Connection]:
     async with engine.connect() as sa_connection:
         pooled = await sa_connection.get_raw_connection()
-        connection: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]
+        connection: asyncpg.Connection = pooled.driver_connection
         async with connection.transaction(isolation=isolation):
             yield connection
 
 
 async def fetch(conn: asyncpg.Connection, query: Query, **params: Any) -> list[asyncpg.Record]:
-    return await conn.fetch(query.sql, *query.args(params))  # type: ignore[no-any-return]
+    return await conn.fetch(query.sql, *query.args(params))
 
 
 async def fetchrow(conn: asyncpg.Connection, query: Query, **params: Any) -> asyncpg.Record | None:
@@ -64,4 +64,4 @@ async def fetchrow(conn: asyncpg.Connection, query: Query, **params: Any) -> asy
 
 
 async def execute(conn: asyncpg.Connection, query: Query, **params: Any) -> str:
-    return await conn.execute(query.sql, *query.args(params))  # type: ignore[no-any-return]
+    return await conn.execute(query.sql, *query.args(params))

@@ -120,7 +120,7 @@ def _check_budget_lines(lines: list[BudgetLine]) -> None:
         seen.add(line.category)
 
 
-def _project_query():  # type: ignore[no-untyped-def]
+def _project_query():
     return select(
         projects,
         communities.c.code.label("community_code"),

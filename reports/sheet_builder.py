@@ -7,6 +7,7 @@ the printed figures, the rows and the pinned root agree. Names are masked here, 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,7 +34,7 @@ async def build_sheet_model(
     entries = await _period_entries(conn, snap)
     by_seq = await _with_originals(conn, snap, entries)
     labels = {line.category: line.label for line in project.budget_lines}
-    rows: dict[str, list[m.EntryRow]] = {k: [] for k in ("contribution", "grant", "expenditure", "in_kind", "refund")}
+    rows: dict[str, list[Any]] = {k: [] for k in ("contribution", "grant", "expenditure", "in_kind", "refund")}
     period = {"contribution": 0, "grant": 0, "expenditure": 0, "refund": 0}
     for e in entries:
         source = by_seq[e.reverses_seq] if e.kind == "reversal" and e.reverses_seq else e
@@ -168,7 +169,7 @@ def _who(e: RecordedEntry) -> tuple[str, str]:
 
 def _row(kind: str, e: RecordedEntry, src: RecordedEntry, labels: dict[str, str]) -> m.EntryRow:
     reversal = e.kind == "reversal"
-    common = {
+    common: dict[str, Any] = {
         "seq": e.seq,
         "occurred_on": e.occurred_on,
         "amount_fen": -e.amount_fen if reversal else e.amount_fen,

@@ -95,7 +95,7 @@ def response_out(r: ObjectionResponse) -> s.ObjectionResponseOut:
     return s.ObjectionResponseOut(id=r.id, objection_id=r.objection_id, message=r.message, created_at=r.created_at)
 
 
-def _pdf_maker(request: Request):  # type: ignore[no-untyped-def]
+def _pdf_maker(request: Request):
     renderer: PdfRenderer = request.app.state.renderer
     base_url = request.app.state.settings.public_base_url
 
