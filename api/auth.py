@@ -14,6 +14,7 @@ from typing import cast
 from litestar import Request
 
 from api.errors import ApiError
+from ledger.projects import project_community
 from ledger.tokens import Token, authenticate
 
 
@@ -77,3 +78,11 @@ async def require_role(request: Request, *roles: str) -> Caller:
 def require_write(caller: Caller, community_id: int) -> None:
     if not caller.can_write(community_id):
         raise ApiError("forbidden", "只能为本社区的项目记账")
+
+
+async def require_project_writer(request: Request, project_code: str) -> Caller:
+    """The treasurer of the project's community (or an admin): 401/403 by role, then 404 for an
+    unknown project, then 403 for another community's project."""
+    caller = await require_role(request, "treasurer")
+    require_write(caller, await project_community(request.app.state.engine, project_code))
+    return caller

@@ -7,12 +7,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
-from api.auth import require_role, require_write
+from api.auth import require_project_writer
 from api.http import JSON_BODY_MAX, dump, idempotency_key, idempotency_request, json_response, parse_body, read_json
 from api.presenters import decision_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
 from ledger.decisions import DecisionDraft, list_decisions, record_decision
-from ledger.projects import get_project
 
 
 @post(
@@ -27,15 +26,13 @@ from ledger.projects import get_project
 async def create_decision(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
     raw = await read_json(request)
     key = idempotency_key(request) if "idempotency-key" in request.headers else None
-    caller = await require_role(request, "treasurer")
-    found = await get_project(engine, project)
-    require_write(caller, found.community_id)
+    caller = await require_project_writer(request, project)
     body = parse_body(s.DecisionIn, raw)
     draft = DecisionDraft(**body.model_dump())
     idem = idempotency_request(request, caller.scope, key, raw) if key is not None else None
     stored, replayed = await record_decision(
         engine,
-        found.code,
+        project,
         draft,
         recorded_by=caller.scope,
         idempotency=idem,

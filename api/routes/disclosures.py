@@ -10,7 +10,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api import schemas as s
-from api.auth import require_role, require_write
+from api.auth import require_project_writer, require_role, require_write
 from api.errors import ApiError
 from api.http import (
     JSON_BODY_MAX,
@@ -40,7 +40,6 @@ from ledger.disclosures import (
     publish_disclosure,
     respond_to_objection,
 )
-from ledger.projects import get_project
 from reports.render import PdfRenderer
 from reports.sheet_builder import build_sheet_model
 
@@ -120,13 +119,11 @@ def _pdf_maker(request: Request):
 async def publish_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
     raw = await read_json(request)
     key = idempotency_key(request)
-    caller = await require_role(request, "treasurer")
-    found = await get_project(engine, project)
-    require_write(caller, found.community_id)
+    caller = await require_project_writer(request, project)
     body = parse_body(s.DisclosureIn, raw)
     stored, replayed = await publish_disclosure(
         engine,
-        found.code,
+        project,
         DisclosureDraft(
             period_start=body.period_start, period_end=body.period_end, notice_days=body.notice_days, title=body.title
         ),
@@ -167,12 +164,10 @@ async def list_route(
 async def preview_route(
     request: Request, engine: AsyncEngine, project: str, period_start: date, period_end: date, notice_days: int = 7
 ) -> Response[bytes]:
-    caller = await require_role(request, "treasurer")
-    found = await get_project(engine, project)
-    require_write(caller, found.community_id)
+    await require_project_writer(request, project)
     pdf = await preview_pdf(
         engine,
-        found.code,
+        project,
         DisclosureDraft(period_start=period_start, period_end=period_end, notice_days=notice_days),
         make_pdf=_pdf_maker(request),
     )

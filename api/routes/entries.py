@@ -11,7 +11,7 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
-from api.auth import Caller, require_role, require_write
+from api.auth import Caller, require_project_writer
 from api.errors import ApiError
 from api.http import (
     BATCH_BODY_MAX,
@@ -31,7 +31,7 @@ from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
 from ledger.entries import ENTRY_KINDS, EntryDraft, RecordedEntry, append_entries, get_entry, list_entries
 from ledger.errors import LedgerError
-from ledger.projects import Project, get_project, project_community
+from ledger.projects import Project, get_project
 from reports.exports import entries_csv, entries_xlsx
 
 EXPORT_ROWS_MAX = 100_000
@@ -75,13 +75,6 @@ def to_draft(body: Any) -> EntryDraft:
     )
 
 
-async def _writer(request: Request, engine: AsyncEngine, code: str) -> Caller:
-    """The treasurer (or admin) allowed to write to this project: 401/403, then 404, then 403."""
-    caller = await require_role(request, "treasurer")
-    require_write(caller, await project_community(engine, code))
-    return caller
-
-
 @post(
     "/projects/{project:str}/entries",
     tags=["entries"],
@@ -97,7 +90,7 @@ async def _writer(request: Request, engine: AsyncEngine, code: str) -> Caller:
 async def create_entry(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
     raw = await read_json(request)
     key = idempotency_key(request)
-    caller = await _writer(request, engine, project)
+    caller = await require_project_writer(request, project)
     draft = to_draft(parse_body(s.EntryRequest, raw).root)
     result = await append_entries(
         engine,
@@ -125,7 +118,7 @@ async def create_entry(request: Request, engine: AsyncEngine, project: str) -> R
 async def create_entries_batch(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
     raw = await read_json(request)
     key = idempotency_key(request)
-    caller = await _writer(request, engine, project)
+    caller = await require_project_writer(request, project)
     body = parse_body(s.EntryBatchIn, raw)
     drafts = []
     for i, item in enumerate(body.entries):
