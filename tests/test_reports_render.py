@@ -490,8 +490,9 @@ async def test_process_renderer_keeps_the_event_loop_responsive(big_sheet: Rende
     assert large == big_sheet.pdf  # same bytes from a worker process
     assert small.startswith(b"%PDF-")
     assert elapsed > 0.5 and len(lags) > 10
-    # The loop kept ticking while WeasyPrint worked for seconds in the workers.
-    assert max(lags) < 0.25, max(lags)
+    # The loop kept ticking while WeasyPrint worked for seconds in the workers. Rendering on the
+    # loop would stall it for the whole render (seconds); the bound leaves room for a noisy box.
+    assert max(lags) < 1.0, max(lags)
 
 
 async def test_renderer_bounds_waiting_callers(sheet: Rendered) -> None:
