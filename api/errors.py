@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
     MethodNotAllowedException,
@@ -217,5 +217,3 @@ EXCEPTION_HANDLERS = {
     HTTPException: http_exception_handler,
     Exception: internal_error_handler,
 }
-
-__all__ = ["EXCEPTION_HANDLERS", "ApiError", "MediaType", "problem"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import date, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,8 +28,6 @@ async def load_demo(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:
         if (await conn.execute(select(func.count()).select_from(communities))).scalar_one():
             return False
-    from datetime import datetime
-
     today = datetime.now(SHANGHAI).date()
     rng = random.Random(2026)
     await create_community(
@@ -224,6 +222,3 @@ async def load_demo(engine: AsyncEngine) -> bool:
     )
     log.info("demo data loaded: community jinxiu, projects jinxiu-road-2026 and jinxiu-garden-2025")
     return True
-
-
-__all__ = ["date", "load_demo"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, get, post
+from litestar import Request, get, post
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
@@ -142,4 +142,3 @@ ROUTES = [
     list_projects_route,
     get_project_route,
 ]
-__all__ = ["ROUTES", "Response"]
