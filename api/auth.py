@@ -9,13 +9,18 @@ read unmasked data of another.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from litestar import Request
+from pydantic import BaseModel
 
 from api.errors import ApiError
+from api.http import idempotency_key, idempotency_request, parse_body, read_json
+from ledger.idempotency import IdempotencyRequest
 from ledger.projects import project_community
 from ledger.tokens import Token, authenticate
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -86,3 +91,21 @@ async def require_project_writer(request: Request, project_code: str) -> Caller:
     caller = await require_role(request, "treasurer")
     require_write(caller, await project_community(request.app.state.engine, project_code))
     return caller
+
+
+@dataclass(frozen=True)
+class ProjectWrite(Generic[M]):
+    caller: Caller
+    body: M
+    idempotency: IdempotencyRequest
+
+
+async def idempotent_project_write(request: Request, project_code: str, model: type[M]) -> ProjectWrite[M]:
+    """The prelude of every idempotent write to a project, in API.md's error precedence:
+    malformed body or missing key (400) → token and role (401/403) → project (404) → its
+    community (403) → body validation (422)."""
+    raw = await read_json(request)
+    key = idempotency_key(request)
+    caller = await require_project_writer(request, project_code)
+    body = parse_body(model, raw)
+    return ProjectWrite(caller, body, idempotency_request(request, caller.scope, key, raw))

@@ -10,14 +10,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api import schemas as s
-from api.auth import require_project_writer, require_role, require_write
+from api.auth import idempotent_project_write, require_project_writer, require_role, require_write
 from api.errors import ApiError
 from api.http import (
     JSON_BODY_MAX,
     clamp_limit,
     dump,
-    idempotency_key,
-    idempotency_request,
     json_response,
     parse_body,
     read_json,
@@ -117,20 +115,18 @@ def _pdf_maker(request: Request):
     },
 )
 async def publish_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
-    raw = await read_json(request)
-    key = idempotency_key(request)
-    caller = await require_project_writer(request, project)
-    body = parse_body(s.DisclosureIn, raw)
+    write = await idempotent_project_write(request, project, s.DisclosureIn)
+    body = write.body
     stored, replayed = await publish_disclosure(
         engine,
         project,
         DisclosureDraft(
             period_start=body.period_start, period_end=body.period_end, notice_days=body.notice_days, title=body.title
         ),
-        published_by=caller.scope,
+        published_by=write.caller.scope,
         make_pdf=_pdf_maker(request),
         render=lambda d: dump(disclosure_out(d)),
-        idempotency=idempotency_request(request, caller.scope, key, raw),
+        idempotency=write.idempotency,
     )
     return json_response(stored.status, stored.body, replayed=replayed)
 

@@ -11,18 +11,14 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
-from api.auth import Caller, require_project_writer
+from api.auth import Caller, idempotent_project_write
 from api.errors import ApiError
 from api.http import (
     BATCH_BODY_MAX,
     JSON_BODY_MAX,
     clamp_limit,
     dump,
-    idempotency_key,
-    idempotency_request,
     json_response,
-    parse_body,
-    read_json,
 )
 from api.presenters import entry_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
@@ -88,16 +84,14 @@ def to_draft(body: Any) -> EntryDraft:
     },
 )
 async def create_entry(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
-    raw = await read_json(request)
-    key = idempotency_key(request)
-    caller = await require_project_writer(request, project)
-    draft = to_draft(parse_body(s.EntryRequest, raw).root)
+    write = await idempotent_project_write(request, project, s.EntryRequest)
+    draft = to_draft(write.body.root)
     result = await append_entries(
         engine,
         project,
         [draft],
-        recorded_by=caller.scope,
-        idempotency=idempotency_request(request, caller.scope, key, raw),
+        recorded_by=write.caller.scope,
+        idempotency=write.idempotency,
         render=lambda recorded: dump(entry_out(recorded[0], unmasked=True)),
     )
     return json_response(result.status, result.body, replayed=result.replayed)
@@ -116,12 +110,9 @@ async def create_entry(request: Request, engine: AsyncEngine, project: str) -> R
     },
 )
 async def create_entries_batch(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
-    raw = await read_json(request)
-    key = idempotency_key(request)
-    caller = await require_project_writer(request, project)
-    body = parse_body(s.EntryBatchIn, raw)
+    write = await idempotent_project_write(request, project, s.EntryBatchIn)
     drafts = []
-    for i, item in enumerate(body.entries):
+    for i, item in enumerate(write.body.entries):
         try:
             drafts.append(to_draft(item))
         except ApiError as exc:
@@ -132,8 +123,8 @@ async def create_entries_batch(request: Request, engine: AsyncEngine, project: s
             engine,
             project,
             drafts,
-            recorded_by=caller.scope,
-            idempotency=idempotency_request(request, caller.scope, key, raw),
+            recorded_by=write.caller.scope,
+            idempotency=write.idempotency,
             render=lambda recorded: _batch_body(recorded),
         )
     except LedgerError as exc:
