@@ -34,6 +34,11 @@ def contains_phone(text: str | None) -> bool:
     return bool(text) and _MOBILE.search(text) is not None  # type: ignore[arg-type]
 
 
+def mask_phones(text: str) -> str:
+    """Free text a resident typed (an objection) may carry a phone: 13812345678 → 138****5678."""
+    return _MOBILE.sub(lambda m: m[0][:3] + "****" + m[0][-4:], text)
+
+
 def mask_person_name(name: str) -> str:
     name = name.strip()
     if not name:

@@ -17,9 +17,8 @@ from ledger.entries import RecordedEntry, get_entry, list_entries
 from ledger.masking import public_household, public_name
 from ledger.summary import project_summary
 from reports import sheet_model as m
+from reports.labels import CHANNEL_LABELS, SOURCE_LABELS
 
-CHANNEL_LABELS = {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "bank": "银行转账", "other": "其他"}
-SOURCE_LABELS = {"crowdfunding": "众筹", "grant": "以奖代补", "collective": "集体资金", "other": "其他"}
 SHEET_PAGE = 5000
 
 

@@ -38,6 +38,7 @@ from ledger.disclosures import (
     publish_disclosure,
     respond_to_objection,
 )
+from ledger.masking import mask_phones
 from reports.render import PdfRenderer
 from reports.sheet_builder import build_sheet_model
 
@@ -82,7 +83,7 @@ def objection_out(o: Objection) -> s.ObjectionOut:
     return s.ObjectionOut(
         id=o.id,
         disclosure_id=o.disclosure_id,
-        message=o.message,
+        message=mask_phones(o.message),
         created_at=o.created_at,
         responses=[response_out(r) for r in o.responses],
     )
