@@ -24,6 +24,8 @@ needs_system_pg() {
 packages=(fonts-noto-cjk libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0)
 # Tests also run the embedded cluster on the system's binaries, so both sources stay tested.
 [ "$want_test" = 1 ] && packages+=(poppler-utils postgresql chromium zbar-tools)
+# The pages' Merkle verifier (JavaScript) is tested under Node too; any Node >= 18 will do.
+[ "$want_test" = 1 ] && ! command -v node >/dev/null 2>&1 && packages+=(nodejs)
 # Debian ships venv without ensurepip unless python3-venv is installed: try it for real.
 if [ ! -x .venv/bin/python ]; then
   probe=$(mktemp -d)

@@ -1,13 +1,18 @@
 // The browser's verifier (api/static/merkle.js) against transparency-dev's vectors, with both
 // SHA-256 implementations the page may use: WebCrypto and the vendored fallback.
-// Run by tests/test_pages_js.py: node --test tests/js/merkle.test.mjs (MERKLE_VECTORS = the folder).
+// Run by tests/test_pages_js.py, which copies api/static/ next to this file as ./static (in a
+// folder whose package.json makes .js files ES modules) and sets MERKLE_VECTORS.
 import assert from "node:assert/strict";
+import { webcrypto } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 
-import { makeHasher, verifyConsistency, verifyInclusion } from "../../api/static/merkle.js";
-import { sha256Fallback, sha256WebCrypto } from "../../api/static/sha256.js";
+// Node 18 has WebCrypto only as node:crypto's export; browsers and Node 20+ have it global.
+if (!globalThis.crypto) globalThis.crypto = webcrypto;
+
+const { makeHasher, verifyConsistency, verifyInclusion } = await import("./static/merkle.js");
+const { sha256Fallback, sha256WebCrypto } = await import("./static/sha256.js");
 
 const root = process.env.MERKLE_VECTORS;
 assert.ok(root, "MERKLE_VECTORS must name the test vector folder");
