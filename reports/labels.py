@@ -21,3 +21,22 @@ CONTRIBUTOR_TYPE_LABELS = {
     "organization": "组织",
     "party_branch": "党支部",
 }
+ACCOUNT_LABELS = {
+    "cash": "资金（现金及存款）",
+    "contributions": "众筹收入",
+    "grants": "以奖代补收入",
+    "other_income": "其他收入",
+    "refunds": "退款",
+    "in_kind:received": "出力/实物（备查）",
+    "in_kind:contributed": "出力/实物（备查）",
+    "pledges:receivable": "认筹（备查）",
+    "pledges:promised": "认筹（备查）",
+}
+
+
+def account_label(code: str, category_labels: dict[str, str]) -> str:
+    """``expenses:materials`` → ``支出：沥青材料`` with the project's own budget labels."""
+    if code.startswith("expenses:"):
+        category = code.removeprefix("expenses:")
+        return f"支出：{category_labels.get(category, category)}"
+    return ACCOUNT_LABELS.get(code, code)

@@ -130,7 +130,7 @@ async def test_entries_are_paginated(api: Api, world: World) -> None:
     assert response.status_code == 201
     first = (await api.get(f"/p/{project}/entries")).text
     assert f'href="/p/{project}/e/50"' in first and f'href="/p/{project}/e/51"' not in first
-    assert f"after=50" in first
+    assert "after=50" in first
     second = (await api.get(f"/p/{project}/entries", params={"after": 50})).text
     assert f'href="/p/{project}/e/53"' in second and f'href="/p/{project}/e/50"' not in second
     assert "after=" not in second

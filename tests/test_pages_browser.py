@@ -152,14 +152,18 @@ async def test_the_check_accepts_a_genuine_entry_and_catches_a_wrong_root(
     sheet = seeded.sheets[-1]
     page = await new_page(browser)
     await page.goto(f"{live_server.base_url}/p/{seeded.project}/e/2")
-    result, text = await check(page, sheet["tree_size"], " ".join(sheet["root_hash"][i : i + 4] for i in range(0, 64, 4)))
+    result, text = await check(
+        page, sheet["tree_size"], " ".join(sheet["root_hash"][i : i + 4] for i in range(0, 64, 4))
+    )
     assert result == "ok" and text.startswith("已核验 ✓") and "WebCrypto" in text, text
     result, text = await check(page, sheet["tree_size"], flip(sheet["root_hash"]))
     assert result == "fail" and text.startswith("核验失败 ✗") and "根哈希" in text, text
     result, text = await check(page, sheet["tree_size"], "abc")
     assert result == "fail" and "64 位" in text, text
     # An entry recorded after the sheet is not in it: said in plain words.
-    result, text = await check(page, seeded.sheets[0]["tree_size"], seeded.sheets[0]["root_hash"], seq=seeded.hostile_seq)
+    result, text = await check(
+        page, seeded.sheets[0]["tree_size"], seeded.sheets[0]["root_hash"], seq=seeded.hostile_seq
+    )
     assert result == "fail" and "晚于这张公示表" in text, text
     await page.context.close()
 
@@ -216,7 +220,9 @@ async def test_the_check_catches_a_server_that_alters_the_document_or_the_proof(
     await page.context.close()
 
 
-async def test_a_qr_link_fills_the_form_and_runs_the_check(browser: Browser, live_server: LiveServer, seeded: Seeded) -> None:
+async def test_a_qr_link_fills_the_form_and_runs_the_check(
+    browser: Browser, live_server: LiveServer, seeded: Seeded
+) -> None:
     sheet = seeded.sheets[0]
     page = await new_page(browser)
     await page.goto(
@@ -302,7 +308,7 @@ async def test_wechat_in_app_browser(browser: Browser, live_server: LiveServer, 
     page = await new_page(browser, user_agent=WECHAT_UA)
     sheet = seeded.sheets[-1]
     await page.goto(f"{live_server.base_url}/p/{seeded.project}")
-    assert await page.get_attribute('meta[property="og:title"]', "content") == f"小区路面刷黑 · 锦绣花园小区"
+    assert await page.get_attribute('meta[property="og:title"]', "content") == "小区路面刷黑 · 锦绣花园小区"
     assert "结余" in (await page.get_attribute('meta[property="og:description"]', "content") or "")
     await page.click("text=核验我的出资")
     result, _ = await check(page, sheet["tree_size"], sheet["root_hash"], seq=1)

@@ -138,10 +138,7 @@ async def entry_page(engine: AsyncEngine, project: str, seq: int) -> Template:
         project=project_out(found),
         community_name=found.community_name,
         entry=entry_out(entry, unmasked=False),
-        category_label=next(
-            (b.label for b in found.budget_lines if b.category == entry.fields.get("category")),
-            entry.fields.get("category") or "",
-        ),
+        category_labels={b.category: b.label for b in found.budget_lines},
         sheets=[d for d in reversed(sheets) if d.tree_size >= seq],
         check={"seq": seq, "size": "", "root": ""},
     )

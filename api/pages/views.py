@@ -19,7 +19,7 @@ from ledger.canonical import SHANGHAI
 from ledger.decisions import STAGE_LABELS, STAGES
 from ledger.money import format_fen_grouped
 from reports.formatting import date_cn, hex_groups
-from reports.labels import CHANNEL_LABELS, CONTRIBUTOR_TYPE_LABELS, KIND_LABELS, SOURCE_LABELS
+from reports.labels import CHANNEL_LABELS, CONTRIBUTOR_TYPE_LABELS, KIND_LABELS, SOURCE_LABELS, account_label
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -118,5 +118,6 @@ def make_environment() -> Environment:
         CONTRIBUTOR_TYPE_LABELS=CONTRIBUTOR_TYPE_LABELS,
         STAGE_LABELS=STAGE_LABELS,
         rate=rate,
+        account_label=account_label,
     )
     return env
