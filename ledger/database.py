@@ -111,9 +111,9 @@ FROM pg_roles r WHERE r.rolname = current_user
 async def ensure_app_role_owns_nothing(engine: AsyncEngine) -> None:
     """Refuse to serve as a role that owns ledger tables or is a superuser (raises UnsafeDatabaseRole)."""
     async with engine.connect() as conn:
-        row = (await conn.exec_driver_sql(_APP_ROLE_POWERS)).one()
+        powers = (await conn.exec_driver_sql(_APP_ROLE_POWERS)).mappings().one()
         user = (await conn.exec_driver_sql("SELECT current_user")).scalar_one()
-    superuser, owned = bool(row[0]), list(row[1])
+    superuser, owned = bool(powers["rolsuper"]), list(powers["owned"])
     if not superuser and not owned:
         return
     what = "是超级用户" if superuser else f"拥有账本表（{', '.join(owned[:5])}{' 等' if len(owned) > 5 else ''}）"
