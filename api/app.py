@@ -24,7 +24,7 @@ from api.logging import configure_logging
 from api.openapi import build_openapi
 from api.pages import pages_router, static_router, template_config
 from api.routes import communities, decisions, disclosures, entries, health, ledger_log, tokens
-from ledger.database import DatabaseRuntime, create_engine, redact, upgrade
+from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.settings import Settings, get_settings
 from reports.render import PdfRenderer, check_cjk_font
 
@@ -85,6 +85,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.to_thread(runtime.stop)
             raise
         engine = create_engine(urls.app, settings)
+        try:
+            await ensure_app_role_owns_nothing(engine)
+        except BaseException:
+            await engine.dispose()
+            await asyncio.to_thread(runtime.stop)
+            raise
         app.state.engine = engine
         app.state.settings = settings
         app.state.renderer = renderer

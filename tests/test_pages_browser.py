@@ -116,8 +116,15 @@ def flip(hex_digits: str) -> str:
     return ("1" if hex_digits[0] != "1" else "2") + hex_digits[1:]
 
 
-async def test_every_page_fits_a_phone_and_a_desktop(browser: Browser, live_server: LiveServer, seeded: Seeded) -> None:
+@pytest.fixture(scope="module")
+def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+async def test_every_page_fits_a_phone_and_a_desktop(
+    browser: Browser, live_server: LiveServer, seeded: Seeded, screenshots: Path
+) -> None:
     summary = json.loads(await _get(browser, f"{live_server.base_url}/api/v1/projects/{seeded.project}"))["summary"]
     for viewport in (PHONE, DESKTOP):
         page = await new_page(browser, viewport=viewport)
@@ -131,7 +138,7 @@ async def test_every_page_fits_a_phone_and_a_desktop(browser: Browser, live_serv
             assert m["fonts"] == 0, "no web fonts"
             if viewport is PHONE:
                 name = path.strip("/").replace("/", "_").replace("?", "_").replace("=", "-") or "index"
-                await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+                await page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
         await page.goto(f"{live_server.base_url}/p/{seeded.project}")
         for key in ("contributed", "granted", "spent", "balance"):
             assert await page.inner_text(f"#fig-{key}") == money(summary[key])
