@@ -137,8 +137,9 @@ async def test_entries_are_paginated(api: Api, world: World) -> None:
 
 
 async def test_errors_are_friendly_chinese_pages_and_the_api_keeps_problem_json(api: Api, seeded: Seeded) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
     for path in ("/nope", "/p/no-such-project", f"/p/{seeded.project}/e/999999", "/d/999999999", "/c/nobody"):
-        response = await api.get(path)
+        response = await api.get(path, headers=browser)
         assert response.status_code == 404, path
         assert response.headers["content-type"].startswith("text/html"), path
         assert "页面不存在" in response.text and '<html lang="zh-CN">' in response.text

@@ -24,7 +24,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
-HTML_PREFIXES = ("/c/", "/p/", "/d/", "/static/")
+HTML_PREFIXES = ("/c/", "/p/", "/d/")
 
 
 async def _secure(response: Response) -> Response:
@@ -52,13 +52,14 @@ def static_router() -> Router:
 
 
 def wants_page(request: Request) -> bool:
-    """Whether an error on this path is answered with a page rather than problem+json."""
+    """Whether an error is answered with a page rather than problem+json: always under the page
+    map's prefixes, elsewhere (an unknown path) only for a browser, which asks for HTML."""
     path = request.url.path
-    return (
-        path == "/"
-        or path.startswith(HTML_PREFIXES)
-        or not path.startswith(("/api/", "/schema", "/healthz", "/readyz"))
-    )
+    if path == "/" or path.startswith(HTML_PREFIXES):
+        return True
+    if path.startswith(("/api/", "/schema", "/healthz", "/readyz")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
 
 
 def error_page(status_code: int, message: str) -> Template:
