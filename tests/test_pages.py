@@ -177,3 +177,42 @@ async def test_objection_form_shares_the_api_rate_limit(database: Database, tmp_
     assert (first.status_code, second.status_code) == (303, 201)
     assert third.status_code == 429 and third.headers["content-type"].startswith("text/html")
     assert "提交太频繁" in third.text
+
+
+async def test_project_pages_answer_304_until_what_they_show_changes(api: Api, world: World) -> None:
+    from tests.api_support import contribution
+    from tests.pages_support import publish
+
+    project = await world.project()
+    await world.entry(project, contribution("200", "张三"))
+    for path in (f"/p/{project}", f"/p/{project}/entries", f"/p/{project}/e/1"):
+        first = await api.get(path)
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+        again = await api.get(path, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+        assert_safe_headers(again.headers)
+        assert (await api.get(path)).content == first.content  # served from the rendered cache
+    before = {p: (await api.get(p)).headers["etag"] for p in (f"/p/{project}", f"/p/{project}/entries")}
+    await world.entry(project, contribution("300", "李四"))
+    for path, etag in before.items():
+        changed = await api.get(path, headers={"If-None-Match": etag})
+        assert changed.status_code == 200 and changed.headers["etag"] != etag and "¥300.00" in changed.text
+    etag = (await api.get(f"/p/{project}")).headers["etag"]
+    sheet = await publish(world, project)
+    changed = await api.get(f"/p/{project}", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and f'href="/d/{sheet["id"]}"' in changed.text
+    other = await api.get(f"/p/{project}/entries", params={"kind": "grant"})
+    assert other.headers["etag"] != (await api.get(f"/p/{project}/entries")).headers["etag"]
+    # An erasure changes names on the pages without touching the tree: it changes the version too.
+    import uuid
+
+    from ledger.communities import find_community
+    from ledger.contributors import erase_contributor
+
+    etag = (await api.get(f"/p/{project}/e/1")).headers["etag"]
+    person = (await api.get(f"/api/v1/projects/{project}/entries/1")).json()["contributor"]["id"]
+    community = await find_community(world.engine, world.community)
+    await erase_contributor(world.engine, community.id, uuid.UUID(person))
+    changed = await api.get(f"/p/{project}/e/1", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and "已注销" in changed.text

@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.errors import validation_errors
+from api.pages.cache import project_page as cached_page
 from api.pages.views import stage_steps
 from api.presenters import community_out, decision_out, entry_out, project_out
 from api.routes.disclosures import disclosure_out, objection_out
@@ -37,8 +38,12 @@ SEARCH_MAX = 40
 KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
 
 
-def page(template: str, status_code: int = 200, **context: Any) -> Template:
-    return Template(template_name=f"pages/{template}.html.j2", context=context, status_code=status_code)
+def template(name: str) -> str:
+    return f"pages/{name}.html.j2"
+
+
+def page(name: str, status_code: int = 200, **context: Any) -> Template:
+    return Template(template_name=template(name), context=context, status_code=status_code)
 
 
 async def _with_summary(engine: AsyncEngine, project: Project) -> s.ProjectOut:
@@ -82,66 +87,74 @@ async def community_page(engine: AsyncEngine, community: str) -> Template:
 
 
 @get("/p/{project:str}", name="page_project")
-async def project_page(engine: AsyncEngine, project: str) -> Template:
-    found = await get_project(engine, project)
-    async with engine.connect() as conn:
-        summary = await project_summary(conn, found)
-        newest = await list_entries(conn, found.code, after_seq=max(summary.ledger_size - NEWEST_ENTRIES, 0))
-    decisions = [decision_out(d) for d in await list_decisions(engine, found.code)]
-    sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
-    by_source: dict[str, int] = {}
-    for line in found.budget_lines:
-        label = SOURCE_LABELS.get(line.source, line.source)
-        by_source[label] = by_source.get(label, 0) + line.amount_fen
-    return page(
-        "project",
-        project=project_out(found, summary),
-        steps=stage_steps(found.stage, decisions),
-        sources={line.category: line.source for line in found.budget_lines},
-        by_source=[(label, format_fen(fen)) for label, fen in by_source.items()],
-        community_name=found.community_name,
-        community_district=found.community_district,
-        decisions=decisions,
-        sheets=list(reversed(sheets)),
-        newest=[entry_out(e, unmasked=False) for e in reversed(newest)],
-    )
+async def project_page(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+    async def build() -> tuple[str, dict[str, Any]]:
+        found = await get_project(engine, project)
+        async with engine.connect() as conn:
+            summary = await project_summary(conn, found)
+            newest = await list_entries(conn, found.code, after_seq=max(summary.ledger_size - NEWEST_ENTRIES, 0))
+        decisions = [decision_out(d) for d in await list_decisions(engine, found.code)]
+        sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+        by_source: dict[str, int] = {}
+        for line in found.budget_lines:
+            label = SOURCE_LABELS.get(line.source, line.source)
+            by_source[label] = by_source.get(label, 0) + line.amount_fen
+        return template("project"), {
+            "project": project_out(found, summary),
+            "steps": stage_steps(found.stage, decisions),
+            "sources": {line.category: line.source for line in found.budget_lines},
+            "by_source": [(label, format_fen(fen)) for label, fen in by_source.items()],
+            "community_name": found.community_name,
+            "community_district": found.community_district,
+            "decisions": decisions,
+            "sheets": list(reversed(sheets)),
+            "newest": [entry_out(e, unmasked=False) for e in reversed(newest)],
+        }
+
+    return await cached_page(request, engine, project, build)
 
 
 @get("/p/{project:str}/entries", name="page_entries")
-async def entries_page(engine: AsyncEngine, project: str, kind: str | None = None, after: int = 0) -> Template:
-    found = await get_project(engine, project)
-    kind = kind if kind in KINDS else None
-    async with engine.connect() as conn:
-        rows = await list_entries(conn, found.code, kind=kind, after_seq=max(after, 0), limit=ENTRIES_PAGE + 1)
-    more = len(rows) > ENTRIES_PAGE
-    rows = rows[:ENTRIES_PAGE]
-    return page(
-        "entries",
-        project=project_out(found),
-        community_name=found.community_name,
-        entries=[entry_out(e, unmasked=False) for e in rows],
-        kind=kind,
-        kinds=KINDS,
-        next_after=rows[-1].seq if more else None,
-        after=after,
-    )
+async def entries_page(
+    request: Request, engine: AsyncEngine, project: str, kind: str | None = None, after: int = 0
+) -> Response[bytes]:
+    async def build() -> tuple[str, dict[str, Any]]:
+        found = await get_project(engine, project)
+        shown = kind if kind in KINDS else None
+        async with engine.connect() as conn:
+            rows = await list_entries(conn, found.code, kind=shown, after_seq=max(after, 0), limit=ENTRIES_PAGE + 1)
+        more = len(rows) > ENTRIES_PAGE
+        rows = rows[:ENTRIES_PAGE]
+        return template("entries"), {
+            "project": project_out(found),
+            "community_name": found.community_name,
+            "entries": [entry_out(e, unmasked=False) for e in rows],
+            "kind": shown,
+            "kinds": KINDS,
+            "next_after": rows[-1].seq if more else None,
+            "after": after,
+        }
+
+    return await cached_page(request, engine, project, build)
 
 
 @get("/p/{project:str}/e/{seq:int}", name="page_entry")
-async def entry_page(engine: AsyncEngine, project: str, seq: int) -> Template:
-    found = await get_project(engine, project)
-    async with engine.connect() as conn:
-        entry = await get_entry(conn, found.code, seq)
-    sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
-    return page(
-        "entry",
-        project=project_out(found),
-        community_name=found.community_name,
-        entry=entry_out(entry, unmasked=False),
-        category_labels={b.category: b.label for b in found.budget_lines},
-        sheets=[d for d in reversed(sheets) if d.tree_size >= seq],
-        check={"seq": seq, "size": "", "root": ""},
-    )
+async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: int) -> Response[bytes]:
+    async def build() -> tuple[str, dict[str, Any]]:
+        found = await get_project(engine, project)
+        async with engine.connect() as conn:
+            entry = await get_entry(conn, found.code, seq)
+        sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+        return template("entry"), {
+            "project": project_out(found),
+            "community_name": found.community_name,
+            "entry": entry_out(entry, unmasked=False),
+            "category_labels": {b.category: b.label for b in found.budget_lines},
+            "sheets": [d for d in reversed(sheets) if d.tree_size >= seq],
+            "check": {"seq": seq, "size": "", "root": ""},
+        }
+
+    return await cached_page(request, engine, project, build)
 
 
 @get("/p/{project:str}/check", name="page_check")
