@@ -274,7 +274,7 @@ async def _redact_stored_responses(conn: Any, community_id: int, public_id: str,
         await conn.execute(
             text(
                 "SELECT scope, key, community_id, fingerprint, status, body, created_at FROM idempotency_keys "
-                "WHERE (community_id = :cid OR community_id IS NULL) AND strpos(body, :pid) > 0 FOR UPDATE"
+                "WHERE (community_id = :cid OR community_id IS NULL) AND strpos(body, :pid) > 0"
             ),
             {"cid": community_id, "pid": public_id},
         )
