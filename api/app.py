@@ -23,7 +23,7 @@ from api.http import JSON_BODY_MAX, reject_nul_in_url
 from api.logging import configure_logging
 from api.openapi import build_openapi
 from api.pages import pages_router, static_router, template_config
-from api.routes import communities, decisions, disclosures, entries, health, ledger_log, tokens
+from api.routes import communities, contributors, decisions, disclosures, entries, health, ledger_log, tokens
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.settings import Settings, get_settings
 from reports.render import PdfRenderer, check_cjk_font
@@ -35,6 +35,7 @@ API_V1_ROUTES = [
     *entries.ROUTES,
     *ledger_log.ROUTES,
     *tokens.ROUTES,
+    *contributors.ROUTES,
     *decisions.ROUTES,
     *disclosures.ROUTES,
 ]
