@@ -14,6 +14,7 @@ from litestar import Litestar
 from pydantic import TypeAdapter
 
 from api.errors import PROBLEM_MEDIA_TYPE
+from api.http import INT64_MAX
 from api.schemas import FieldErrorOut, Problem
 
 REF_PREFIX = "#/components/schemas/"
@@ -61,7 +62,39 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
                 }
             )
     _document_problems(document, schemas)
+    _tidy_parameters(document)
     return document
+
+
+def _exact(bound: Any) -> Any:
+    """Litestar writes numeric bounds as floats, and 2^63-1 as a float is 2^63: a generator would
+    send a number the server must refuse. Bounds are integers here."""
+    if isinstance(bound, float) and bound.is_integer():
+        return min(int(bound), INT64_MAX) if bound > 0 else int(bound)
+    return bound
+
+
+def _tidy_parameters(document: dict[str, Any]) -> None:
+    """An optional query parameter is omitted, never null: ``oneOf [integer, null]`` with the
+    bounds beside it becomes the integer schema carrying them (generators read bounds only there)."""
+    for item in document.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in _HTTP_METHODS:
+                continue
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                variants = schema.get("oneOf")
+                if variants and {"type": "null"} in variants and len(variants) == 2:
+                    (kept,) = [v for v in variants if v != {"type": "null"}]
+                    schema = {**{k: v for k, v in schema.items() if k != "oneOf"}, **kept}
+                if parameter.get("in") == "path" and schema.get("type") == "integer":
+                    # Every integer in a path is a BIGINT id (write routes check it by hand).
+                    schema.setdefault("minimum", 1)
+                    schema.setdefault("maximum", INT64_MAX)
+                for key in ("minimum", "maximum"):
+                    if key in schema:
+                        schema[key] = _exact(schema[key])
+                parameter["schema"] = schema
 
 
 _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
