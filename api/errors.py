@@ -155,6 +155,7 @@ _MSGSPEC_MESSAGES = (
     (re.compile(r"^Expected `int` <= (-?\d+)"), "须为不大于 {0} 的整数"),
     (re.compile(r"^Expected `int`"), "须为整数"),
     (re.compile(r"^Expected `str` matching regex"), "格式不正确"),
+    (re.compile(r"^Invalid enum value"), "取值不在允许范围内"),
     (re.compile(r"^Expected `date`"), "须为 YYYY-MM-DD 日期"),
     (re.compile(r"^Missing required"), "必填"),
 )

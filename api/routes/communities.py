@@ -97,7 +97,7 @@ async def create_project_route(request: Request, engine: AsyncEngine) -> s.Proje
 async def list_projects_route(
     engine: AsyncEngine,
     community: str | None = None,
-    stage: str | None = None,
+    stage: s.Stage | None = None,
     limit: Limit = PAGE_SIZE_DEFAULT,
     cursor: Cursor = "",
 ) -> s.ProjectPage:

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api import schemas as s
@@ -48,6 +50,7 @@ from reports.render import PdfRenderer
 from reports.sheet_builder import build_sheet_model
 
 PDF = "application/pdf"
+NoticeDays = Annotated[int, Parameter(ge=1, le=90)]
 TAGS = ["disclosures"]
 
 
@@ -170,7 +173,12 @@ async def list_route(
     responses={200: ResponseSpec(bytes, description="PDF", media_type=PDF), **problems(401, 403, 404, 422)},
 )
 async def preview_route(
-    request: Request, engine: AsyncEngine, project: str, period_start: date, period_end: date, notice_days: int = 7
+    request: Request,
+    engine: AsyncEngine,
+    project: str,
+    period_start: date,
+    period_end: date,
+    notice_days: NoticeDays = 7,
 ) -> Response[bytes]:
     await require_project_writer(request, project)
     pdf = await preview_pdf(

@@ -172,7 +172,7 @@ async def list_entries_route(
     engine: AsyncEngine,
     caller: Caller,
     project: str,
-    kind: str | None = None,
+    kind: s.EntryKind | None = None,
     after_seq: Annotated[int, Parameter(ge=0, le=INT64_MAX, description="从这个序号之后开始；0 为第一页")] = 0,
     limit: Limit = PAGE_SIZE_DEFAULT,
 ) -> s.EntryPage:
@@ -220,7 +220,7 @@ async def _all_entries(engine: AsyncEngine, project: Project, kind: str | None) 
     responses=problems(401, 404, 422),
 )
 async def entries_csv_route(
-    engine: AsyncEngine, caller: Caller, project: str, kind: str | None = None
+    engine: AsyncEngine, caller: Caller, project: str, kind: s.EntryKind | None = None
 ) -> Response[bytes]:
     found = await get_project(engine, project)
     rows = await _all_entries(engine, found, _kind_filter(kind))
@@ -245,7 +245,7 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
     responses=problems(401, 404, 422),
 )
 async def entries_xlsx_route(
-    engine: AsyncEngine, caller: Caller, project: str, kind: str | None = None
+    engine: AsyncEngine, caller: Caller, project: str, kind: s.EntryKind | None = None
 ) -> Response[bytes]:
     found = await get_project(engine, project)
     rows = await _all_entries(engine, found, _kind_filter(kind))
