@@ -22,8 +22,8 @@ from api.errors import EXCEPTION_HANDLERS
 from api.http import JSON_BODY_MAX, reject_nul_in_url
 from api.logging import configure_logging
 from api.openapi import build_openapi
-from api.routes import communities, decisions, disclosures, entries, health, ledger_log, tokens
-from ledger.database import DatabaseRuntime, create_engine, redact, upgrade
+from api.routes import communities, contributors, decisions, disclosures, entries, health, ledger_log, tokens
+from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.settings import Settings, get_settings
 from reports.render import PdfRenderer, check_cjk_font
 
@@ -34,6 +34,7 @@ API_V1_ROUTES = [
     *entries.ROUTES,
     *ledger_log.ROUTES,
     *tokens.ROUTES,
+    *contributors.ROUTES,
     *decisions.ROUTES,
     *disclosures.ROUTES,
 ]
@@ -97,6 +98,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.to_thread(runtime.stop)
             raise
         engine = create_engine(urls.app, settings)
+        try:
+            await ensure_app_role_owns_nothing(engine)
+        except BaseException:
+            await engine.dispose()
+            await asyncio.to_thread(runtime.stop)
+            raise
         app.state.engine = engine
         app.state.settings = settings
         app.state.renderer = renderer

@@ -7,7 +7,7 @@ from ledger.canonical import SHANGHAI
 from ledger.communities import Community
 from ledger.decisions import Decision
 from ledger.entries import RecordedEntry
-from ledger.masking import public_household, public_name
+from ledger.masking import public_contributor
 from ledger.money import format_fen
 from ledger.projects import Project
 from ledger.summary import Summary
@@ -67,12 +67,14 @@ def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = 
     if e.contributor is not None:
         c = e.contributor
         if unmasked and not c.erased:
-            name, household = c.name or "", c.household
+            # The community's own staff see the person behind an anonymous gift, by their real id
+            # (a refund names it).
+            public_id, name, household = c.public_id, c.name or "", c.household
         else:
-            name = public_name(c.name, c.type, anonymous=e.anonymous, erased=c.erased)
-            household = None if c.erased else public_household(c.household)
+            public_id = e.public_contributor_id or c.public_id
+            name, household = public_contributor(c.name, c.household, c.type, anonymous=e.anonymous, erased=c.erased)
         contributor = s.ContributorOut(
-            id=c.public_id,
+            id=public_id,
             name=name,
             household=household,
             type=c.type,  # type: ignore[arg-type]

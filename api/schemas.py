@@ -108,6 +108,16 @@ class ProjectIn(RequestBody):
     spending_gate: Literal["resolution", "waived"] = "resolution"
 
 
+class ErasureIn(RequestBody):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class ErasureOut(BaseModel):
+    id: str = Field(description="出资人 id")
+    reason: str
+    erased_at: datetime
+
+
 class TokenIn(RequestBody):
     """An administrator's token belongs to no community; a treasurer's or auditor's to one."""
 
@@ -406,6 +416,7 @@ class VerifyOut(BaseModel):
     root_hash: str
     first_bad_seq: int | None
     unbalanced_accounts: list[str] = Field(default=[], description="余额与分录合计不符的科目")
+    contributor_totals_ok: bool = Field(default=True, description="各出资人累计（已出资、已退款等）与记录重算一致")
 
 
 class TokenOut(BaseModel):

@@ -45,10 +45,17 @@ class ContributorStamp:
     commitment: bytes
 
 
-def contributor_commitment(salt: bytes, name: str, household: str | None, contributor_type: str) -> bytes:
-    """SHA-256(salt ‖ JCS({name, household, type})): lets a person prove an entry is theirs."""
-    body = rfc8785.dumps({"household": household, "name": name, "type": contributor_type})
-    return hashlib.sha256(salt + body).digest()
+def contributor_commitment(
+    salt: bytes, name: str, household: str | None, contributor_type: str, anonymous_id: str | None = None
+) -> bytes:
+    """SHA-256(salt ‖ JCS({name, household, type})): lets a person prove an entry is theirs.
+
+    An anonymous entry commits to its own ``anonymous_id`` as well, so its commitment differs from
+    the one on the person's named entries (equal commitments would link them)."""
+    fields: dict[str, Any] = {"household": household, "name": name, "type": contributor_type}
+    if anonymous_id is not None:
+        fields["anonymous_id"] = anonymous_id
+    return hashlib.sha256(salt + rfc8785.dumps(fields)).digest()
 
 
 def timestamp_text(moment: datetime) -> str:

@@ -1,4 +1,4 @@
-"""``ledger`` command line: serve, migrate, issue tokens."""
+"""``ledger`` command line: serve, migrate, issue tokens, erase a contributor."""
 
 from __future__ import annotations
 
@@ -121,6 +121,47 @@ def token_create(role: str, community: str | None, name: str) -> None:
         runtime.stop()
     click.echo(secret)
     click.echo("（令牌只显示这一次，请妥善保存 / shown once: store it now）", err=True)
+
+
+@main.group()
+def contributor() -> None:
+    """Contributors' personal data."""
+
+
+@contributor.command("erase")
+@click.argument("public_id")
+@click.option("--reason", required=True, help="why, e.g. 本人申请删除个人信息")
+def contributor_erase(public_id: str, reason: str) -> None:
+    """Erase a contributor's personal data (个人信息保护法); entries and hashes stay valid."""
+    import uuid
+
+    from ledger.contributors import erase_contributor
+    from ledger.errors import LedgerError, NotFound
+
+    settings = get_settings()
+    runtime, app_url, owner = _with_database(settings)
+
+    async def erase() -> str:
+        engine = create_engine(app_url, settings)
+        try:
+            try:
+                target = uuid.UUID(public_id)
+            except ValueError:
+                raise NotFound("出资人不存在或已注销") from None
+            erasure = await erase_contributor(engine, None, target, reason=reason, erased_by="cli")
+            return f"已注销出资人 {erasure.public_id}（{erasure.erased_at.isoformat(timespec='seconds')}）"
+        finally:
+            await engine.dispose()
+
+    try:
+        upgrade(owner, settings.app_role)
+        message = asyncio.run(erase())
+    except LedgerError as exc:
+        click.echo(f"错误：{exc.detail}", err=True)
+        sys.exit(2)
+    finally:
+        runtime.stop()
+    click.echo(message)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,17 @@
 
 Entries point at a contributor by id; their documents carry only the public id, the type and a
 salted commitment. Erasure (个人信息保护法) deletes name, household, phone and salt, and leaves every
-entry and hash as it was.
+entry and hash as it was; stored responses of idempotent writes that quote the person are redacted,
+never deleted, so a retry of such a write is still a replay.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import pg
 from ledger.canonical import contributor_commitment
 from ledger.errors import NotFound, ValidationFailed
-from ledger.tables import contributors
+from ledger.masking import ERASED, contains_phone
+from ledger.tables import contributors, erasures
 
 CONTRIBUTOR_TYPES = ("resident", "household", "enterprise", "organization", "party_branch")
 SALT_BYTES = 16
@@ -51,10 +54,16 @@ class Contributor:
     name: str | None
     household: str | None
     commitment: bytes | None  # None once erased
+    # Only on contributors read for a new entry: an anonymous entry commits with it afresh.
+    salt: bytes | None = field(default=None, repr=False)
 
     @property
     def erased(self) -> bool:
         return self.name is None
+
+    def anonymous_commitment(self, anonymous_id: uuid.UUID) -> bytes:
+        assert self.salt is not None and self.name is not None, "a contributor of a new entry is not erased"
+        return contributor_commitment(self.salt, self.name, self.household, self.type, str(anonymous_id))
 
 
 _FIND = pg.Query(
@@ -188,30 +197,130 @@ def _from_row(m: Mapping[str, Any]) -> Contributor:
         name=m["name"],
         household=m["household"],
         commitment=commitment,
+        salt=bytes(m["salt"]) if m["salt"] is not None else None,
     )
 
 
-async def erase_contributor(engine: AsyncEngine, community_id: int, public_id: uuid.UUID) -> None:
-    """Remove a person's personal data for good. Their entries and all hashes stay valid.
+ERASURE_REASON_MAX = 500
 
-    Errors: NotFound.
+
+@dataclass(frozen=True)
+class Erasure:
+    public_id: uuid.UUID
+    reason: str
+    erased_by: str
+    erased_at: datetime
+    redacted_responses: int  # stored idempotent responses that quoted the person
+
+
+async def erase_contributor(
+    engine: AsyncEngine,
+    community_id: int | None,
+    public_id: uuid.UUID,
+    *,
+    reason: str = "本人申请删除个人信息",
+    erased_by: str = "system",
+) -> Erasure:
+    """Remove a person's personal data for good (``community_id`` None: in any community, for the
+    admin). Their entries and all hashes stay valid; the erasure itself is recorded.
+
+    Errors: ValidationFailed (reason), NotFound.
     """
+    reason = reason.strip()
+    if not 1 <= len(reason) <= ERASURE_REASON_MAX:
+        raise ValidationFailed.on("reason", f"须说明注销原因（1–{ERASURE_REASON_MAX} 字）")
+    if contains_phone(reason):
+        raise ValidationFailed.on("reason", "注销原因中不能包含手机号码")
     async with engine.begin() as conn:
-        result = await conn.execute(
-            update(contributors)
-            .where(
-                contributors.c.community_id == bindparam("cid"),
-                contributors.c.public_id == bindparam("pid"),
-                contributors.c.erased_at.is_(None),
+        person = (
+            await conn.execute(
+                text(
+                    "SELECT id, community_id, name, household, phone FROM contributors "
+                    "WHERE public_id = :pid AND erased_at IS NULL AND (CAST(:cid AS bigint) IS NULL OR community_id = :cid) "
+                    "FOR UPDATE"
+                ),
+                {"cid": community_id, "pid": public_id},
             )
-            .values(name=None, household=None, phone=None, salt=None, erased_at=datetime.now().astimezone()),
+        ).one_or_none()
+        if person is None:
+            raise NotFound("出资人不存在或已注销")
+        erased_at = datetime.now().astimezone()
+        await conn.execute(
+            update(contributors)
+            .where(contributors.c.id == bindparam("id_"))
+            .values(name=None, household=None, phone=None, salt=None, erased_at=erased_at),
+            {"id_": person.id},
+        )
+        await conn.execute(
+            erasures.insert().values(
+                community_id=person.community_id,
+                contributor_id=person.id,
+                reason=reason,
+                erased_by=erased_by,
+                erased_at=erased_at,
+            )
+        )
+        secrets = [s for s in (person.name, person.household, person.phone) if s]
+        redacted = await _redact_stored_responses(conn, person.community_id, str(public_id), secrets)
+    return Erasure(public_id, reason, erased_by, erased_at, redacted)
+
+
+async def _redact_stored_responses(conn: Any, community_id: int, public_id: str, secrets: list[str]) -> int:
+    """Stored responses of idempotent writes may quote the person (the treasurer saw their name).
+    They stay — key, fingerprint and status unchanged — so a retry is still a replay and never a
+    second entry; only the person's data leaves the body. Replaced (delete + insert, in this
+    transaction) rather than updated: the application role may not rewrite a stored response."""
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT scope, key, community_id, fingerprint, status, body, created_at FROM idempotency_keys "
+                "WHERE (community_id = :cid OR community_id IS NULL) AND strpos(body, :pid) > 0"
+            ),
             {"cid": community_id, "pid": public_id},
         )
-        if result.rowcount != 1:
-            raise NotFound("出资人不存在或已注销")
-        # Stored responses of idempotent writes may quote the person (the treasurer saw their
-        # name): they are a retry cache, not the record, so they go too.
+    ).all()
+    for row in rows:
         await conn.execute(
-            text("DELETE FROM idempotency_keys WHERE community_id = :cid AND strpos(body, :pid) > 0"),
-            {"cid": community_id, "pid": str(public_id)},
+            text("DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key"),
+            {"scope": row.scope, "key": row.key},
         )
+        await conn.execute(
+            text(
+                "INSERT INTO idempotency_keys (scope, key, community_id, fingerprint, status, body, created_at) "
+                "VALUES (:scope, :key, :community_id, :fingerprint, :status, :body, :created_at)"
+            ),
+            {**row._mapping, "body": redact_body(row.body, public_id, secrets)},
+        )
+    return len(rows)
+
+
+def redact_body(body: str, public_id: str, secrets: list[str]) -> str:
+    """``body`` without the person: every contributor object with their id shows 已注销 and no
+    household, and any free text outside contributor objects that still quotes them has it
+    replaced."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            who = value.get("contributor")
+            if isinstance(who, dict):
+                # Someone else's (say 张三丰 when 张三 is erased) stays as it was.
+                if who.get("id") == public_id:
+                    who.update(name=ERASED, household=None)
+                return {k: v if k == "contributor" else walk(v) for k, v in value.items()}
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, str):
+            return scrub(value)
+        return value
+
+    def scrub(value: str) -> str:
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, ERASED)
+        return value
+
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return scrub(body)
+    return json.dumps(walk(parsed), ensure_ascii=False, separators=(",", ":"))

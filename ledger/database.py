@@ -50,12 +50,9 @@ class DatabaseRuntime:
             return self.urls
         s = self.settings
         if s.database_url:
+            # Without a separate owner URL, migrations run as the application role; start-up then
+            # refuses to serve (ensure_app_role_owns_nothing) unless that role owns nothing.
             owner = s.owner_database_url or s.database_url
-            if owner == s.database_url:
-                log.warning(
-                    "LEDGER_OWNER_DATABASE_URL not set: migrations run as the application role, "
-                    "so the database cannot stop the service itself from editing ledger rows"
-                )
             self.urls = DatabaseUrls(app=s.database_url, owner=owner)
             return self.urls
         self.embedded = EmbeddedPostgres(s.data_dir / "pg", binaries=s.pg_binaries)
@@ -92,6 +89,43 @@ async def _bootstrap_roles(superuser_dsn: str, app_role: str) -> None:
         await conn.execute(f'GRANT CONNECT ON DATABASE "{DATABASE_NAME}" TO "{app_role}", "{OWNER_ROLE}"')
     finally:
         await conn.close()
+
+
+class UnsafeDatabaseRole(RuntimeError):
+    """The application role could switch off the ledger's append-only protection."""
+
+
+# Owning a table (directly or through a role one is a member of) lets a role DISABLE its triggers
+# and DROP it; a superuser may do anything. Either way PostgreSQL could no longer stop the service
+# itself from rewriting history, which is the point of the two-role design.
+_APP_ROLE_POWERS = """
+SELECT r.rolsuper,
+       coalesce((SELECT array_agg(c.relname::text ORDER BY c.relname <> 'entries', c.relname)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+                   AND pg_has_role(c.relowner, 'MEMBER')), '{}') AS owned
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+async def ensure_app_role_owns_nothing(engine: AsyncEngine) -> None:
+    """Refuse to serve as a role that owns ledger tables or is a superuser (raises UnsafeDatabaseRole)."""
+    async with engine.connect() as conn:
+        powers = (await conn.exec_driver_sql(_APP_ROLE_POWERS)).mappings().one()
+        user = (await conn.exec_driver_sql("SELECT current_user")).scalar_one()
+    superuser, owned = bool(powers["rolsuper"]), list(powers["owned"])
+    if not superuser and not owned:
+        return
+    what = "是超级用户" if superuser else f"拥有账本表（{', '.join(owned[:5])}{' 等' if len(owned) > 5 else ''}）"
+    raise UnsafeDatabaseRole(
+        f"拒绝启动：应用连接所用的数据库角色 {user} {what}，可以关闭只增不改的触发器、改写账本。"
+        "请用拥有这些表的角色设置 LEDGER_OWNER_DATABASE_URL（迁移以它运行），"
+        "另建一个不拥有任何表、非超级用户的登录角色设置 LEDGER_DATABASE_URL，见 docs/deploy.md。"
+        f" / Refusing to start: the application role {user!r} "
+        + ("is a superuser" if superuser else f"owns ledger tables ({', '.join(owned[:5])})")
+        + ", so it could disable the append-only triggers. Set LEDGER_OWNER_DATABASE_URL to the owning role"
+        " and LEDGER_DATABASE_URL to a separate non-owner, non-superuser login role (docs/deploy.md)."
+    )
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import asyncpg
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
@@ -135,6 +135,17 @@ async def record_decision(
             stored = await claim(conn, idempotency)
             if stored is not None:
                 return stored, True
+        # The project's head row first — the lock every append holds from its spending-gate check
+        # to its commit — so a decision (a closure) waits for appends in flight and appends wait
+        # for it: no expenditure commits after a closure it did not see. Appends take only this
+        # lock, decisions this one then the project row: one order, no deadlock.
+        await conn.execute(
+            text(
+                "SELECT 1 FROM project_heads h JOIN projects p ON p.id = h.project_id "
+                "WHERE p.code = :code FOR UPDATE OF h"
+            ),
+            {"code": project_code},
+        )
         project = (
             await conn.execute(
                 select(projects.c.id, projects.c.community_id, projects.c.spending_gate)

@@ -21,6 +21,7 @@ IdempotencyKeyReused.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,18 @@ class RecordedEntry:
     # The receipt: tree size and root right after this entry was appended (None on reads).
     tree_size: int | None = None
     root_hash: bytes | None = None
+    # The contributor commitment in the document (an anonymous entry has its own).
+    commitment: bytes | None = None
+    # An anonymous entry's own public contributor id (its document's), fresh per entry, so that it
+    # cannot be linked to the giver's other entries; None for a named one.
+    anonymous_id: uuid.UUID | None = None
+
+    @property
+    def public_contributor_id(self) -> uuid.UUID | None:
+        """The contributor id this entry publishes (and its document carries)."""
+        if self.anonymous_id is not None:
+            return self.anonymous_id
+        return self.contributor.public_id if self.contributor else None
 
 
 @dataclass
@@ -355,10 +368,17 @@ class _Batch:
         recorded_at = datetime.now(SHANGHAI)
         fields = draft.kind_fields()
         stamp = None
+        anonymous = bool(draft.contributor and draft.contributor.anonymous)
+        anonymous_id = uuid.uuid4() if contributor is not None and anonymous else None
+        commitment = None
         if contributor is not None:
             assert contributor.commitment is not None, "a contributor matched for a new entry is not erased"
-            stamp = ContributorStamp(str(contributor.public_id), contributor.type, contributor.commitment)
-        anonymous = bool(draft.contributor and draft.contributor.anonymous)
+            if anonymous_id is not None:
+                commitment = contributor.anonymous_commitment(anonymous_id)
+                stamp = ContributorStamp(str(anonymous_id), contributor.type, commitment)
+            else:
+                commitment = contributor.commitment
+                stamp = ContributorStamp(str(contributor.public_id), contributor.type, commitment)
         document = entry_document(
             project_code=self.head.project_code,
             seq=seq,
@@ -403,6 +423,8 @@ class _Batch:
             leaf_hash=leaf,
             tree_size=seq,
             root_hash=self.head.frontier.root(),
+            anonymous_id=anonymous_id,
+            commitment=commitment,
         )
 
     def _original_for(self, draft: EntryDraft) -> _Original:
@@ -484,8 +506,9 @@ class _Batch:
             e_cols["recorded_at"].append(r.recorded_at)
             e_cols["recorded_by"].append(r.recorded_by)
             e_cols["contributor_id"].append(r.contributor.id if r.contributor else None)
-            e_cols["commitment"].append(r.contributor.commitment if r.contributor else None)
+            e_cols["commitment"].append(r.commitment)
             e_cols["anonymous"].append(r.anonymous)
+            e_cols["anonymous_id"].append(r.anonymous_id)
             for name in _TEXT_FIELDS:
                 e_cols[name].append(r.fields.get(name))
             e_cols["reverses_seq"].append(r.reverses_seq)
@@ -536,7 +559,7 @@ _WRITE_SQL = pg.Query(
         INSERT INTO entries (community_id, project_id, seq, kind, amount_fen, occurred_on, recorded_at,
                              recorded_by, contributor_id, contributor_commitment, anonymous, memo, channel,
                              receipt_no, grantor, document_no, payee, category, invoice_no, description,
-                             reason, reverses_seq, document, leaf_hash)
+                             reason, reverses_seq, document, leaf_hash, anonymous_id)
         SELECT :cid, :pid, * FROM unnest(
             CAST(:e_seq AS bigint[]), CAST(:e_kind AS text[]), CAST(:e_amount AS bigint[]),
             CAST(:e_occurred_on AS date[]), CAST(:e_recorded_at AS timestamptz[]),
@@ -545,7 +568,8 @@ _WRITE_SQL = pg.Query(
             CAST(:e_channel AS text[]), CAST(:e_receipt_no AS text[]), CAST(:e_grantor AS text[]),
             CAST(:e_document_no AS text[]), CAST(:e_payee AS text[]), CAST(:e_category AS text[]),
             CAST(:e_invoice_no AS text[]), CAST(:e_description AS text[]), CAST(:e_reason AS text[]),
-            CAST(:e_reverses_seq AS bigint[]), CAST(:e_document AS text[]), CAST(:e_leaf_hash AS bytea[]))
+            CAST(:e_reverses_seq AS bigint[]), CAST(:e_document AS text[]), CAST(:e_leaf_hash AS bytea[]),
+            CAST(:e_anonymous_id AS uuid[]))
         RETURNING 1
     ), new_postings AS (
         INSERT INTO postings (community_id, project_id, seq, line_no, account_id, side, amount_fen)
@@ -680,6 +704,8 @@ def _entry_from_row(row: Any) -> RecordedEntry:
         reversed_by=m["reversed_by"],
         document=m["document"],
         leaf_hash=bytes(m["leaf_hash"]),
+        commitment=contributor.commitment if contributor else None,
+        anonymous_id=m["anonymous_id"],
     )
 
 

@@ -1,8 +1,8 @@
 """How people appear in every public output (JSON, CSV, XLSX, PDF, pages).
 
 张三 → 张*, 张小三 → 张**, 欧阳小明 → 欧阳** (compound surnames kept), 李 → 李*, Latin names →
-first letter + *; enterprises, organisations and party branches in full; anonymous → 匿名; erased →
-已注销; households only to building level (3栋2单元501 → 3栋); phones never.
+first letter + *; enterprises, organisations and party branches in full; anonymous → 匿名 (and no
+household); erased → 已注销; households only to building level (3栋2单元501 → 3栋); phones never.
 """
 
 from __future__ import annotations
@@ -121,6 +121,19 @@ def public_name(name: str | None, contributor_type: str, *, anonymous: bool, era
     if contributor_type in ORGANISATION_TYPES:
         return name
     return mask_person_name(name)
+
+
+def public_contributor(
+    name: str | None, household: str | None, contributor_type: str, *, anonymous: bool, erased: bool
+) -> tuple[str, str | None]:
+    """Name and building as every public output shows a contributor. An anonymous gift shows
+    neither, not even after erasure: its building, or 已注销 beside an erased giver's other
+    entries, would narrow the giver down."""
+    if anonymous:
+        return ANONYMOUS, None
+    if erased or name is None:
+        return ERASED, None
+    return public_name(name, contributor_type, anonymous=False, erased=False), public_household(household)
 
 
 def public_household(household: str | None) -> str | None:

@@ -94,6 +94,17 @@ contributors = Table(
     Column("created_at", DateTime(timezone=True)),
 )
 
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("community_id", BigInteger),
+    Column("contributor_id", BigInteger),
+    Column("reason", Text),
+    Column("erased_by", Text),
+    Column("erased_at", DateTime(timezone=True)),
+)
+
 contributor_totals = Table(
     "contributor_totals",
     metadata,
@@ -121,6 +132,7 @@ entries = Table(
     Column("contributor_id", BigInteger),
     Column("contributor_commitment", LargeBinary),
     Column("anonymous", Boolean),
+    Column("anonymous_id", Uuid),
     Column("channel", Text),
     Column("receipt_no", Text),
     Column("grantor", Text),

@@ -55,6 +55,9 @@ class Verification:
     # Accounts whose running balance differs from the sum of their postings (the application role
     # may update balances, so they are checked too).
     unbalanced_accounts: tuple[str, ...] = ()
+    # Whether every contributor's stored totals in the project (paid, refunded, pledged, in kind;
+    # they bound refunds, and the application role may update them) equal what the entries say.
+    contributor_totals_ok: bool = True
 
 
 async def head(conn: AsyncConnection, project_code: str) -> TreeHead:
@@ -151,7 +154,7 @@ _VERIFY_SQL = text(
     SELECT e.seq, e.kind, e.amount_fen, e.occurred_on, e.recorded_at, e.memo, e.channel, e.receipt_no,
            e.grantor, e.document_no, e.payee, e.category, e.invoice_no, e.description, e.reason,
            e.reverses_seq, e.anonymous, e.contributor_commitment, e.document, e.leaf_hash,
-           c.public_id, c.type AS contributor_type,
+           coalesce(e.anonymous_id, c.public_id) AS public_id, c.type AS contributor_type,
            (SELECT array_agg(a.code || ' ' || p.side || ' ' || p.amount_fen ORDER BY p.line_no)
               FROM postings p JOIN accounts a ON a.id = p.account_id
              WHERE p.project_id = e.project_id AND p.seq = e.seq) AS postings
@@ -238,12 +241,14 @@ async def verify(engine: AsyncEngine, project_code: str) -> Verification:
         if first_bad is None and (frontier.size != tree.size or root != tree.root_hash):
             first_bad = min(frontier.size, tree.size) + 1
         unbalanced = tuple((await conn.execute(_UNBALANCED_SQL, {"pid": tree.project_id})).scalars().all())
+        totals_off = (await conn.execute(_TOTALS_MISMATCH_SQL, {"pid": tree.project_id})).scalar_one()
         return Verification(
-            ok=first_bad is None and not unbalanced,
+            ok=first_bad is None and not unbalanced and not totals_off,
             size=tree.size,
             root_hash=tree.root_hash,
             first_bad_seq=first_bad,
             unbalanced_accounts=unbalanced,
+            contributor_totals_ok=not totals_off,
         )
 
 
@@ -258,5 +263,37 @@ _UNBALANCED_SQL = text(
     ) p ON p.account_id = a.id
     WHERE a.project_id = :pid AND b.balance_fen <> coalesce(p.net, 0)
     ORDER BY a.code
+    """
+)
+
+# Contributor totals recomputed from the entries (a reversal moves its original's total, negated)
+# against the stored ones; a row missing on either side counts as zeros.
+_TOTALS_MISMATCH_SQL = text(
+    """
+    WITH moves AS (
+        SELECT coalesce(o.contributor_id, e.contributor_id) AS contributor_id,
+               coalesce(o.kind, e.kind) AS kind,
+               CASE WHEN e.kind = 'reversal' THEN -e.amount_fen ELSE e.amount_fen END AS amount
+        FROM entries e
+        LEFT JOIN entries o ON e.kind = 'reversal' AND o.project_id = e.project_id AND o.seq = e.reverses_seq
+        WHERE e.project_id = :pid
+    ), expected AS (
+        SELECT contributor_id,
+               coalesce(sum(amount) FILTER (WHERE kind = 'contribution'), 0) AS paid,
+               coalesce(sum(amount) FILTER (WHERE kind = 'refund'), 0) AS refunded,
+               coalesce(sum(amount) FILTER (WHERE kind = 'pledge'), 0) AS pledged,
+               coalesce(sum(amount) FILTER (WHERE kind = 'in_kind'), 0) AS in_kind
+        FROM moves WHERE contributor_id IS NOT NULL
+        GROUP BY contributor_id
+    )
+    SELECT EXISTS (
+        SELECT 1
+        FROM expected x
+        FULL JOIN (SELECT * FROM contributor_totals WHERE project_id = :pid) t ON t.contributor_id = x.contributor_id
+        WHERE (coalesce(x.paid, 0), coalesce(x.refunded, 0), coalesce(x.pledged, 0), coalesce(x.in_kind, 0))
+              IS DISTINCT FROM
+              (coalesce(t.paid_fen, 0), coalesce(t.refunded_fen, 0), coalesce(t.pledged_fen, 0),
+               coalesce(t.in_kind_fen, 0))
+    )
     """
 )

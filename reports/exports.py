@@ -14,7 +14,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
 from ledger.entries import RecordedEntry
-from ledger.masking import public_household, public_name
+from ledger.masking import public_contributor
 from ledger.money import format_fen
 
 KIND_LABELS = {
@@ -56,8 +56,8 @@ def _rows(entries: Iterable[RecordedEntry], unmasked: bool) -> Iterable[list[obj
             if unmasked and not c.erased:
                 who, where = c.name or "", c.household or ""
             else:
-                who = public_name(c.name, c.type, anonymous=e.anonymous, erased=c.erased)
-                where = (None if c.erased else public_household(c.household)) or ""
+                who, building = public_contributor(c.name, c.household, c.type, anonymous=e.anonymous, erased=c.erased)
+                where = building or ""
         note = f.get("memo") or f.get("description") or f.get("reason") or ""
         yield [
             e.seq,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
 from ledger.entries import RecordedEntry, get_entry, list_entries
-from ledger.masking import public_household, public_name
+from ledger.masking import public_contributor
 from ledger.summary import project_summary
 from reports import sheet_model as m
 
@@ -163,8 +163,8 @@ def _who(e: RecordedEntry) -> tuple[str, str]:
     c = e.contributor
     if c is None:
         return "", ""
-    name = public_name(c.name, c.type, anonymous=e.anonymous, erased=c.erased)
-    return name, ("" if c.erased else public_household(c.household) or "")
+    name, building = public_contributor(c.name, c.household, c.type, anonymous=e.anonymous, erased=c.erased)
+    return name, building or ""
 
 
 def _row(kind: str, e: RecordedEntry, src: RecordedEntry, labels: dict[str, str]) -> m.EntryRow:

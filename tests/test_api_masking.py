@@ -27,7 +27,7 @@ CASES: list[tuple[tuple[str, str | None, str, bool], tuple[str, str | None]]] = 
     (("某某建材有限公司", None, "enterprise", False), ("某某建材有限公司", None)),
     (("锦绣花园业主委员会", None, "organization", False), ("锦绣花园业主委员会", None)),
     (("锦绣小区党支部", None, "party_branch", False), ("锦绣小区党支部", None)),
-    (("钱七", "7栋1单元101", "resident", True), ("匿名", "7栋")),
+    (("钱七", "7栋1单元101", "resident", True), ("匿名", None)),  # an anonymous gift names no building
     (("孙悟空", "团城山路8号", "resident", False), ("孙**", None)),
 ]
 

@@ -20,7 +20,13 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from ledger.cli import main as cli
-from ledger.database import DatabaseRuntime, head_revision
+from ledger.database import (
+    DatabaseRuntime,
+    UnsafeDatabaseRole,
+    create_engine,
+    ensure_app_role_owns_nothing,
+    head_revision,
+)
 from ledger.embedded_pg import SUPERUSER, EmbeddedPostgres, find_binaries
 from ledger.settings import Settings
 from tests.conftest import Database
@@ -168,12 +174,40 @@ async def test_readyz_reports_unmigrated_database(database: Database, tmp_path: 
     su = database.superuser_url.replace("postgresql+asyncpg://", "postgresql://")
     name = f"empty_{os.getpid()}"
     await _query(su, f"CREATE DATABASE {name}")
-    url = database.superuser_url.replace("/ledger?", f"/{name}?")
+    # The owner role owns nothing in the new, empty database, so start-up's role check lets it in.
+    url = database.urls.owner.replace("/ledger?", f"/{name}?")
     app = create_app(Settings(database_url=url, auto_migrate=False, data_dir=tmp_path))
     async with AsyncTestClient(app) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["status"] == "database_unreachable" or response.json()["revision"] is None
+
+
+@pytest.mark.parametrize("who", ["owner", "superuser"])
+async def test_refuses_to_serve_as_a_role_that_could_disable_the_triggers(
+    database: Database, tmp_path: Path, who: str
+) -> None:
+    """Only LEDGER_DATABASE_URL set, pointing at the tables' owner (or a superuser): the service
+    would run as a role that can DISABLE the append-only triggers, so it must not start at all."""
+    url = database.urls.owner if who == "owner" else database.superuser_url
+    app = create_app(Settings(database_url=url, data_dir=tmp_path / "unused"))
+    # The lifespan's error reaches the caller inside anyio's exception group.
+    with pytest.raises(BaseExceptionGroup) as refused:
+        async with AsyncTestClient(app):
+            pass
+    matched, _ = refused.value.split(UnsafeDatabaseRole)
+    assert matched is not None, refused.value
+    message = str(matched.exceptions[0])
+    assert "LEDGER_OWNER_DATABASE_URL" in message and "LEDGER_DATABASE_URL" in message
+    assert ("拥有账本表" in message and "entries" in message) if who == "owner" else "超级用户" in message
+
+
+async def test_app_role_passes_the_role_check(database: Database) -> None:
+    engine = create_engine(database.urls.app, database.settings)
+    try:
+        await ensure_app_role_owns_nothing(engine)
+    finally:
+        await engine.dispose()
 
 
 def test_cli_db_upgrade_current_and_token(tmp_path: Path) -> None:

@@ -120,8 +120,8 @@ async def test_app_role_has_no_update_delete_truncate(database: Database, seeded
 
 
 async def test_stored_responses_can_be_deleted_but_never_rewritten(database: Database, seeded: Seeded) -> None:
-    """idempotency_keys is a retry cache: erasure may delete a response that quotes a person, but
-    no stored response can be altered (a replay must be what the first request got)."""
+    """idempotency_keys is a retry cache: no stored response can be altered in place (a replay must
+    be what the first request got); erasure replaces one that quotes a person (delete + insert)."""
     where = f"scope = '{seeded.scope}'"
     await refused(
         database.urls.app,

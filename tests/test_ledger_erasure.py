@@ -3,6 +3,7 @@ entries and every hash valid."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import tree
 from ledger.contributors import Contributor, ContributorRef, erase_contributor
 from ledger.entries import EntryDraft, RecordedEntry, append_entries, get_entry, list_entries
-from ledger.errors import NotFound, ValidationFailed
+from ledger.errors import IdempotencyKeyReused, NotFound, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.projects import Project
 from ledger.summary import project_summary
@@ -192,3 +193,32 @@ async def test_erasure_also_covers_stored_api_responses(engine: AsyncEngine, dat
     contributor = await record_for(engine, project, person, api_body)
     await erase_contributor(engine, project.community_id, contributor.public_id)
     assert await tables_containing(database, [person.name, person.household, person.phone]) == {}
+
+
+async def test_a_retry_after_erasure_is_a_redacted_replay_never_a_second_entry(engine: AsyncEngine) -> None:
+    """Erasure keeps each stored response's key, fingerprint and status and redacts the body: the
+    retry of a write that named the person replays, and records nothing."""
+    project = await make_project(engine)
+    person = Person()
+    draft = EntryDraft(kind="contribution", occurred_on=DAY, amount_fen=30_000, contributor=person.ref)
+    key = IdempotencyRequest(unique("token"), "K", fingerprint(b"the request"))
+    first = await append_entries(engine, project.code, [draft], recorded_by="t", render=api_body, idempotency=key)
+    assert first.entries[0].contributor is not None
+    public_id = first.entries[0].contributor.public_id
+    assert person.name in first.body
+
+    await erase_contributor(engine, project.community_id, public_id, reason="本人申请")
+
+    retry = await append_entries(engine, project.code, [draft], recorded_by="t", render=api_body, idempotency=key)
+    assert retry.replayed and retry.status == first.status
+    assert person.name not in retry.body and person.household not in retry.body
+    (stored,) = json.loads(retry.body)
+    (original,) = json.loads(first.body)
+    assert stored["contributor"] == {**original["contributor"], "name": "已注销", "household": None}
+    assert stored["seq"] == original["seq"] and stored["document"] == original["document"]
+    async with engine.connect() as conn:
+        assert len(await list_entries(conn, project.code)) == 1, "never a second entry"
+    with pytest.raises(IdempotencyKeyReused):
+        other = IdempotencyRequest(key.scope, "K", fingerprint(b"another request"))
+        await append_entries(engine, project.code, [draft], recorded_by="t", render=api_body, idempotency=other)
+    assert (await tree.verify(engine, project.code)).ok

@@ -227,6 +227,13 @@ async def test_full_consistent_rewrite_passes_verify_but_not_a_published_root(
     await as_superuser(database, [(node_sql, [project.id, lvl, idx, h]) for (lvl, idx), h in changed], ["merkle_nodes"])
     head_sql = "UPDATE project_heads SET frontier = $2, root_hash = $3 WHERE project_id = $1"
     await as_superuser(database, [(head_sql, [project.id, frontier.to_bytes(), frontier.root()])], [])
+    # The contribution's amount also counts in its giver's totals: without this verify sees it.
+    assert not (await tree.verify(engine, project.code)).contributor_totals_ok
+    totals_sql = (
+        "UPDATE contributor_totals SET paid_fen = paid_fen + 100 WHERE project_id = $1 "
+        "AND contributor_id = (SELECT contributor_id FROM entries WHERE project_id = $1 AND seq = $2)"
+    )
+    await as_superuser(database, [(totals_sql, [project.id, seq])], [])
 
     assert (await tree.verify(engine, project.code)).ok, "a thorough forger fools the self-check"
     _, root_now = await tree.root_at(engine, project.code, size_published)

@@ -90,6 +90,7 @@ async def ledger_verify(engine: AsyncEngine, project: str) -> s.VerifyOut:
         root_hash=result.root_hash.hex(),
         first_bad_seq=result.first_bad_seq,
         unbalanced_accounts=list(result.unbalanced_accounts),
+        contributor_totals_ok=result.contributor_totals_ok,
     )
 
 
