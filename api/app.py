@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router, get
@@ -15,7 +16,7 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.pydantic import PydanticPlugin
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.auth import Caller, caller_of
 from api.errors import EXCEPTION_HANDLERS
@@ -25,8 +26,10 @@ from api.openapi import build_openapi
 from api.pages import pages_router, static_router, template_config
 from api.routes import communities, contributors, decisions, disclosures, entries, health, ledger_log, tokens
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
+from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
 from ledger.settings import Settings, get_settings
 from reports.render import PdfRenderer, check_cjk_font
+from reports.sheet_builder import build_sheet_model
 
 log = logging.getLogger("api")
 
@@ -81,6 +84,25 @@ async def openapi_json(request: Request) -> dict[str, Any]:
     return cached
 
 
+def _demo_publisher(engine: AsyncEngine, renderer: PdfRenderer, base_url: str) -> Any:
+    """The demo's sheets are published like any other: rendered once, stored, pinned to the root."""
+
+    async def make(conn: AsyncConnection, snap: SheetSnapshot) -> bytes:
+        return await renderer.render(await build_sheet_model(conn, snap, public_base_url=base_url))
+
+    async def publish(project: str, period_start: date, period_end: date) -> None:
+        await publish_disclosure(
+            engine,
+            project,
+            DisclosureDraft(period_start=period_start, period_end=period_end),
+            published_by="demo",
+            make_pdf=make,
+            render=lambda d: {"id": d.id},
+        )
+
+    return publish
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -113,7 +135,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if settings.demo:
                 from ledger.demo import load_demo
 
-                await load_demo(engine)
+                await load_demo(engine, publish_sheet=_demo_publisher(engine, renderer, settings.public_base_url))
             yield
         finally:
             await renderer.aclose()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,7 +24,13 @@ SURNAMES = "张王李赵刘陈杨黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = ["伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超"]
 
 
-async def load_demo(engine: AsyncEngine) -> bool:
+# Publishes a sheet (project code, period start, period end); the API passes one that renders the
+# PDF (the ledger never imports a renderer). Two sheets, entries between them: the resident pages
+# then show a sheet, its QR target and a real history check.
+PublishSheet = Callable[[str, date, date], Awaitable[object]]
+
+
+async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = None) -> bool:
     """Load the demo if the database has no community yet. Returns whether it loaded."""
     async with engine.connect() as conn:
         if (await conn.execute(select(func.count()).select_from(communities))).scalar_one():
@@ -155,6 +162,8 @@ async def load_demo(engine: AsyncEngine) -> bool:
     ]
     result = await append_entries(engine, "jinxiu-road-2026", drafts, recorded_by="demo", render=lambda es: len(es))
     last = result.entries[-1].seq
+    if publish_sheet is not None:
+        await publish_sheet("jinxiu-road-2026", start, start + timedelta(days=31))
     await append_entries(
         engine,
         "jinxiu-road-2026",
@@ -185,6 +194,8 @@ async def load_demo(engine: AsyncEngine) -> bool:
         recorded_by="demo",
         render=lambda es: len(es),
     )
+    if publish_sheet is not None:
+        await publish_sheet("jinxiu-road-2026", start, today)
     await create_project(
         engine,
         NewProject(

@@ -280,6 +280,14 @@ def test_serve_demo_ctrl_c_stops_postgres_and_restart_reuses_data(tmp_path: Path
     with urllib.request.urlopen(url) as response:
         first = json.load(response)
     assert first["size"] > 0, "demo entries were loaded"
+    # The demo publishes two sheets with entries between them, so its pages show a real history check.
+    base = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(f"{base}/api/v1/projects/jinxiu-road-2026/disclosures") as response:
+        sheets = json.load(response)["items"]
+    assert [d["sheet_number"] for d in sheets] == [1, 2] and sheets[1]["previous"]["id"] == sheets[0]["id"]
+    assert sheets[0]["tree_size"] < sheets[1]["tree_size"] == first["size"]
+    with urllib.request.urlopen(f"{base}/d/{sheets[1]['id']}") as response:
+        assert response.status == 200 and 'id="history-form"' in response.read().decode()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     assert _postgres_pids((data_dir / "pg" / "data").resolve()) == [], "Ctrl-C leaves no PostgreSQL behind"
