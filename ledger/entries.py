@@ -747,3 +747,18 @@ async def get_entry(conn: AsyncConnection, project_code: str, seq: int) -> Recor
     if row is None:
         raise NotFound(f"项目 {project_code} 没有第 {seq} 号记录")
     return _entry_from_row(row)
+
+
+async def seqs_by_receipt_no(
+    conn: AsyncConnection, project_code: str, receipt_no: str, *, limit: int = 10
+) -> list[int]:
+    """The entries carrying a receipt number (收据号), for a resident who has the paper receipt but
+    not its seq. A project holds a few thousand entries: no index is needed for this rare read."""
+    rows = await conn.execute(
+        text(
+            "SELECT e.seq FROM entries e JOIN projects p ON p.id = e.project_id "
+            "WHERE p.code = :code AND e.receipt_no = :receipt_no ORDER BY e.seq LIMIT :limit"
+        ),
+        {"code": project_code, "receipt_no": receipt_no, "limit": limit},
+    )
+    return [r.seq for r in rows]

@@ -216,3 +216,19 @@ async def test_project_pages_answer_304_until_what_they_show_changes(api: Api, w
     await erase_contributor(world.engine, community.id, uuid.UUID(person))
     changed = await api.get(f"/p/{project}/e/1", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and "已注销" in changed.text
+
+
+async def test_the_check_page_finds_an_entry_by_its_receipt_number(api: Api, world: World, seeded: Seeded) -> None:
+    from tests.api_support import contribution
+
+    project = await world.project()
+    await world.entry(project, contribution("10", receipt_no="SJ-0001"))
+    target = await world.entry(project, contribution("20", receipt_no="SJ-4242"))
+    html = (await api.get(f"/p/{project}/check", params={"seq": "SJ-4242", "size": "2", "root": "ab"})).text
+    assert f'value="{target["seq"]}"' in html and 'data-expect-receipt="SJ-4242"' in html
+    assert 'id="check-autorun"' in html
+    missing = (await api.get(f"/p/{project}/check", params={"seq": "SJ-9999"})).text
+    assert "没有找到收据号“SJ-9999”" in missing and "data-expect-receipt" not in missing
+    # Many entries of the seeded project share SJ-0001: the page lists them to choose from.
+    several = (await api.get(f"/p/{seeded.project}/check", params={"seq": "SJ-0001"})).text
+    assert "对应多笔记录" in several and f'href="/p/{seeded.project}/e/1"' in several

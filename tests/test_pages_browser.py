@@ -352,3 +352,34 @@ async def test_no_serious_accessibility_violations(browser: Browser, live_server
         ]
         assert not bad, (path, bad)
     await page.context.close()
+
+
+async def test_the_check_by_receipt_number(browser: Browser, live_server: LiveServer, world: World) -> None:
+    from tests.api_support import contribution
+
+    project = await world.project()
+    await world.entry(project, contribution("10", receipt_no="SJ-0001"))
+    await world.entry(project, contribution("20", receipt_no="SJ-4242"))
+    head = (await world.api.get(f"/api/v1/projects/{project}/ledger")).json()
+    page = await new_page(browser)
+    await page.goto(f"{live_server.base_url}/p/{project}/check")
+    await page.fill("#check-seq", "SJ-4242")
+    await page.fill("#check-size", str(head["size"]))
+    await page.fill("#check-root", head["root_hash"])
+    async with page.expect_navigation():
+        await page.click("#check-form button[type=submit]")
+    result, text = await outcome(page, "#check-result")
+    assert result == "ok" and "第 2 笔" in text and "¥20.00" in text, text
+
+    async def other_receipt(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        doc = json.loads(body["document"])
+        doc["receipt_no"] = "SJ-0001"
+        body["document"] = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+        await route.fulfill(response=response, json=body)
+
+    await page.route(f"**/api/v1/projects/{project}/entries/2", other_receipt)
+    result, text = await check(page, head["size"], head["root_hash"])
+    assert result == "fail" and "收据号" in text, text
+    await page.context.close()

@@ -24,7 +24,7 @@ from ledger.canonical import SHANGHAI
 from ledger.communities import find_community, list_communities
 from ledger.decisions import list_decisions
 from ledger.disclosures import file_objection, get_disclosure, list_disclosures, list_objections
-from ledger.entries import get_entry, list_entries
+from ledger.entries import get_entry, list_entries, seqs_by_receipt_no
 from ledger.errors import Conflict
 from ledger.money import format_fen
 from ledger.projects import Project, get_project, list_projects
@@ -35,6 +35,8 @@ LIST_MAX = 500  # communities and projects on one page: a district, not a provin
 ENTRIES_PAGE = 50
 NEWEST_ENTRIES = 5
 SEARCH_MAX = 40
+RECEIPT_NO_MAX = 64  # as the entries table allows
+ROOT_TYPED_MAX = 200  # 64 hex digits with whatever spacing the resident typed
 KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
 
 
@@ -163,14 +165,25 @@ async def check_page(
 ) -> Template:
     found = await get_project(engine, project)
     sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+    typed = (seq or "").strip()[:RECEIPT_NO_MAX]
+    receipt_no, matches = None, []
+    if typed and not typed.isdigit():
+        # A receipt number (收据号) rather than a seq: find its entry; the check then confirms the
+        # document itself carries this receipt number, so the look-up need not be trusted.
+        receipt_no = typed
+        async with engine.connect() as conn:
+            matches = await seqs_by_receipt_no(conn, found.code, receipt_no)
+        typed = str(matches[0]) if len(matches) == 1 else typed
     return page(
         "check",
         project=project_out(found),
         community_name=found.community_name,
         sheets=list(reversed(sheets)),
         # Echoed into input values only (escaped); the script reads them back and checks them.
-        check={"seq": (seq or "")[:20], "size": (size or "")[:20], "root": (root or "")[:80]},
-        autorun=bool(seq and size and root),
+        check={"seq": typed, "size": (size or "")[:20], "root": (root or "")[:ROOT_TYPED_MAX]},
+        receipt_no=receipt_no,
+        matches=matches,
+        autorun=bool(typed.isdigit() and size and root),
     )
 
 

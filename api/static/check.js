@@ -84,6 +84,7 @@ function checkDocument(doc, entry, project, seq, expect) {
   if (expect.kind && fields.kind !== expect.kind && !wrong.includes("类型")) wrong.push("类型");
   if (expect.amount && fields.amount_fen !== fenOf(expect.amount) && !wrong.includes("金额")) wrong.push("金额");
   if (expect.seq && fields.seq !== Number(expect.seq) && !wrong.includes("序号")) wrong.push("序号");
+  if (expect.receipt && fields.receipt_no !== expect.receipt) wrong.push("收据号");
   if (wrong.length) {
     throw new CheckFailed(`记录原文里的${wrong.join("、")}与本页显示的不一致：服务器给出的内容可能被改动过。`);
   }
@@ -104,6 +105,8 @@ async function runInclusion(form) {
     if (typeof entry.document !== "string") throw new CheckFailed("服务器没有给出记录原文，无法核验。");
     const fields = checkDocument(entry.document, entry, project, seq, {
       seq: form.dataset.expectSeq, kind: form.dataset.expectKind, amount: form.dataset.expectAmount,
+      // Set only while the seq field still holds the seq the server found for that receipt number.
+      receipt: form.dataset.expectReceipt && form.dataset.receiptSeq === String(seq) ? form.dataset.expectReceipt : "",
     });
     const { name, sha256 } = pickSha256();
     const h = makeHasher(sha256);
@@ -160,7 +163,10 @@ async function runConsistency(form) {
 function wire() {
   const check = document.getElementById("check-form");
   if (check) {
+    check.dataset.receiptSeq = check.elements.seq.value.trim();
     check.addEventListener("submit", (event) => {
+      // A receipt number goes to the server, which finds its seq (the form's plain GET).
+      if (!/^\s*[0-9]+\s*$/.test(check.elements.seq.value)) return;
       event.preventDefault();
       runInclusion(check);
     });
