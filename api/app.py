@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Router, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig
@@ -49,13 +49,26 @@ def _engine(state: State) -> AsyncEngine:
     return state.engine
 
 
-async def _resolve_token_on_reads(request: Request) -> None:
+def _allowed_methods(request: Request) -> str:
+    """Every method the matched path serves. Litestar's own OPTIONS answer is built when the first
+    handler of a path registers, so a path whose GET and POST are separate handlers would announce
+    only one of them."""
+    methods = {"OPTIONS"}
+    for path in request.route_handler.paths:
+        methods |= set(request.app.route_handler_method_map.get(path, {}))
+    return ", ".join(sorted(methods))
+
+
+async def _resolve_token_on_reads(request: Request) -> Response[None] | None:
     """A GET with a bad token is 401 even on public routes (writes check it after parsing, to keep
     API.md's precedence of 400 over 401)."""
     reject_nul_in_url(request)
+    if request.method == "OPTIONS":
+        return Response(None, status_code=204, headers={"Allow": _allowed_methods(request)})
     # Health probes answer whatever header a load balancer sends; only the API checks tokens.
     if request.method == "GET" and "authorization" in request.headers and request.url.path.startswith("/api/"):
         await caller_of(request)
+    return None
 
 
 @get("/schema/openapi.json", include_in_schema=False, media_type="application/vnd.oai.openapi+json")

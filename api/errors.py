@@ -7,6 +7,7 @@ here and answered with a bare 500.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -149,6 +150,27 @@ def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     return result
 
 
+_MSGSPEC_MESSAGES = (
+    (re.compile(r"^Expected `int` >= (-?\d+)"), "须为不小于 {0} 的整数"),
+    (re.compile(r"^Expected `int` <= (-?\d+)"), "须为不大于 {0} 的整数"),
+    (re.compile(r"^Expected `int`"), "须为整数"),
+    (re.compile(r"^Expected `str` matching regex"), "格式不正确"),
+    (re.compile(r"^Invalid enum value"), "取值不在允许范围内"),
+    (re.compile(r"^Expected `date`"), "须为 YYYY-MM-DD 日期"),
+    (re.compile(r"^Missing required"), "必填"),
+)
+
+
+def _parameter_message(item: dict[str, Any]) -> str:
+    """Litestar's parameter messages (from msgspec) are English: residents and treasurers read Chinese."""
+    message = str(item.get("message", ""))
+    for pattern, chinese in _MSGSPEC_MESSAGES:
+        match = pattern.match(message)
+        if match:
+            return chinese.format(*match.groups())
+    return "取值无效"
+
+
 def ledger_error_handler(_: Request, exc: le.LedgerError) -> Response[dict[str, Any]]:
     errors = [{"field": e.field, "message": e.message} for e in exc.errors]
     return problem(exc.code, exc.detail, errors)
@@ -178,11 +200,11 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[dic
     if isinstance(exc, TooManyRequestsException):
         return problem("rate_limited", "请求过于频繁，请稍后再试", headers=exc.headers)
     if isinstance(exc, ValidationException):
-        errors = []
-        extra = exc.extra if isinstance(exc.extra, list) else []
-        for item in extra:
-            if isinstance(item, dict):
-                errors.append({"field": str(item.get("key", "")), "message": str(item.get("message", ""))})
+        extra = [item for item in (exc.extra if isinstance(exc.extra, list) else []) if isinstance(item, dict)]
+        # A path id outside its declared range (e.g. above 2^63-1) names nothing that can exist.
+        if any(item.get("source") == "path" for item in extra):
+            return problem("not_found", "没有这个地址或资源")
+        errors = [{"field": str(item.get("key", "")), "message": _parameter_message(item)} for item in extra]
         return problem("validation_failed", "请求参数未通过校验", errors)
     if exc.status_code == 413:
         return problem("payload_too_large", "请求体超过上限（JSON 64 KiB，批量导入 8 MiB）")

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from litestar import Request, Response
+from litestar.params import Parameter
 from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError, validation_errors
@@ -16,6 +17,14 @@ JSON_BODY_MAX = 64 * 1024
 BATCH_BODY_MAX = 8 * 1024 * 1024
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500
+# Ids, sequence numbers and tree sizes are BIGINT columns: a number outside 1..2^63-1 names
+# nothing (404 in a path, 422 in a query) instead of overflowing the driver (500).
+INT64_MAX = 2**63 - 1
+
+PathId = Annotated[int, Parameter(ge=1, le=INT64_MAX, description="1 到 2^63−1 的整数")]
+Limit = Annotated[int, Parameter(ge=1, le=INT64_MAX, description="每页条数：默认 50，超过 500 按 500 计")]
+# Empty means the first page, so every value the pattern admits is accepted.
+Cursor = Annotated[str, Parameter(pattern=r"^[0-9]{0,18}$", description="上一页响应中的 next；留空为第一页")]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -74,12 +83,22 @@ def json_response(status: int, body: str, *, replayed: bool) -> Response[bytes]:
     return Response(body.encode(), status_code=status, media_type="application/json", headers=headers)
 
 
-def clamp_limit(limit: int | None) -> int:
-    if limit is None:
-        return PAGE_SIZE_DEFAULT
-    if limit < 1:
-        raise ApiError("validation_failed", "limit 须为正整数", [{"field": "limit", "message": "须 ≥ 1"}])
+def clamp_limit(limit: int) -> int:
+    """The route's ``Limit`` parameter already refused anything below 1."""
     return min(limit, PAGE_SIZE_MAX)
+
+
+def existing_id(value: int, what: str) -> int:
+    """For write routes, which check their path id only after the body and the token (API.md's
+    precedence); read routes declare ``PathId`` and Litestar answers 404 before the handler."""
+    if not 1 <= value <= INT64_MAX:
+        raise ApiError("not_found", f"{what}不存在")
+    return value
+
+
+def cursor_id(cursor: str) -> int:
+    """The id after which a page starts (``Cursor`` admits only up to 18 digits)."""
+    return int(cursor or 0)
 
 
 def dump(model: BaseModel) -> Any:

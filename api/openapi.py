@@ -14,6 +14,7 @@ from litestar import Litestar
 from pydantic import TypeAdapter
 
 from api.errors import PROBLEM_MEDIA_TYPE
+from api.http import INT64_MAX
 from api.schemas import FieldErrorOut, Problem
 
 REF_PREFIX = "#/components/schemas/"
@@ -39,6 +40,7 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
         if operation is None:
             continue
         schema = TypeAdapter(model).json_schema(ref_template=REF_PREFIX + "{model}", mode="validation")
+        _state_text_rules(schema)
         for name, definition in schema.pop("$defs", {}).items():
             schemas.setdefault(name, definition)
         name = model.__name__
@@ -61,7 +63,107 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
                 }
             )
     _document_problems(document, schemas)
+    _tidy_parameters(document)
+    _link_created_resources(document)
     return document
+
+
+# What each creating POST names in its 201 body, and the path parameter that value fills.
+CREATES = {
+    "/api/v1/communities": ("code", "code"),
+    "/api/v1/projects": ("project", "code"),
+    "/api/v1/projects/{project}/entries": ("seq", "seq"),
+    "/api/v1/projects/{project}/disclosures": ("disclosure_id", "id"),
+    "/api/v1/disclosures/{disclosure_id}/objections": ("objection_id", "id"),
+    "/api/v1/tokens": ("token_id", "id"),
+}
+
+
+def _path_parameters(path: str) -> set[str]:
+    return {part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")}
+
+
+def _link_created_resources(document: dict[str, Any]) -> None:
+    """OpenAPI links from every creating POST to the operations on what it created (a project's
+    entries, a sheet's objections, a token's revocation), so that a client, or a stateful test,
+    can follow them."""
+    paths = document.get("paths", {})
+    for source, (parameter, field) in CREATES.items():
+        created = paths.get(source, {}).get("post", {}).get("responses", {}).get("201")
+        if created is None:
+            continue
+        known = _path_parameters(source)
+        links: dict[str, Any] = {}
+        for target, item in paths.items():
+            needed = _path_parameters(target)
+            if parameter not in needed or not needed <= known | {parameter}:
+                continue
+            for method, operation in item.items():
+                if method not in _HTTP_METHODS or "operationId" not in operation:
+                    continue
+                values = {name: f"$request.path.{name}" for name in needed - {parameter}}
+                values[parameter] = f"$response.body#/{field}"
+                links[operation["operationId"]] = {"operationId": operation["operationId"], "parameters": values}
+        if links:
+            created["links"] = links
+
+
+# RequestBody refuses control characters other than tab and newlines, and strips surrounding
+# whitespace before checking a minimum length: the patterns say so.
+_NO_CONTROL = "[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
+TEXT_PATTERN = f"^{_NO_CONTROL}*$"
+NONBLANK_TEXT_PATTERN = f"^{_NO_CONTROL}*[^\\s\\x00-\\x1f]{_NO_CONTROL}*$"
+
+
+def _state_text_rules(node: Any) -> None:
+    """Adds the text patterns to every free-text string of a request body schema."""
+    if isinstance(node, list):
+        for item in node:
+            _state_text_rules(item)
+        return
+    if not isinstance(node, dict):
+        return
+    free_text = node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node)
+    if free_text:
+        node["pattern"] = NONBLANK_TEXT_PATTERN if node.get("minLength", 0) > 0 else TEXT_PATTERN
+    for value in node.values():
+        _state_text_rules(value)
+
+
+def _exact(bound: Any) -> Any:
+    """Litestar writes numeric bounds as floats, and 2^63-1 as a float is 2^63: a generator would
+    send a number the server must refuse. Bounds are integers here."""
+    if isinstance(bound, float) and bound.is_integer():
+        return min(int(bound), INT64_MAX) if bound > 0 else int(bound)
+    return bound
+
+
+def _tidy_parameters(document: dict[str, Any]) -> None:
+    """Litestar writes an optional parameter as ``oneOf [integer, null]`` with its bounds beside
+    the ``oneOf``, where generators do not look: the bounds move into the integer branch."""
+    for item in document.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in _HTTP_METHODS:
+                continue
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                variants = schema.get("oneOf")
+                if variants and {"type": "null"} in variants:
+                    bounds = {k: schema.pop(k) for k in ("minimum", "maximum") if k in schema}
+                    for variant in variants:
+                        if variant.get("type") == "integer":
+                            variant.update(bounds)
+                            for key in ("minimum", "maximum"):
+                                if key in variant:
+                                    variant[key] = _exact(variant[key])
+                if parameter.get("in") == "path" and schema.get("type") == "integer":
+                    # Every integer in a path is a BIGINT id (write routes check it by hand).
+                    schema.setdefault("minimum", 1)
+                    schema.setdefault("maximum", INT64_MAX)
+                for key in ("minimum", "maximum"):
+                    if key in schema:
+                        schema[key] = _exact(schema[key])
+                parameter["schema"] = schema
 
 
 _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

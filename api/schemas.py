@@ -20,6 +20,17 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 CODE_PATTERN = r"^[a-z0-9-]{2,64}$"
 
 
+def _integral(value: Any) -> Any:
+    # JSON Schema's "integer" is any number with no fractional part, so 1512.0 is one; a fraction
+    # (1512.5) or a string ("1512") still fails the strict int check after this.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integral = BeforeValidator(_integral)
+
+
 def _entry_amount(value: Any) -> int:
     if not isinstance(value, str):
         raise ValueError('金额须为字符串形式的元，如 "200.50"（不接受 JSON 数字）')
@@ -75,7 +86,7 @@ class CommunityIn(RequestBody):
     code: Code
     name: Text100
     district: Annotated[str, Field(max_length=100)] = ""
-    households: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    households: Annotated[int, Field(ge=0, le=1_000_000), Integral] | None = None
 
 
 class BudgetLineIn(RequestBody):
@@ -90,8 +101,10 @@ class ProjectIn(RequestBody):
     community: Code
     title: Text100
     description: Annotated[str, Field(max_length=2000)] = ""
-    households_in_scope: Annotated[int, Field(ge=0, le=1_000_000)] = 0
-    budget_lines: Annotated[list[BudgetLineIn], Field(max_length=50)] = []
+    households_in_scope: Annotated[int, Field(ge=0, le=1_000_000), Integral] = 0
+    # Categories must differ too (the ledger refuses a repeated one); JSON Schema can only say
+    # that whole lines must.
+    budget_lines: Annotated[list[BudgetLineIn], Field(max_length=50, json_schema_extra={"uniqueItems": True})] = []
     spending_gate: Literal["resolution", "waived"] = "resolution"
 
 
@@ -106,6 +119,20 @@ class ErasureOut(BaseModel):
 
 
 class TokenIn(RequestBody):
+    """An administrator's token belongs to no community; a treasurer's or auditor's to one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"properties": {"role": {"const": "admin"}, "community": {"type": "null"}}},
+                {
+                    "required": ["community"],
+                    "properties": {"role": {"enum": ["treasurer", "auditor"]}, "community": {"type": "string"}},
+                },
+            ]
+        }
+    )
+
     name: Text100
     role: Literal["admin", "treasurer", "auditor"]
     community: Code | None = None
@@ -119,6 +146,15 @@ Channel = Literal["cash", "wechat", "alipay", "bank", "other"]
 
 class ContributorIn(RequestBody):
     """Either ``id`` (an existing contributor) or ``name`` (with ``household``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["id"], "properties": {"id": {"type": "string"}}},
+                {"required": ["name"], "properties": {"name": {"type": "string"}}},
+            ]
+        }
+    )
 
     id: uuid.UUID | None = None
     name: Text100 | None = None
@@ -177,7 +213,7 @@ class PledgeIn(_EntryIn):
 
 class ReversalIn(_EntryIn):
     kind: Literal["reversal"]
-    reverses: Annotated[int, Field(ge=1)]
+    reverses: Annotated[int, Field(ge=1, le=2**63 - 1), Integral]
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
@@ -197,21 +233,25 @@ class EntryBatchIn(RequestBody):
 
 # -- decisions ---------------------------------------------------------------------------------
 
-Count = Annotated[int, Field(ge=0, le=1_000_000)]
+Count = Annotated[int, Field(ge=0, le=1_000_000), Integral]
+
+
+Stage = Literal[
+    "proposal",
+    "deliberation",
+    "review",
+    "resolution",
+    "announcement",
+    "start",
+    "acceptance",
+    "evaluation",
+    "closure",
+]
+EntryKind = Literal["contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal"]
 
 
 class DecisionIn(RequestBody):
-    stage: Literal[
-        "proposal",
-        "deliberation",
-        "review",
-        "resolution",
-        "announcement",
-        "start",
-        "acceptance",
-        "evaluation",
-        "closure",
-    ]
+    stage: Stage
     held_on: date
     body: Text100
     eligible: Count | None = None
@@ -221,7 +261,7 @@ class DecisionIn(RequestBody):
     votes_abstain: Count | None = None
     summary: Annotated[str, Field(max_length=2000)] = ""
     minutes_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
-    notice_days: Annotated[int, Field(ge=0, le=90)] | None = None
+    notice_days: Annotated[int, Field(ge=0, le=90), Integral] | None = None
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -318,7 +358,7 @@ class ReceiptOut(BaseModel):
 class EntryOut(BaseModel):
     project: str
     seq: int
-    kind: Literal["contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal"]
+    kind: EntryKind
     amount: MoneyOut
     occurred_on: date
     recorded_at: datetime
@@ -443,7 +483,7 @@ class HealthOut(BaseModel):
 class DisclosureIn(RequestBody):
     period_start: date
     period_end: date
-    notice_days: Annotated[int, Field(ge=1, le=90)] = 7
+    notice_days: Annotated[int, Field(ge=1, le=90), Integral] = 7
     title: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.errors import Conflict, NotFound
+from ledger.masking import refuse_personal_numbers
 from ledger.tables import communities
 
 
@@ -44,7 +45,8 @@ def _from_row(row: object) -> Community:
 
 
 async def create_community(engine: AsyncEngine, new: NewCommunity) -> Community:
-    """Errors: Conflict if the code is taken."""
+    """Errors: ValidationFailed (a phone or ID number in published text), Conflict if the code is taken."""
+    refuse_personal_numbers({"name": new.name, "district": new.district})
     try:
         async with engine.begin() as conn:
             row = (

@@ -22,7 +22,7 @@ from ledger import pg
 from ledger.canonical import SHANGHAI
 from ledger.errors import Conflict, NotFound, StageForbidsEntry, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
-from ledger.masking import contains_phone
+from ledger.masking import refuse_personal_numbers
 from ledger.tables import decisions, projects
 
 STAGES = (
@@ -129,9 +129,7 @@ async def record_decision(
         raise ValidationFailed.on("stage", f"未知的环节 {draft.stage}")
     if draft.held_on > today:
         raise ValidationFailed.on("held_on", "会议日期不能晚于今天")
-    for name in ("body", "summary"):
-        if contains_phone(getattr(draft, name)):
-            raise ValidationFailed.on(name, "公开内容中不能包含手机号码")
+    refuse_personal_numbers({"body": draft.body, "summary": draft.summary})
     async with engine.begin() as conn:
         if idempotency is not None:
             stored = await claim(conn, idempotency)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledger.canonical import SHANGHAI
 from ledger.errors import Conflict, NotFound, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
+from ledger.masking import refuse_personal_numbers
 from ledger.projects import Project, load_project
 
 NOTICE_DAYS_DEFAULT = 7
@@ -98,6 +99,7 @@ def default_title(project: Project) -> str:
 
 
 def check_draft(draft: DisclosureDraft, today: date) -> None:
+    refuse_personal_numbers({"title": draft.title})
     if draft.period_start > draft.period_end:
         raise ValidationFailed.on("period_end", "公示期间的结束日期不能早于开始日期")
     if draft.period_end > today:

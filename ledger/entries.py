@@ -48,7 +48,7 @@ from ledger.errors import (
     ValidationFailed,
 )
 from ledger.idempotency import IdempotencyRequest, StoredResponse
-from ledger.masking import contains_phone
+from ledger.masking import ORGANISATION_TYPES, refuse_personal_numbers
 from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
 
 ENTRY_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
@@ -614,14 +614,16 @@ _WRITE_SQL = pg.Query(
 
 
 # Published verbatim and hashed into the document: a phone typed here could never be taken back.
-PUBLIC_TEXT_FIELDS = ("memo", "description", "reason", "payee", "grantor")
+PUBLIC_TEXT_FIELDS = ("memo", "description", "reason", "payee", "grantor", "receipt_no", "invoice_no", "document_no")
 
 
 def _check_static(draft: EntryDraft, today: date) -> None:
     """Rules that need no database. The API's schemas check the same; the ledger trusts no caller."""
-    for name in PUBLIC_TEXT_FIELDS:
-        if contains_phone(getattr(draft, name)):
-            raise ValidationFailed.on(name, "公开内容中不能包含手机号码（出资人电话只登记在出资人信息中）")
+    public_text = {name: getattr(draft, name) for name in PUBLIC_TEXT_FIELDS}
+    contributor = draft.contributor
+    if contributor is not None and contributor.type in ORGANISATION_TYPES:
+        public_text["contributor.name"] = contributor.name  # organisations are named in full
+    refuse_personal_numbers(public_text)
     if draft.kind not in ENTRY_KINDS:
         raise ValidationFailed.on("kind", f"未知的记录类型 {draft.kind}")
     if draft.occurred_on > today:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from ledger.errors import FieldError, ValidationFailed
+
 ANONYMOUS = "匿名"
 ERASED = "已注销"
 ORGANISATION_TYPES = frozenset({"enterprise", "organization", "party_branch"})
@@ -25,13 +27,77 @@ COMPOUND_SURNAMES = frozenset(
 _BUILDING = re.compile(r"^\s*([0-9A-Za-z一二三四五六七八九十百零〇甲乙丙丁东西南北-]{1,8}\s*(?:号楼|栋|幢|座|楼|#))")
 
 
-# A mainland mobile number standing alone (not part of a longer digit string).
-_MOBILE = re.compile(r"(?<!\d)1[3-9]\d[\s-]?\d{4}[\s-]?\d{4}(?!\d)")
+# Personal numbers in free text: mainland mobiles (optionally +86, with spaces or dashes),
+# landlines with an area code set apart (027-87654321, 027-8765432, (027)87654321, 0714 6543210)
+# and 18-digit 居民身份证号. Each stands alone: never part of a longer run of digits or
+# of a decimal amount, so amounts, dates, invoice numbers (04417305) and document numbers
+# (下住建〔2026〕12号) are not numbers of people.
+_ALONE_BEFORE = r"(?<![0-9A-Za-z.])"
+_ALONE_AFTER = r"(?![0-9]|\.[0-9])"
+_PERSONAL_NUMBER = re.compile(
+    _ALONE_BEFORE
+    + r"(?:"
+    + r"(?P<mobile>(?:(?:\+|00)?86[\s-]?)?1[3-9][0-9](?:[\s-]?[0-9]){8})"
+    + r"|(?P<landline>(?:\(0[1-9][0-9]{1,2}\)|（0[1-9][0-9]{1,2}）|0[1-9][0-9]{1,2}[\s-])\s?[2-9][0-9]{2,3}[\s-]?[0-9]{4})"
+    + r"|(?P<id_card>[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx])"
+    + r")"
+    + _ALONE_AFTER
+)
+PERSONAL_NUMBER_MESSAGE = "不能包含手机号、固定电话或身份证号"
 
 
 def contains_phone(text: str | None) -> bool:
-    """Free text that is published verbatim (and hashed into the ledger) must carry no phone."""
-    return bool(text) and _MOBILE.search(text) is not None  # type: ignore[arg-type]
+    """Text a treasurer types is published verbatim (and often hashed into the ledger): it must
+    carry no phone or ID number (the caller refuses it, 422)."""
+    return bool(text) and _PERSONAL_NUMBER.search(text) is not None  # type: ignore[arg-type]
+
+
+# How a refusal names the field to the treasurer who typed it.
+FIELD_LABELS = {
+    "memo": "备注",
+    "description": "说明",
+    "reason": "冲正原因",
+    "payee": "收款方",
+    "grantor": "拨款单位",
+    "receipt_no": "收据号",
+    "invoice_no": "发票号",
+    "document_no": "文号",
+    "contributor.name": "出资单位名称",
+    "body": "会议或机构",
+    "summary": "摘要",
+    "title": "标题",
+    "name": "名称",
+    "district": "所在区和街道",
+    "label": "预算科目名称",
+    "category": "预算科目代码",
+}
+
+
+def refuse_personal_numbers(fields: dict[str, str | None]) -> None:
+    """ValidationFailed (422) naming every field, of text a treasurer or administrator types for
+    publication, that carries a phone or ID number: published or hashed, it could never be taken back."""
+    errors = []
+    for field, text in fields.items():
+        if contains_phone(text):
+            label = FIELD_LABELS.get(field.rsplit("]", 1)[-1].lstrip("."), field)
+            errors.append(FieldError(field, f"{label}（{field}）{PERSONAL_NUMBER_MESSAGE}：公开内容不得含个人号码"))
+    if errors:
+        raise ValidationFailed(errors[0].message, errors)
+
+
+def _mask_number(match: re.Match[str]) -> str:
+    # Keep the first three and last four characters that are digits (or the X of an ID), as in
+    # 139****5678; separators go, the stars stand for the hidden digits.
+    chars = [c for c in match.group(0) if c.isdigit() or c in "Xx"]
+    if match.group("mobile") and len(chars) > 11:
+        chars = chars[-11:]  # +86 / 0086: the country code carries nothing personal
+    return "".join(chars[:3]) + "*" * (len(chars) - 7) + "".join(chars[-4:])
+
+
+def mask_phones(text: str) -> str:
+    """Text a resident writes is kept as written (the community's treasurer and auditor read it);
+    every public output shows it with phone and ID numbers masked: 请联系我 139****5678."""
+    return _PERSONAL_NUMBER.sub(_mask_number, text)
 
 
 def mask_person_name(name: str) -> str:

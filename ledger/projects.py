@@ -13,6 +13,7 @@ from ledger import merkle, pg
 from ledger.accounts import FLOORS_FEN, project_account_codes
 from ledger.communities import get_community
 from ledger.errors import Conflict, NotFound, ValidationFailed
+from ledger.masking import refuse_personal_numbers
 from ledger.tables import accounts, balances, budget_lines, communities, project_heads, projects
 
 BUDGET_SOURCES = ("crowdfunding", "grant", "collective", "other")
@@ -58,6 +59,14 @@ class Project:
 async def create_project(engine: AsyncEngine, new: NewProject) -> Project:
     """Errors: NotFound (community), ValidationFailed (budget lines), Conflict (code taken)."""
     _check_budget_lines(new.budget_lines)
+    refuse_personal_numbers(
+        {
+            "title": new.title,
+            "description": new.description,
+            **{f"budget_lines[{i}].label": b.label for i, b in enumerate(new.budget_lines)},
+            **{f"budget_lines[{i}].category": b.category for i, b in enumerate(new.budget_lines)},
+        }
+    )
     try:
         async with engine.begin() as conn:
             community = await get_community(conn, new.community_code)

@@ -330,7 +330,12 @@ class LiveServer:
 def live_server(database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The real app behind uvicorn on 127.0.0.1 (a free port), for what the in-process test client
     cannot do: truly concurrent requests, chunked request bodies, schemathesis over the network."""
-    app = create_app(app_settings(database, tmp_path_factory.mktemp("live-data"), log_level="WARNING"))
+    # Schemathesis files objections far faster than residents: the rate limit has tests of its own.
+    app = create_app(
+        app_settings(
+            database, tmp_path_factory.mktemp("live-data"), log_level="WARNING", public_write_rate_per_minute=10_000
+        )
+    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -284,7 +284,7 @@ async def test_get_one_entry_with_receipt(world: World) -> None:
         # The receipt of a stored entry: the tree right after it was appended.
         assert got["receipt"] == posted["receipt"]
     assert_problem(await world.api.get(url(project, "/entries/6")), 404, "not_found")
-    assert_problem(await world.api.get(url(project, "/entries/0")), 422, "validation_failed")
+    assert_problem(await world.api.get(url(project, "/entries/0")), 404, "not_found")
 
 
 # -- exports -------------------------------------------------------------------------------------

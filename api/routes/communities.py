@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import schemas as s
 from api.auth import caller_of, require_role
 from api.errors import ApiError
-from api.http import clamp_limit, parse_body, read_json
+from api.http import PAGE_SIZE_DEFAULT, Cursor, Limit, clamp_limit, cursor_id, parse_body, read_json
 from api.presenters import community_out, project_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
 from ledger.communities import NewCommunity, create_community, find_community, list_communities
@@ -16,14 +16,6 @@ from ledger.decisions import STAGES
 from ledger.projects import BudgetLine, NewProject, get_project, list_projects
 from ledger.projects import create_project as ledger_create_project
 from ledger.summary import project_summary
-
-
-def _cursor(value: str | None) -> int:
-    if value is None:
-        return 0
-    if not value.isdigit() or len(value) > 18:
-        raise ApiError("validation_failed", "cursor 无效", [{"field": "cursor", "message": "无效的游标"}])
-    return int(value)
 
 
 @post(
@@ -47,10 +39,10 @@ async def create_community_route(request: Request, engine: AsyncEngine) -> s.Com
 
 @get("/communities", tags=["communities"], summary="社区列表", security=OPTIONAL_BEARER, responses=problems(401, 422))
 async def list_communities_route(
-    engine: AsyncEngine, limit: int | None = None, cursor: str | None = None
+    engine: AsyncEngine, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
 ) -> s.CommunityPage:
     size = clamp_limit(limit)
-    items = await list_communities(engine, after_id=_cursor(cursor), limit=size + 1)
+    items = await list_communities(engine, after_id=cursor_id(cursor), limit=size + 1)
     nxt = str(items[size - 1].id) if len(items) > size else None
     return s.CommunityPage(items=[community_out(c) for c in items[:size]], next=nxt)
 
@@ -105,16 +97,18 @@ async def create_project_route(request: Request, engine: AsyncEngine) -> s.Proje
 async def list_projects_route(
     engine: AsyncEngine,
     community: str | None = None,
-    stage: str | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
+    stage: s.Stage | None = None,
+    limit: Limit = PAGE_SIZE_DEFAULT,
+    cursor: Cursor = "",
 ) -> s.ProjectPage:
     if stage is not None and stage not in STAGES:
         raise ApiError(
             "validation_failed", "未知的阶段", [{"field": "stage", "message": f"须为 {', '.join(STAGES)} 之一"}]
         )
     size = clamp_limit(limit)
-    items = await list_projects(engine, community_code=community, stage=stage, after_id=_cursor(cursor), limit=size + 1)
+    items = await list_projects(
+        engine, community_code=community, stage=stage, after_id=cursor_id(cursor), limit=size + 1
+    )
     nxt = str(items[size - 1].id) if len(items) > size else None
     return s.ProjectPage(items=[project_out(p) for p in items[:size]], next=nxt)
 

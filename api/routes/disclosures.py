@@ -4,18 +4,25 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api import schemas as s
-from api.auth import idempotent_project_write, require_project_writer, require_role, require_write
-from api.errors import ApiError
+from api.auth import Caller, idempotent_project_write, require_project_writer, require_role, require_write
 from api.http import (
     JSON_BODY_MAX,
+    PAGE_SIZE_DEFAULT,
+    Cursor,
+    Limit,
+    PathId,
     clamp_limit,
+    cursor_id,
     dump,
+    existing_id,
     json_response,
     parse_body,
     read_json,
@@ -38,10 +45,12 @@ from ledger.disclosures import (
     publish_disclosure,
     respond_to_objection,
 )
+from ledger.masking import mask_phones
 from reports.render import PdfRenderer
 from reports.sheet_builder import build_sheet_model
 
 PDF = "application/pdf"
+NoticeDays = Annotated[int, Parameter(ge=1, le=90)]
 TAGS = ["disclosures"]
 
 
@@ -77,19 +86,27 @@ def disclosure_out(d: Disclosure, today: date | None = None) -> s.DisclosureOut:
     )
 
 
-def objection_out(o: Objection) -> s.ObjectionOut:
-    """Public: the contact is never shown."""
+def _shown(text: str, unmasked: bool) -> str:
+    # Residents write what they like; a phone or ID number in it is kept for the community's
+    # treasurer and auditor (who may call back) and masked everywhere else.
+    return text if unmasked else mask_phones(text)
+
+
+def objection_out(o: Objection, *, unmasked: bool = False) -> s.ObjectionOut:
+    """The contact is never shown; numbers in the message are masked unless ``unmasked``."""
     return s.ObjectionOut(
         id=o.id,
         disclosure_id=o.disclosure_id,
-        message=o.message,
+        message=_shown(o.message, unmasked),
         created_at=o.created_at,
-        responses=[response_out(r) for r in o.responses],
+        responses=[response_out(r, unmasked=unmasked) for r in o.responses],
     )
 
 
-def response_out(r: ObjectionResponse) -> s.ObjectionResponseOut:
-    return s.ObjectionResponseOut(id=r.id, objection_id=r.objection_id, message=r.message, created_at=r.created_at)
+def response_out(r: ObjectionResponse, *, unmasked: bool = False) -> s.ObjectionResponseOut:
+    return s.ObjectionResponseOut(
+        id=r.id, objection_id=r.objection_id, message=_shown(r.message, unmasked), created_at=r.created_at
+    )
 
 
 def _pdf_maker(request: Request):
@@ -139,12 +156,10 @@ async def publish_route(request: Request, engine: AsyncEngine, project: str) -> 
     responses=problems(401, 404, 422),
 )
 async def list_route(
-    engine: AsyncEngine, project: str, limit: int | None = None, cursor: str | None = None
+    engine: AsyncEngine, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
 ) -> s.DisclosurePage:
     size = clamp_limit(limit)
-    if cursor is not None and (not cursor.isdigit() or len(cursor) > 18):
-        raise ApiError("validation_failed", "cursor 无效", [{"field": "cursor", "message": "无效的游标"}])
-    items = await list_disclosures(engine, project, after_id=int(cursor or 0), limit=size + 1)
+    items = await list_disclosures(engine, project, after_id=cursor_id(cursor), limit=size + 1)
     nxt = str(items[size - 1].id) if len(items) > size else None
     return s.DisclosurePage(items=[disclosure_out(d) for d in items[:size]], next=nxt)
 
@@ -158,7 +173,12 @@ async def list_route(
     responses={200: ResponseSpec(bytes, description="PDF", media_type=PDF), **problems(401, 403, 404, 422)},
 )
 async def preview_route(
-    request: Request, engine: AsyncEngine, project: str, period_start: date, period_end: date, notice_days: int = 7
+    request: Request,
+    engine: AsyncEngine,
+    project: str,
+    period_start: date,
+    period_end: date,
+    notice_days: NoticeDays = 7,
 ) -> Response[bytes]:
     await require_project_writer(request, project)
     pdf = await preview_pdf(
@@ -177,7 +197,7 @@ async def preview_route(
     security=OPTIONAL_BEARER,
     responses=problems(401, 404),
 )
-async def get_route(engine: AsyncEngine, disclosure_id: int) -> s.DisclosureOut:
+async def get_route(engine: AsyncEngine, disclosure_id: PathId) -> s.DisclosureOut:
     return disclosure_out(await get_disclosure(engine, disclosure_id))
 
 
@@ -189,7 +209,7 @@ async def get_route(engine: AsyncEngine, disclosure_id: int) -> s.DisclosureOut:
     media_type=PDF,
     responses={200: ResponseSpec(bytes, description="PDF", media_type=PDF), **problems(401, 404)},
 )
-async def pdf_route(request: Request, engine: AsyncEngine, disclosure_id: int) -> Response[bytes]:
+async def pdf_route(request: Request, engine: AsyncEngine, disclosure_id: PathId) -> Response[bytes]:
     pdf, sha = await disclosure_pdf(engine, disclosure_id)
     etag = f'"{sha}"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
@@ -210,6 +230,7 @@ async def pdf_route(request: Request, engine: AsyncEngine, disclosure_id: int) -
 )
 async def objection_route(request: Request, engine: AsyncEngine, disclosure_id: int) -> s.ObjectionOut:
     raw = await read_json(request)
+    existing_id(disclosure_id, "公示表")
     body = parse_body(s.ObjectionIn, raw)
     return objection_out(await file_objection(engine, disclosure_id, body.message, body.contact))
 
@@ -221,8 +242,11 @@ async def objection_route(request: Request, engine: AsyncEngine, disclosure_id: 
     security=OPTIONAL_BEARER,
     responses=problems(401, 404),
 )
-async def objections_route(engine: AsyncEngine, disclosure_id: int) -> s.ObjectionList:
-    return s.ObjectionList(items=[objection_out(o) for o in await list_objections(engine, disclosure_id)])
+async def objections_route(engine: AsyncEngine, caller: Caller, disclosure_id: PathId) -> s.ObjectionList:
+    objections = await list_objections(engine, disclosure_id)
+    return s.ObjectionList(
+        items=[objection_out(o, unmasked=caller.can_read_unmasked(o.community_id)) for o in objections]
+    )
 
 
 @post(
@@ -238,10 +262,11 @@ async def objections_route(engine: AsyncEngine, disclosure_id: int) -> s.Objecti
 async def respond_route(request: Request, engine: AsyncEngine, objection_id: int) -> s.ObjectionResponseOut:
     raw = await read_json(request)
     caller = await require_role(request, "treasurer")
-    community_id = await objection_community(engine, objection_id)
+    community_id = await objection_community(engine, existing_id(objection_id, "异议"))
     require_write(caller, community_id)
     body = parse_body(s.ObjectionResponseIn, raw)
-    return response_out(await respond_to_objection(engine, objection_id, body.message, responded_by=caller.scope))
+    answer = await respond_to_objection(engine, objection_id, body.message, responded_by=caller.scope)
+    return response_out(answer, unmasked=caller.can_read_unmasked(community_id))
 
 
 ROUTES = [

@@ -15,7 +15,11 @@ from api.auth import Caller, idempotent_project_write
 from api.errors import ApiError
 from api.http import (
     BATCH_BODY_MAX,
+    INT64_MAX,
     JSON_BODY_MAX,
+    PAGE_SIZE_DEFAULT,
+    Limit,
+    PathId,
     clamp_limit,
     dump,
     json_response,
@@ -31,7 +35,6 @@ from ledger.projects import Project, get_project
 from reports.exports import entries_csv, entries_xlsx
 
 EXPORT_ROWS_MAX = 100_000
-SEQ_MAX = 2**63 - 1  # seq is a BIGINT: a larger number is bad input, not a database error
 
 
 def to_draft(body: Any) -> EntryDraft:
@@ -158,12 +161,6 @@ def _kind_filter(kind: str | None) -> str | None:
     return kind
 
 
-def _after(after_seq: int | None) -> int:
-    if after_seq is not None and after_seq < 0:
-        raise ApiError("validation_failed", "after_seq 须 ≥ 0", [{"field": "after_seq", "message": "须 ≥ 0"}])
-    return after_seq or 0
-
-
 @get(
     "/projects/{project:str}/entries",
     tags=["entries"],
@@ -175,16 +172,14 @@ async def list_entries_route(
     engine: AsyncEngine,
     caller: Caller,
     project: str,
-    kind: str | None = None,
-    after_seq: Annotated[int | None, Parameter(ge=0, le=SEQ_MAX)] = None,
-    limit: Annotated[int | None, Parameter(ge=1, description="默认 50，超过 500 按 500 计")] = None,
+    kind: s.EntryKind | None = None,
+    after_seq: Annotated[int, Parameter(ge=0, le=INT64_MAX, description="从这个序号之后开始；0 为第一页")] = 0,
+    limit: Limit = PAGE_SIZE_DEFAULT,
 ) -> s.EntryPage:
     found = await get_project(engine, project)
     size = clamp_limit(limit)
     async with engine.connect() as conn:
-        items = await list_entries(
-            conn, found.code, kind=_kind_filter(kind), after_seq=_after(after_seq), limit=size + 1
-        )
+        items = await list_entries(conn, found.code, kind=_kind_filter(kind), after_seq=after_seq, limit=size + 1)
     unmasked = caller.can_read_unmasked(found.community_id)
     nxt = items[size - 1].seq if len(items) > size else None
     return s.EntryPage(items=[entry_out(e, unmasked=unmasked) for e in items[:size]], next=nxt)
@@ -197,9 +192,7 @@ async def list_entries_route(
     security=OPTIONAL_BEARER,
     responses=problems(401, 404, 422),
 )
-async def get_entry_route(
-    engine: AsyncEngine, caller: Caller, project: str, seq: Annotated[int, Parameter(ge=1, le=SEQ_MAX)]
-) -> s.EntryOut:
+async def get_entry_route(engine: AsyncEngine, caller: Caller, project: str, seq: PathId) -> s.EntryOut:
     found = await get_project(engine, project)
     async with engine.connect() as conn:
         entry = await get_entry(conn, found.code, seq)
@@ -227,7 +220,7 @@ async def _all_entries(engine: AsyncEngine, project: Project, kind: str | None) 
     responses=problems(401, 404, 422),
 )
 async def entries_csv_route(
-    engine: AsyncEngine, caller: Caller, project: str, kind: str | None = None
+    engine: AsyncEngine, caller: Caller, project: str, kind: s.EntryKind | None = None
 ) -> Response[bytes]:
     found = await get_project(engine, project)
     rows = await _all_entries(engine, found, _kind_filter(kind))
@@ -252,7 +245,7 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
     responses=problems(401, 404, 422),
 )
 async def entries_xlsx_route(
-    engine: AsyncEngine, caller: Caller, project: str, kind: str | None = None
+    engine: AsyncEngine, caller: Caller, project: str, kind: s.EntryKind | None = None
 ) -> Response[bytes]:
     found = await get_project(engine, project)
     rows = await _all_entries(engine, found, _kind_filter(kind))

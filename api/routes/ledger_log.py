@@ -5,14 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import get
-from litestar.params import QueryParameter
+from litestar.params import Parameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
+from api.http import INT64_MAX
 from api.routes.common import OPTIONAL_BEARER, problems
 from ledger import tree
 
 TAGS = ["ledger"]
+# Tree sizes and sequence numbers are BIGINTs; their upper bound against the current tree is the
+# ledger's (422), the type's bound is declared here.
+Size = Annotated[int, Parameter(ge=0, le=INT64_MAX, description="树大小；缺省为当前大小")]
+Seq = Annotated[int, Parameter(ge=1, le=INT64_MAX)]
 
 
 @get(
@@ -22,7 +27,7 @@ TAGS = ["ledger"]
     security=OPTIONAL_BEARER,
     responses=problems(404, 422),
 )
-async def ledger_root(engine: AsyncEngine, project: str, size: int | None = None) -> s.LedgerHeadOut:
+async def ledger_root(engine: AsyncEngine, project: str, size: Size | None = None) -> s.LedgerHeadOut:
     size_at, root = await tree.root_at(engine, project, size)
     return s.LedgerHeadOut(size=size_at, root_hash=root.hex())
 
@@ -34,7 +39,7 @@ async def ledger_root(engine: AsyncEngine, project: str, size: int | None = None
     security=OPTIONAL_BEARER,
     responses=problems(404, 422),
 )
-async def ledger_inclusion(engine: AsyncEngine, project: str, seq: int, size: int | None = None) -> s.InclusionOut:
+async def ledger_inclusion(engine: AsyncEngine, project: str, seq: Seq, size: Size | None = None) -> s.InclusionOut:
     proof = await tree.inclusion(engine, project, seq, size)
     return s.InclusionOut(
         seq=proof.seq,
@@ -55,8 +60,8 @@ async def ledger_inclusion(engine: AsyncEngine, project: str, seq: int, size: in
 async def ledger_consistency(
     engine: AsyncEngine,
     project: str,
-    size_from: Annotated[int, QueryParameter(name="from")],
-    size_to: Annotated[int, QueryParameter(name="to")],
+    size_from: Annotated[int, QueryParameter(name="from", ge=1, le=INT64_MAX)],
+    size_to: Annotated[int, QueryParameter(name="to", ge=1, le=INT64_MAX)],
 ) -> s.ConsistencyOut:
     proof = await tree.consistency(engine, project, size_from, size_to)
     return s.ConsistencyOut.model_validate(
