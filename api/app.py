@@ -22,6 +22,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.http import JSON_BODY_MAX, reject_nul_in_url
 from api.logging import configure_logging
 from api.openapi import build_openapi
+from api.pages import pages_router, static_router, template_config
 from api.routes import communities, contributors, decisions, disclosures, entries, health, ledger_log, tokens
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.settings import Settings, get_settings
@@ -121,7 +122,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     api_v1 = Router(path="/api/v1", route_handlers=API_V1_ROUTES)
     return Litestar(
-        route_handlers=[health.healthz, health.readyz, openapi_json, api_v1],
+        route_handlers=[health.healthz, health.readyz, openapi_json, api_v1, pages_router(), static_router()],
+        template_config=template_config(),
         lifespan=[lifespan],
         dependencies={"engine": Provide(_engine, sync_to_thread=False), "caller": Provide(caller_of)},
         before_request=_resolve_token_on_reads,

@@ -171,7 +171,25 @@ def _parameter_message(item: dict[str, Any]) -> str:
     return "取值无效"
 
 
-def ledger_error_handler(_: Request, exc: le.LedgerError) -> Response[dict[str, Any]]:
+PAGE_MESSAGES = {
+    404: "没有找到这个页面。地址可能抄错了，或者这条记录不存在。",
+    429: "提交太频繁了，请过一分钟再试。",
+}
+
+
+def _page_error(request: Request, status: int) -> Response[Any] | None:
+    """Residents' pages answer errors with a page in Chinese, the API with problem+json."""
+    from api.pages import error_page, wants_page  # the pages import this module
+
+    if not wants_page(request):
+        return None
+    return error_page(status, PAGE_MESSAGES.get(status, "请求有误，请检查地址后再试。"))
+
+
+def ledger_error_handler(request: Request, exc: le.LedgerError) -> Response[Any]:
+    page = _page_error(request, STATUS_BY_CODE[exc.code])
+    if page is not None:
+        return page
     errors = [{"field": e.field, "message": e.message} for e in exc.errors]
     return problem(exc.code, exc.detail, errors)
 
@@ -186,7 +204,11 @@ def pydantic_error_handler(_: Request, exc: ValidationError) -> Response[dict[st
     return problem("validation_failed", "请求数据未通过校验", validation_errors(exc))
 
 
-def http_exception_handler(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+def http_exception_handler(request: Request, exc: HTTPException) -> Response[Any]:
+    if exc.status_code < 500:
+        page = _page_error(request, exc.status_code)
+        if page is not None:
+            return page
     if isinstance(exc, NotFoundException):
         return problem("not_found", "没有这个地址或资源")
     if isinstance(exc, MethodNotAllowedException):

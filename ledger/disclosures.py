@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,8 @@ class SheetSnapshot:
     tree_size: int
     root_hash: bytes
     previous: PreviousSheet | None
+    # Reserved before rendering so the printed QR code can name the sheet's page; None in a preview.
+    disclosure_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,22 +176,27 @@ async def publish_disclosure(
                 text("SELECT pg_advisory_xact_lock(hashtextextended('disclosures:' || :pid, 11))"),
                 {"pid": str(project.id)},
             )
-            snap = await snapshot(conn, project, draft, today)
+            reserved = (
+                await conn.execute(text("SELECT nextval(pg_get_serial_sequence('disclosures', 'id'))"))
+            ).scalar_one()
+            snap = replace(await snapshot(conn, project, draft, today), disclosure_id=reserved)
             pdf = await make_pdf(conn, snap)
             sha = hashlib.sha256(pdf).hexdigest()
             row = (
                 await conn.execute(
                     text(
                         """
-                        INSERT INTO disclosures (community_id, project_id, sheet_number, title, period_start,
+                        INSERT INTO disclosures (id, community_id, project_id, sheet_number, title, period_start,
                             period_end, notice_days, notice_start, notice_end, tree_size, root_hash, previous_id,
                             pdf, pdf_sha256, published_by)
-                        VALUES (:cid, :pid, :number, :title, :ps, :pe, :nd, :ns, :ne, :size, :root, :prev,
+                        OVERRIDING SYSTEM VALUE
+                        VALUES (:id, :cid, :pid, :number, :title, :ps, :pe, :nd, :ns, :ne, :size, :root, :prev,
                                 :pdf, :sha, :by)
                         RETURNING id, published_at
                         """
                     ),
                     {
+                        "id": reserved,
                         "cid": project.community_id,
                         "pid": project.id,
                         "number": snap.sheet_number,

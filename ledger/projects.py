@@ -216,3 +216,27 @@ async def project_community(engine: AsyncEngine, code: str) -> int:
     if community_id is None:
         raise NotFound(f"项目 {code} 不存在")
     return int(community_id)
+
+
+_VERSION = pg.Query(
+    """
+    SELECT p.stage, h.size, h.root_hash,
+           (SELECT max(d.id) FROM decisions d WHERE d.project_id = p.id) AS decision_id,
+           (SELECT max(s.sheet_number) FROM disclosures s WHERE s.project_id = p.id) AS sheet_number,
+           (SELECT max(c.erased_at) FROM contributors c WHERE c.community_id = p.community_id) AS erased_at
+    FROM projects p JOIN project_heads h ON h.project_id = p.id
+    WHERE p.code = :code
+    """
+)
+
+
+async def project_version(engine: AsyncEngine, code: str) -> str:
+    """Everything a project's public pages show can change only with one of these: the tree head,
+    the stage and decision trail, the published sheets, an erasure in the community. One small
+    read, so a page can answer 304 (or from a cache) without rebuilding itself. Errors: NotFound."""
+    async with pg.connection(engine) as conn:
+        row = await pg.fetchrow(conn, _VERSION, code=code)
+    if row is None:
+        raise NotFound(f"没有编号为 {code} 的项目")
+    erased = row["erased_at"].isoformat() if row["erased_at"] else "-"
+    return f"{row['stage']}|{row['size']}|{bytes(row['root_hash']).hex()}|{row['decision_id']}|{row['sheet_number']}|{erased}"

@@ -16,17 +16,8 @@ from openpyxl.utils import get_column_letter
 from ledger.entries import RecordedEntry
 from ledger.masking import public_contributor
 from ledger.money import format_fen
+from reports.labels import CHANNEL_LABELS, KIND_LABELS
 
-KIND_LABELS = {
-    "contribution": "众筹出资",
-    "grant": "以奖代补",
-    "expenditure": "支出",
-    "refund": "退款",
-    "in_kind": "出力/实物",
-    "pledge": "认筹",
-    "reversal": "冲正",
-}
-CHANNEL_LABELS = {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "bank": "银行转账", "other": "其他"}
 HEADER = [
     "序号",
     "类型",

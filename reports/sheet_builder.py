@@ -17,14 +17,16 @@ from ledger.entries import RecordedEntry, get_entry, list_entries
 from ledger.masking import public_contributor
 from ledger.summary import project_summary
 from reports import sheet_model as m
+from reports.labels import CHANNEL_LABELS, SOURCE_LABELS
 
-CHANNEL_LABELS = {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "bank": "银行转账", "other": "其他"}
-SOURCE_LABELS = {"crowdfunding": "众筹", "grant": "以奖代补", "collective": "集体资金", "other": "其他"}
 SHEET_PAGE = 5000
 
 
-def verify_url(public_base_url: str, project_code: str, tree_size: int) -> str:
-    return f"{public_base_url.rstrip('/')}/api/v1/projects/{project_code}/ledger?size={tree_size}"
+def verify_url(public_base_url: str, project_code: str, disclosure_id: int | None) -> str:
+    """Where the QR code leads: the sheet's own page (its root, the history check, objections);
+    a preview, not yet numbered, leads to the project page."""
+    base = public_base_url.rstrip("/")
+    return f"{base}/d/{disclosure_id}" if disclosure_id is not None else f"{base}/p/{project_code}"
 
 
 async def build_sheet_model(
@@ -123,10 +125,10 @@ async def build_sheet_model(
             tree_size=snap.tree_size,
             root_hash_hex=snap.root_hash.hex(),
             previous=previous,
-            verify_url=verify_url(public_base_url, project.code, snap.tree_size),
+            verify_url=verify_url(public_base_url, project.code, snap.disclosure_id),
         ),
         objection_contact=objection_contact or f"{project.community_name}居民委员会",
-        public_url=f"{public_base_url.rstrip('/')}/api/v1/projects/{project.code}",
+        public_url=f"{public_base_url.rstrip('/')}/p/{project.code}",
     )
 
 

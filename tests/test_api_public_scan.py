@@ -74,6 +74,10 @@ async def _crawl(world: World, project: str) -> None:
     for kind in ("contribution", "grant"):
         paths.append((f"/api/v1/projects/{project}/entries", {"kind": kind}))
         paths.append((f"/api/v1/projects/{project}/entries.csv", {"kind": kind}))
+    # The resident pages (HTML) show the same people: every page of the page map.
+    paths += [("/", None), (f"/c/{world.community}", None), (f"/p/{project}", None), (f"/p/{project}/check", None)]
+    paths += [(f"/p/{project}/entries", {"kind": kind}) for kind in ("contribution", "pledge", "in_kind")]
+    paths += [(f"/p/{project}/e/{seq}", None) for seq in range(1, size + 1)]
     for path, params in paths:
         response = await api.get(path, params=params)
         assert response.status_code == 200, (path, response.status_code)

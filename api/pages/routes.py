@@ -1,0 +1,253 @@
+"""The resident pages: server-rendered HTML over the same read functions and presenters as the API.
+
+URLs are printed on paper (QR codes on sheets), so they never change. Controllers stay thin:
+read, present with ``api.presenters``, render a template.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.response import Redirect, Template
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api import schemas as s
+from api.errors import validation_errors
+from api.pages.cache import project_page as cached_page
+from api.pages.views import stage_steps
+from api.presenters import community_out, decision_out, entry_out, project_out
+from api.routes.disclosures import disclosure_out, objection_out
+from ledger.canonical import SHANGHAI
+from ledger.communities import find_community, list_communities
+from ledger.decisions import list_decisions
+from ledger.disclosures import file_objection, get_disclosure, list_disclosures, list_objections
+from ledger.entries import get_entry, list_entries
+from ledger.errors import Conflict
+from ledger.money import format_fen
+from ledger.projects import Project, get_project, list_projects
+from ledger.summary import project_summary
+from reports.labels import SOURCE_LABELS
+
+LIST_MAX = 500  # communities and projects on one page: a district, not a province
+ENTRIES_PAGE = 50
+NEWEST_ENTRIES = 5
+SEARCH_MAX = 40
+KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
+
+
+def template(name: str) -> str:
+    return f"pages/{name}.html.j2"
+
+
+def page(name: str, status_code: int = 200, **context: Any) -> Template:
+    return Template(template_name=template(name), context=context, status_code=status_code)
+
+
+async def _with_summary(engine: AsyncEngine, project: Project) -> s.ProjectOut:
+    async with engine.connect() as conn:
+        return project_out(project, await project_summary(conn, project))
+
+
+@get("/", name="page_index")
+async def index(engine: AsyncEngine, q: str | None = None) -> Template:
+    query = (q or "").strip()[:SEARCH_MAX]
+    communities = await list_communities(engine, after_id=0, limit=LIST_MAX)
+    projects = await list_projects(engine, community_code=None, stage=None, after_id=0, limit=LIST_MAX)
+    by_community: dict[str, list[Project]] = {}
+    for p in sorted(projects, key=lambda p: p.created_at, reverse=True):
+        by_community.setdefault(p.community_code, []).append(p)
+    groups = []
+    for c in communities:
+        found = by_community.get(c.code, [])
+        if query and query not in c.name and query not in c.district:
+            found = [p for p in found if query in p.title]
+            if not found:
+                continue
+        groups.append(
+            (
+                community_out(c),
+                [project_out(p) for p in found],
+                max((p.created_at for p in found), default=c.created_at),
+            )
+        )
+    groups.sort(key=lambda g: g[2], reverse=True)
+    return page("index", groups=[(c, ps) for c, ps, _ in groups], q=query)
+
+
+@get("/c/{community:str}", name="page_community")
+async def community_page(engine: AsyncEngine, community: str) -> Template:
+    found = await find_community(engine, community)
+    projects = await list_projects(engine, community_code=found.code, stage=None, after_id=0, limit=LIST_MAX)
+    return page(
+        "community", community=community_out(found), projects=[await _with_summary(engine, p) for p in projects]
+    )
+
+
+@get("/p/{project:str}", name="page_project")
+async def project_page(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+    async def build() -> tuple[str, dict[str, Any]]:
+        found = await get_project(engine, project)
+        async with engine.connect() as conn:
+            summary = await project_summary(conn, found)
+            newest = await list_entries(conn, found.code, after_seq=max(summary.ledger_size - NEWEST_ENTRIES, 0))
+        decisions = [decision_out(d) for d in await list_decisions(engine, found.code)]
+        sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+        by_source: dict[str, int] = {}
+        for line in found.budget_lines:
+            label = SOURCE_LABELS.get(line.source, line.source)
+            by_source[label] = by_source.get(label, 0) + line.amount_fen
+        return template("project"), {
+            "project": project_out(found, summary),
+            "steps": stage_steps(found.stage, decisions),
+            "sources": {line.category: line.source for line in found.budget_lines},
+            "by_source": [(label, format_fen(fen)) for label, fen in by_source.items()],
+            "community_name": found.community_name,
+            "community_district": found.community_district,
+            "decisions": decisions,
+            "sheets": list(reversed(sheets)),
+            "newest": [entry_out(e, unmasked=False) for e in reversed(newest)],
+        }
+
+    return await cached_page(request, engine, project, build)
+
+
+@get("/p/{project:str}/entries", name="page_entries")
+async def entries_page(
+    request: Request, engine: AsyncEngine, project: str, kind: str | None = None, after: int = 0
+) -> Response[bytes]:
+    async def build() -> tuple[str, dict[str, Any]]:
+        found = await get_project(engine, project)
+        shown = kind if kind in KINDS else None
+        async with engine.connect() as conn:
+            rows = await list_entries(conn, found.code, kind=shown, after_seq=max(after, 0), limit=ENTRIES_PAGE + 1)
+        more = len(rows) > ENTRIES_PAGE
+        rows = rows[:ENTRIES_PAGE]
+        return template("entries"), {
+            "project": project_out(found),
+            "community_name": found.community_name,
+            "entries": [entry_out(e, unmasked=False) for e in rows],
+            "kind": shown,
+            "kinds": KINDS,
+            "next_after": rows[-1].seq if more else None,
+            "after": after,
+        }
+
+    return await cached_page(request, engine, project, build)
+
+
+@get("/p/{project:str}/e/{seq:int}", name="page_entry")
+async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: int) -> Response[bytes]:
+    async def build() -> tuple[str, dict[str, Any]]:
+        found = await get_project(engine, project)
+        async with engine.connect() as conn:
+            entry = await get_entry(conn, found.code, seq)
+        sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+        return template("entry"), {
+            "project": project_out(found),
+            "community_name": found.community_name,
+            "entry": entry_out(entry, unmasked=False),
+            "category_labels": {b.category: b.label for b in found.budget_lines},
+            "sheets": [d for d in reversed(sheets) if d.tree_size >= seq],
+            "check": {"seq": seq, "size": "", "root": ""},
+        }
+
+    return await cached_page(request, engine, project, build)
+
+
+@get("/p/{project:str}/check", name="page_check")
+async def check_page(
+    engine: AsyncEngine, project: str, seq: str | None = None, size: str | None = None, root: str | None = None
+) -> Template:
+    found = await get_project(engine, project)
+    sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+    return page(
+        "check",
+        project=project_out(found),
+        community_name=found.community_name,
+        sheets=list(reversed(sheets)),
+        # Echoed into input values only (escaped); the script reads them back and checks them.
+        check={"seq": (seq or "")[:20], "size": (size or "")[:20], "root": (root or "")[:80]},
+        autorun=bool(seq and size and root),
+    )
+
+
+async def _disclosure_context(engine: AsyncEngine, disclosure_id: int) -> dict[str, Any]:
+    d = await get_disclosure(engine, disclosure_id)
+    found = await get_project(engine, d.project_code)
+    return {
+        "sheet": disclosure_out(d),
+        "project": project_out(found),
+        "community_name": found.community_name,
+        "objections": [objection_out(o) for o in await list_objections(engine, disclosure_id)],
+        "accepting": d.in_notice_period(_today()),
+        "form": {"message": "", "contact": ""},
+        "form_errors": [],
+        "filed": False,
+    }
+
+
+def _today() -> date:
+    return datetime.now(SHANGHAI).date()
+
+
+@get("/d/{disclosure_id:int}", name="page_disclosure")
+async def disclosure_page(engine: AsyncEngine, disclosure_id: int, filed: str | None = None) -> Template:
+    context = await _disclosure_context(engine, disclosure_id)
+    context["filed"] = filed == "1"
+    return page("disclosure", **context)
+
+
+@post(
+    "/d/{disclosure_id:int}/objections",
+    name="page_objection",
+    # The same per-address limit as the API's objection route (the app's RateLimitConfig).
+    opt={"public_write": True},
+    status_code=303,
+)
+async def objection_form(request: Request, engine: AsyncEngine, disclosure_id: int) -> Redirect | Template:
+    form = await request.form()
+    message = str(form.get("message") or "").strip()
+    contact = str(form.get("contact") or "").strip() or None
+    try:
+        body = s.ObjectionIn(message=message, contact=contact)
+    except ValidationError as exc:
+        return await _form_again(engine, disclosure_id, message, contact, [e["message"] for e in _labelled(exc)])
+    try:
+        await file_objection(engine, disclosure_id, body.message, body.contact)
+    except Conflict as exc:
+        return await _form_again(engine, disclosure_id, message, contact, [exc.detail], status_code=409)
+    return Redirect(f"/d/{disclosure_id}?filed=1#objections", status_code=303)
+
+
+def _labelled(exc: ValidationError) -> list[dict[str, str]]:
+    names = {"message": "异议内容", "contact": "联系方式"}
+    return [{"message": f"{names.get(e['field'], e['field'])}：{e['message']}"} for e in validation_errors(exc)]
+
+
+async def _form_again(
+    engine: AsyncEngine,
+    disclosure_id: int,
+    message: str,
+    contact: str | None,
+    errors: list[str],
+    status_code: int = 422,
+) -> Template:
+    context = await _disclosure_context(engine, disclosure_id)
+    context["form"] = {"message": message[:2000], "contact": (contact or "")[:200]}
+    context["form_errors"] = errors
+    return page("disclosure", status_code=status_code, **context)
+
+
+ROUTES = [
+    index,
+    community_page,
+    project_page,
+    entries_page,
+    entry_page,
+    check_page,
+    disclosure_page,
+    objection_form,
+]
