@@ -123,3 +123,21 @@ async def test_the_pdf_sheet_shows_no_building_for_an_anonymous_gift(world: Worl
     flat = re.sub(r"\s+", "", pdf_text(pdf, tmp_path))
     assert "匿名" in flat and "张*" in flat and "3栋" in flat
     assert "7栋" not in flat and "钱" not in flat
+
+
+async def test_after_erasure_an_anonymous_gift_stays_anonymous(world: World) -> None:
+    """已注销 beside the erased giver's named entries, but 匿名 (own id, no building) on the
+    anonymous ones: 已注销 there would tie them to the erased person."""
+    project, recorded = await _seed(world)
+    person = recorded[0]["contributor"]["id"]
+    erased = await world.api.post(f"/api/v1/contributors/{person}/erasure", {"reason": "本人申请"}, token=world.admin)
+    assert erased.status_code == 201, erased.text
+    for token in (None, world.tokens["treasurer_other"]):
+        listed = (await world.api.get(f"/api/v1/projects/{project}/entries", token=token)).json()["items"]
+        shown = [(e["contributor"]["name"], e["contributor"]["household"]) for e in listed]
+        assert shown == [("已注销", None), ("匿名", None), ("张*", "3栋"), ("已注销", None), ("匿名", None)]
+        assert [e["contributor"]["id"] == person for e in listed] == [True, False, False, True, False]
+    # The community's treasurer sees 已注销 everywhere: the person is gone for everyone.
+    listed = (await world.api.get(f"/api/v1/projects/{project}/entries", token=world.treasurer)).json()["items"]
+    assert [listed[i]["contributor"]["name"] for i in (0, 1, 3, 4)] == ["已注销", "匿名", "已注销", "匿名"]
+    assert (await tree.verify(world.engine, project)).ok
