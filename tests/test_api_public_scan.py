@@ -24,6 +24,7 @@ from tests.api_support import (
     past,
     phone_numbers_in,
 )
+from tests.pages_support import publish
 
 
 async def _seed(world: World) -> str:
@@ -78,6 +79,9 @@ async def _crawl(world: World, project: str) -> None:
     paths += [("/", None), (f"/c/{world.community}", None), (f"/p/{project}", None), (f"/p/{project}/check", None)]
     paths += [(f"/p/{project}/entries", {"kind": kind}) for kind in ("contribution", "pledge", "in_kind")]
     paths += [(f"/p/{project}/e/{seq}", None) for seq in range(1, size + 1)]
+    sheet = await publish(world, project)
+    await api.post(f"/api/v1/disclosures/{sheet['id']}/objections", {"message": "请核实 13812345678 的出资"})
+    paths += [(f"/d/{sheet['id']}", None), (f"/api/v1/disclosures/{sheet['id']}/objections", None)]
     for path, params in paths:
         response = await api.get(path, params=params)
         assert response.status_code == 200, (path, response.status_code)

@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from api.pages.views import money
-from tests.api_support import Api, World, app_settings, full_names_in, phone_numbers_in
+from tests.api_support import Api, LiveServer, World, app_settings, full_names_in, phone_numbers_in
 from tests.conftest import Database
 from tests.pages_support import HOSTILE, PAGE_BYTES_MAX, Seeded, page_paths, scan, seed, text_of
 
@@ -232,3 +232,30 @@ async def test_the_check_page_finds_an_entry_by_its_receipt_number(api: Api, wor
     # Many entries of the seeded project share SJ-0001: the page lists them to choose from.
     several = (await api.get(f"/p/{seeded.project}/check", params={"seq": "SJ-0001"})).text
     assert "对应多笔记录" in several and f'href="/p/{seeded.project}/e/1"' in several
+
+
+async def test_a_burst_of_readers_shares_one_version_read(
+    world: World, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from api.pages import cache
+
+    project = await world.project()
+    reads: list[str] = []
+    real = cache.project_version
+
+    async def counted(engine: object, code: str) -> str:
+        reads.append(code)
+        await asyncio.sleep(0.05)  # long enough for the whole burst to arrive while it is in flight
+        return await real(engine, code)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache, "project_version", counted)
+    async with httpx.AsyncClient(base_url=live_server.base_url) as client:
+        burst = await asyncio.gather(*(client.get(f"/p/{project}") for _ in range(8)))
+        missing = await asyncio.gather(*(client.get("/p/no-such-project") for _ in range(4)))
+    assert [r.status_code for r in burst] == [200] * 8 and len({r.headers["etag"] for r in burst}) == 1
+    assert reads.count(project) == 1
+    assert [r.status_code for r in missing] == [404] * 4 and reads.count("no-such-project") == 1

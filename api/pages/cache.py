@@ -9,6 +9,7 @@ link in the WeChat group), all reading the same few pages.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,41 @@ class RenderedPages:
             self._pages.popitem(last=False)
 
 
+class VersionReads:
+    """Readers who ask for a project's version while a read of it is in flight share that read.
+    A burst of phones costs one small query instead of one each, and no answer is older than the
+    moment the shared read began."""
+
+    def __init__(self) -> None:
+        self._in_flight: dict[str, asyncio.Future[str]] = {}
+
+    async def get(self, engine: AsyncEngine, project: str) -> str:
+        pending = self._in_flight.get(project)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._in_flight[project] = future
+        try:
+            version = await project_version(engine, project)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+            raise
+        else:
+            future.set_result(version)
+            return version
+        finally:
+            del self._in_flight[project]
+
+
+def _versions(request: Request) -> VersionReads:
+    state = request.app.state
+    if "project_versions" not in state:
+        state.project_versions = VersionReads()
+    versions: VersionReads = state.project_versions
+    return versions
+
+
 def _pages(request: Request) -> RenderedPages:
     state = request.app.state
     if "rendered_pages" not in state:
@@ -55,7 +91,7 @@ def _pages(request: Request) -> RenderedPages:
 
 async def project_page(request: Request, engine: AsyncEngine, project: str, build: Build) -> Response[bytes]:
     """The page at this URL for this project version: 304, cached bytes, or built and rendered."""
-    version = await project_version(engine, project)
+    version = await _versions(request).get(engine, project)
     today = datetime.now(SHANGHAI).date().isoformat()
     key = f"{request.url.path}?{request.url.query}|{version}|{today}"
     etag = f'"{hashlib.sha256(key.encode()).hexdigest()[:32]}"'
