@@ -24,7 +24,18 @@ from api.http import JSON_BODY_MAX, reject_nul_in_url
 from api.logging import configure_logging
 from api.openapi import build_openapi
 from api.pages import pages_router, static_router, template_config
-from api.routes import communities, contributors, decisions, disclosures, entries, health, ledger_log, tokens
+from api.routes import (
+    attachments,
+    communities,
+    contributors,
+    decisions,
+    disclosures,
+    entries,
+    health,
+    ledger_log,
+    tokens,
+    vouchers,
+)
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
 from ledger.settings import Settings, get_settings
@@ -41,6 +52,8 @@ API_V1_ROUTES = [
     *contributors.ROUTES,
     *decisions.ROUTES,
     *disclosures.ROUTES,
+    *vouchers.ROUTES,
+    *attachments.ROUTES,
 ]
 
 

@@ -51,13 +51,14 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
         }
         if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
             continue
-        if path.endswith(("/entries", "/entries/batch", "/disclosures")) or path.endswith("/decisions"):
+        required_key = path.endswith(("/entries", "/entries/batch", "/disclosures", "/vouchers"))
+        if required_key or path.endswith(("/decisions", "/reject")):
             _document_replay_header(operation)
             operation.setdefault("parameters", []).append(
                 {
                     "name": "Idempotency-Key",
                     "in": "header",
-                    "required": not path.endswith("/decisions"),
+                    "required": required_key,
                     "description": "1–255 个可打印 ASCII 字符；同一令牌下重试同一请求不会重复记账",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
                 }

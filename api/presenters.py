@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api import schemas as s
-from ledger.canonical import SHANGHAI
+from ledger.canonical import SHANGHAI, Signer
 from ledger.communities import Community
 from ledger.decisions import Decision
 from ledger.entries import RecordedEntry
@@ -12,6 +12,7 @@ from ledger.money import format_fen
 from ledger.projects import Project
 from ledger.summary import Summary
 from ledger.tokens import Token
+from ledger.vouchers import Voucher
 
 
 def community_out(c: Community) -> s.CommunityOut:
@@ -29,6 +30,7 @@ def project_out(p: Project, summary: Summary | None = None) -> s.ProjectOut:
         households_in_scope=p.households_in_scope,
         stage=p.stage,
         spending_gate=p.spending_gate,  # type: ignore[arg-type]
+        countersign_over=format_fen(p.countersign_over_fen) if p.countersign_over_fen is not None else None,
         created_at=p.created_at,
         budget_lines=[
             s.BudgetLineOut(category=b.category, label=b.label, source=b.source, amount=format_fen(b.amount_fen))
@@ -111,9 +113,44 @@ def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = 
         ],
         reverses=e.reverses_seq,
         reversed_by=e.reversed_by,
+        maker=signer_out(e.maker),
+        checker=signer_out(e.checker),
+        attachments=list(e.attachments),
         document=e.document,
         leaf_hash=e.leaf_hash.hex(),
         receipt=receipt,
+    )
+
+
+def signer_out(x: Signer | None) -> s.SignerOut | None:
+    return s.SignerOut(role=x.role, name=x.name) if x is not None else None
+
+
+def voucher_out(v: Voucher, entry: RecordedEntry | None = None) -> s.VoucherOut:
+    """Vouchers are read only by the community's treasurer, auditor and admins: unmasked."""
+    d = v.draft
+    c = d.contributor
+    return s.VoucherOut(
+        id=v.id,
+        project=v.project_code,
+        status=v.status,  # type: ignore[arg-type]
+        kind=d.kind,  # type: ignore[arg-type]
+        amount=format_fen(d.amount_fen or 0),
+        occurred_on=d.occurred_on,
+        payee=d.payee,
+        category=d.category,
+        invoice_no=d.invoice_no,
+        memo=d.memo,
+        contributor=(c.name or str(c.id)) if c is not None else None,
+        attachments=list(d.attachments),
+        document_sha256=v.document_sha256,
+        submitted_by=s.SignerOut(role=v.maker.role, name=v.maker.name),
+        submitted_at=v.submitted_at.astimezone(SHANGHAI),
+        checked_by=signer_out(v.checker),
+        decided_at=v.decided_at.astimezone(SHANGHAI) if v.decided_at else None,
+        reason=v.reason,
+        entry_seq=v.entry_seq,
+        entry=entry_out(entry, unmasked=True) if entry is not None else None,
     )
 
 

@@ -106,6 +106,8 @@ class ProjectIn(RequestBody):
     # that whole lines must.
     budget_lines: Annotated[list[BudgetLineIn], Field(max_length=50, json_schema_extra={"uniqueItems": True})] = []
     spending_gate: Literal["resolution", "waived"] = "resolution"
+    # Expenditures and refunds above this need a voucher approved by an auditor ("0": all).
+    countersign_over: BudgetAmount | None = None
 
 
 class ErasureIn(RequestBody):
@@ -163,9 +165,14 @@ class ContributorIn(RequestBody):
     anonymous: bool = False
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class _EntryIn(RequestBody):
     occurred_on: date
     memo: Memo | None = None
+    # Digests of files uploaded to the project's community (POST …/attachments).
+    attachments: Annotated[list[Sha256], Field(max_length=20)] = []
 
 
 class ContributionIn(_EntryIn):
@@ -324,6 +331,7 @@ class ProjectOut(BaseModel):
     households_in_scope: int
     stage: str
     spending_gate: Literal["resolution", "waived"]
+    countersign_over: MoneyOut | None = None
     created_at: datetime
     budget_lines: list[BudgetLineOut]
     summary: SummaryOut | None = None
@@ -355,6 +363,11 @@ class ReceiptOut(BaseModel):
     root_hash: str
 
 
+class SignerOut(BaseModel):
+    role: str
+    name: str
+
+
 class EntryOut(BaseModel):
     project: str
     seq: int
@@ -376,6 +389,9 @@ class EntryOut(BaseModel):
     postings: list[PostingOut]
     reverses: int | None
     reversed_by: int | None
+    maker: SignerOut | None = None
+    checker: SignerOut | None = None
+    attachments: list[str] = []
     document: str = Field(description="RFC 8785 canonical JSON the leaf hash commits to")
     leaf_hash: str
     receipt: ReceiptOut | None
@@ -545,3 +561,51 @@ class ObjectionOut(BaseModel):
 class ObjectionList(BaseModel):
     items: list[ObjectionOut]
     next: str | None = None
+
+
+# -- vouchers and attachments --------------------------------------------------------------------
+
+VoucherIn = Annotated[ExpenditureIn | RefundIn, Field(discriminator="kind")]
+
+
+class VoucherRequest(RootModel[VoucherIn]):
+    """The entry the voucher asks for: an expenditure or a refund."""
+
+
+class RejectIn(RequestBody):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class VoucherOut(BaseModel):
+    id: int
+    project: str
+    status: Literal["pending", "approved", "rejected"]
+    kind: Literal["expenditure", "refund"]
+    amount: MoneyOut
+    occurred_on: date
+    payee: str | None
+    category: str | None
+    invoice_no: str | None
+    memo: str | None
+    contributor: str | None = Field(description="退款的出资人（仅本社区报账员、审核人可见）")
+    attachments: list[str]
+    document_sha256: str
+    submitted_by: SignerOut
+    submitted_at: datetime
+    checked_by: SignerOut | None
+    decided_at: datetime | None
+    reason: str | None
+    entry_seq: int | None = Field(description="审核通过后所记的记账序号")
+    entry: EntryOut | None
+
+
+class VoucherPage(BaseModel):
+    items: list[VoucherOut]
+    next: str | None
+
+
+class AttachmentOut(BaseModel):
+    sha256: str
+    media_type: Literal["image/jpeg", "image/png", "application/pdf"]
+    size: int
+    url: str

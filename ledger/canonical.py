@@ -37,6 +37,18 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True)
+class Signer:
+    """A person who signs an entry (经办人 the maker, 审核人 the checker): their role and display
+    name, as the hashed document names them."""
+
+    role: str
+    name: str
+
+    def as_document(self) -> dict[str, str]:
+        return {"name": self.name, "role": self.role}
+
+
+@dataclass(frozen=True)
 class ContributorStamp:
     """What an entry's document says about its contributor."""
 
@@ -75,6 +87,9 @@ def entry_document(
     anonymous: bool,
     postings: Sequence[Posting],
     reverses_seq: int | None,
+    maker: Signer | None = None,
+    checker: Signer | None = None,
+    attachments: Sequence[str] = (),
 ) -> bytes:
     doc: dict[str, Any] = {
         "v": DOCUMENT_VERSION,
@@ -98,4 +113,11 @@ def entry_document(
             doc["anonymous"] = True
     if reverses_seq is not None:
         doc["reverses"] = reverses_seq
+    # Countersigned spending names both signers; the digests prove which files backed it.
+    if maker is not None:
+        doc["maker"] = maker.as_document()
+    if checker is not None:
+        doc["checker"] = checker.as_document()
+    if attachments:
+        doc["attachments"] = list(attachments)
     return rfc8785.dumps(doc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -10,13 +11,14 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.canonical import SHANGHAI
+from ledger.canonical import SHANGHAI, Signer
 from ledger.communities import NewCommunity, create_community
 from ledger.contributors import ContributorRef
 from ledger.decisions import DecisionDraft, record_decision
 from ledger.entries import EntryDraft, append_entries
 from ledger.projects import BudgetLine, NewProject, create_project
 from ledger.tables import communities
+from ledger.vouchers import Actor, approve_voucher, submit_voucher
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,18 @@ GIVEN = ["伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军"
 # PDF (the ledger never imports a renderer). Two sheets, entries between them: the resident pages
 # then show a sheet, its QR target and a real history check.
 PublishSheet = Callable[[str, date, date], Awaitable[object]]
+
+
+# The demo's two signers: no token stands behind them, only the names the documents carry.
+DEMO_MAKER = Actor(id="demo-treasurer", signer=Signer("treasurer", "王会计"))
+DEMO_CHECKER = Actor(id="demo-auditor", signer=Signer("auditor", "李监督"))
+
+
+async def _countersigned(engine: AsyncEngine, project: str, draft: EntryDraft) -> int:
+    """Spending as the service records it: a voucher submitted, then approved. Returns the seq."""
+    stored, _ = await submit_voucher(engine, project, draft, DEMO_MAKER, render=lambda v: v.id)
+    result = await approve_voucher(engine, json.loads(stored.body), DEMO_CHECKER, render=lambda v, e: e.seq)
+    return result.entries[0].seq
 
 
 async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = None) -> bool:
@@ -53,6 +67,8 @@ async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = No
                 BudgetLine("labour", "人工费", "grant", 4_000_000),
                 BudgetLine("signage", "标线与标识", "collective", 500_000),
             ],
+            # Every expenditure and refund is countersigned (经办人 and 审核人), as on paper.
+            countersign_over_fen=0,
         ),
     )
     start = today - timedelta(days=60)
@@ -132,6 +148,11 @@ async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = No
             contributor=ContributorRef(name="李建国", household="4栋2单元101"),
             description="义务劳动 6 小时",
         ),
+    ]
+    result = await append_entries(engine, "jinxiu-road-2026", drafts, recorded_by="demo", render=lambda es: len(es))
+    first_contributor = result.entries[0].contributor
+    assert first_contributor is not None
+    spending = [
         EntryDraft(
             kind="expenditure",
             occurred_on=start + timedelta(days=26),
@@ -160,8 +181,8 @@ async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = No
             memo="误录金额",
         ),
     ]
-    result = await append_entries(engine, "jinxiu-road-2026", drafts, recorded_by="demo", render=lambda es: len(es))
-    last = result.entries[-1].seq
+    for draft in spending:
+        last = await _countersigned(engine, "jinxiu-road-2026", draft)
     if publish_sheet is not None:
         await publish_sheet("jinxiu-road-2026", start, start + timedelta(days=31))
     await append_entries(
@@ -173,27 +194,30 @@ async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = No
                 occurred_on=start + timedelta(days=32),
                 reverses_seq=last,
                 reason="金额录入错误，应为 120.00 元",
-            ),
-            EntryDraft(
-                kind="expenditure",
-                occurred_on=start + timedelta(days=32),
-                amount_fen=12_000,
-                payee="某五金店",
-                category="signage",
-                invoice_no="00012345",
-                memo="标识牌",
-            ),
-            EntryDraft(
-                kind="refund",
-                occurred_on=start + timedelta(days=40),
-                amount_fen=5_000,
-                contributor=ContributorRef(id=result.entries[0].contributor.public_id),  # type: ignore[union-attr]
-                memo="结余退款",
-            ),
+            )
         ],
         recorded_by="demo",
         render=lambda es: len(es),
     )
+    for draft in [
+        EntryDraft(
+            kind="expenditure",
+            occurred_on=start + timedelta(days=32),
+            amount_fen=12_000,
+            payee="某五金店",
+            category="signage",
+            invoice_no="00012345",
+            memo="标识牌",
+        ),
+        EntryDraft(
+            kind="refund",
+            occurred_on=start + timedelta(days=40),
+            amount_fen=5_000,
+            contributor=ContributorRef(id=first_contributor.public_id),
+            memo="结余退款",
+        ),
+    ]:
+        await _countersigned(engine, "jinxiu-road-2026", draft)
     if publish_sheet is not None:
         await publish_sheet("jinxiu-road-2026", start, today)
     await create_project(

@@ -13,6 +13,7 @@ The append path is the hot path. One transaction per call (one draft, or a batch
 
 Errors raised by :func:`append_entries` (all leave no trace: no entry, no seq consumed):
 NotFound (project), ValidationFailed (bad field, unknown category or contributor, future date),
+CountersignRequired (spending above the project's countersign threshold without a checker),
 StageForbidsEntry (spending gate), InsufficientFunds (cash would go negative), AlreadyReversed,
 Conflict (reversing a reversal, refund beyond what was paid), IdempotencyInFlight,
 IdempotencyKeyReused.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -34,12 +35,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import merkle, pg
 from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account, parse_posting_lines, postings_for
-from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, entry_document
+from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, Signer, entry_document
 from ledger.contributors import Contributor, ContributorRef, resolve_contributors
 from ledger.decisions import check_spending_allowed_raw
 from ledger.errors import (
     AlreadyReversed,
     Conflict,
+    CountersignRequired,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     InsufficientFunds,
@@ -55,6 +57,8 @@ ENTRY_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "ple
 CONTRIBUTOR_KINDS = ("contribution", "refund", "in_kind", "pledge")
 CHANNELS = ("cash", "wechat", "alipay", "bank", "other")
 BATCH_SIZE_MAX = 10_000
+COUNTERSIGNED_KINDS = ("expenditure", "refund")
+ATTACHMENTS_MAX = 20
 EARLIEST_DATE = date(2000, 1, 1)
 
 # Which contributor total each kind moves (a reversal moves its original's, negated).
@@ -80,6 +84,11 @@ class EntryDraft:
     description: str | None = None
     reverses_seq: int | None = None
     reason: str | None = None
+    # SHA-256 digests (hex) of files uploaded by the project's community.
+    attachments: tuple[str, ...] = ()
+    # Set only by a voucher's approval (ledger/vouchers.py), never from a request body.
+    maker: Signer | None = None
+    checker: Signer | None = None
 
     def kind_fields(self) -> dict[str, Any]:
         """The kind-specific fields, as they go into the document."""
@@ -122,6 +131,9 @@ class RecordedEntry:
     # An anonymous entry's own public contributor id (its document's), fresh per entry, so that it
     # cannot be linked to the giver's other entries; None for a named one.
     anonymous_id: uuid.UUID | None = None
+    maker: Signer | None = None
+    checker: Signer | None = None
+    attachments: tuple[str, ...] = ()
 
     @property
     def public_contributor_id(self) -> uuid.UUID | None:
@@ -180,8 +192,11 @@ async def append_entries(
     idempotency: IdempotencyRequest | None = None,
     status: int = 201,
     today: date | None = None,
+    after_write: Callable[[asyncpg.Connection, list[RecordedEntry]], Awaitable[None]] | None = None,
 ) -> AppendResult:
-    """Record ``drafts`` all or none, in order. ``render`` shapes the stored response body."""
+    """Record ``drafts`` all or none, in order. ``render`` shapes the stored response body.
+    ``after_write`` runs in the same transaction after the entries are written (a voucher's
+    approval records its event there, so the entry and the event commit together or not at all)."""
     if not 1 <= len(drafts) <= BATCH_SIZE_MAX:
         raise ValidationFailed.on("entries", f"一次最多 {BATCH_SIZE_MAX} 条，至少 1 条")
     today = today or datetime.now(SHANGHAI).date()
@@ -223,6 +238,8 @@ async def append_entries(
         body = json.dumps(render(recorded), ensure_ascii=False, separators=(",", ":"))
         try:
             await batch.write(recorded, idempotency, status, body)
+            if after_write is not None:
+                await after_write(conn, recorded)
         except asyncpg.CheckViolationError as exc:
             # Only a bug (or a concurrent schema change) reaches here: every rule is checked above.
             if exc.constraint_name == "balances_not_below_floor":
@@ -275,12 +292,39 @@ class _Batch:
         self.balance_deltas: dict[int, int] = defaultdict(int)
         self.nodes: list[tuple[merkle.NodeID, bytes]] = []
         self.gate_error: LedgerError | None = None
+        self.countersign_over_fen: int | None = None
 
     async def load(self, drafts: list[EntryDraft]) -> None:
         """What the drafts need besides the head and accounts: contributors, originals, the gate."""
         await self._load_contributors(drafts)
         await self._load_originals(drafts)
         await self._load_gate(drafts)
+        await self._load_countersign(drafts)
+        await self._check_attachments(drafts)
+
+    async def _load_countersign(self, drafts: list[EntryDraft]) -> None:
+        if any(d.kind in COUNTERSIGNED_KINDS and d.checker is None for d in drafts):
+            self.countersign_over_fen = await self.conn.fetchval(
+                "SELECT countersign_over_fen FROM projects WHERE id = $1", self.head.project_id
+            )
+
+    async def _check_attachments(self, drafts: list[EntryDraft]) -> None:
+        """Every digest names a file this project's community uploaded (422 otherwise)."""
+        wanted = {h for d in drafts for h in d.attachments}
+        if not wanted:
+            return
+        rows = await self.conn.fetch(
+            "SELECT sha256 FROM attachment_uploads WHERE community_id = $1 AND sha256 = ANY($2::text[])",
+            self.head.community_id,
+            sorted(wanted),
+        )
+        known = {r["sha256"] for r in rows}
+        for i, d in enumerate(drafts):
+            if len(d.attachments) > ATTACHMENTS_MAX:
+                raise ValidationFailed.on("attachments", f"附件最多 {ATTACHMENTS_MAX} 个").at(i)
+            for h in d.attachments:
+                if h not in known:
+                    raise ValidationFailed.on("attachments", f"附件 {h[:12]}… 未上传到本社区").at(i)
 
     async def _load_contributors(self, drafts: list[EntryDraft]) -> None:
         positions = [i for i, d in enumerate(drafts) if d.kind in CONTRIBUTOR_KINDS and d.contributor]
@@ -359,7 +403,10 @@ class _Batch:
             if draft.kind == "expenditure":
                 if expense_account(draft.category or "") not in self.accounts:
                     raise ValidationFailed.on("category", f"预算科目 {draft.category} 不在本项目预算中")
+                self._check_countersign(draft, amount_fen)
                 self._check_spending_gate()
+            elif draft.kind == "refund":
+                self._check_countersign(draft, amount_fen)
             postings = postings_for(draft.kind, amount_fen, draft.category)
         self._apply_contributor_totals(draft, contributor, original, amount_fen)
         self._apply_postings(postings)
@@ -391,6 +438,9 @@ class _Batch:
             anonymous=anonymous,
             postings=postings,
             reverses_seq=draft.reverses_seq,
+            maker=draft.maker,
+            checker=draft.checker,
+            attachments=draft.attachments,
         )
         leaf = merkle.leaf_hash(document)
         self.nodes.extend(self.head.frontier.append(leaf))
@@ -425,6 +475,9 @@ class _Batch:
             root_hash=self.head.frontier.root(),
             anonymous_id=anonymous_id,
             commitment=commitment,
+            maker=draft.maker,
+            checker=draft.checker,
+            attachments=draft.attachments,
         )
 
     def _original_for(self, draft: EntryDraft) -> _Original:
@@ -437,6 +490,14 @@ class _Batch:
         if original.reversed:
             raise AlreadyReversed(f"第 {original.seq} 号记录已被冲正")
         return original
+
+    def _check_countersign(self, draft: EntryDraft, amount_fen: int) -> None:
+        threshold = self.countersign_over_fen
+        if draft.checker is None and threshold is not None and amount_fen > threshold:
+            raise CountersignRequired(
+                f"本项目 {format_fen_grouped(threshold)} 元以上的支出和退款须由报账员提交凭证、"
+                "审核人复核后记账（POST …/vouchers）"
+            )
 
     def _check_spending_gate(self) -> None:
         if self.gate_error is not None:
@@ -514,6 +575,12 @@ class _Batch:
             e_cols["reverses_seq"].append(r.reverses_seq)
             e_cols["document"].append(r.document)
             e_cols["leaf_hash"].append(r.leaf_hash)
+            e_cols["maker_role"].append(r.maker.role if r.maker else None)
+            e_cols["maker_name"].append(r.maker.name if r.maker else None)
+            e_cols["checker_role"].append(r.checker.role if r.checker else None)
+            e_cols["checker_name"].append(r.checker.name if r.checker else None)
+            # A text[] column inside an unnest of arrays: carried as one JSON text per entry.
+            e_cols["attachments"].append(json.dumps(list(r.attachments)) if r.attachments else None)
             for line_no, p in enumerate(r.postings, start=1):
                 p_cols["seq"].append(r.seq)
                 p_cols["line_no"].append(line_no)
@@ -559,8 +626,16 @@ _WRITE_SQL = pg.Query(
         INSERT INTO entries (community_id, project_id, seq, kind, amount_fen, occurred_on, recorded_at,
                              recorded_by, contributor_id, contributor_commitment, anonymous, memo, channel,
                              receipt_no, grantor, document_no, payee, category, invoice_no, description,
-                             reason, reverses_seq, document, leaf_hash, anonymous_id)
-        SELECT :cid, :pid, * FROM unnest(
+                             reason, reverses_seq, document, leaf_hash, anonymous_id,
+                             maker_role, maker_name, checker_role, checker_name, attachments)
+        SELECT :cid, :pid, u.seq, u.kind, u.amount, u.occurred_on, u.recorded_at, u.recorded_by,
+               u.contributor_id, u.commitment, u.anonymous, u.memo, u.channel, u.receipt_no, u.grantor,
+               u.document_no, u.payee, u.category, u.invoice_no, u.description, u.reason, u.reverses_seq,
+               u.document, u.leaf_hash, u.anonymous_id, u.maker_role, u.maker_name, u.checker_role,
+               u.checker_name,
+               CASE WHEN u.attachments IS NULL THEN NULL
+                    ELSE ARRAY(SELECT jsonb_array_elements_text(CAST(u.attachments AS jsonb))) END
+        FROM unnest(
             CAST(:e_seq AS bigint[]), CAST(:e_kind AS text[]), CAST(:e_amount AS bigint[]),
             CAST(:e_occurred_on AS date[]), CAST(:e_recorded_at AS timestamptz[]),
             CAST(:e_recorded_by AS text[]), CAST(:e_contributor_id AS bigint[]),
@@ -569,7 +644,12 @@ _WRITE_SQL = pg.Query(
             CAST(:e_document_no AS text[]), CAST(:e_payee AS text[]), CAST(:e_category AS text[]),
             CAST(:e_invoice_no AS text[]), CAST(:e_description AS text[]), CAST(:e_reason AS text[]),
             CAST(:e_reverses_seq AS bigint[]), CAST(:e_document AS text[]), CAST(:e_leaf_hash AS bytea[]),
-            CAST(:e_anonymous_id AS uuid[]))
+            CAST(:e_anonymous_id AS uuid[]), CAST(:e_maker_role AS text[]), CAST(:e_maker_name AS text[]),
+            CAST(:e_checker_role AS text[]), CAST(:e_checker_name AS text[]), CAST(:e_attachments AS text[]))
+            AS u(seq, kind, amount, occurred_on, recorded_at, recorded_by, contributor_id, commitment,
+                 anonymous, memo, channel, receipt_no, grantor, document_no, payee, category, invoice_no,
+                 description, reason, reverses_seq, document, leaf_hash, anonymous_id, maker_role,
+                 maker_name, checker_role, checker_name, attachments)
         RETURNING 1
     ), new_postings AS (
         INSERT INTO postings (community_id, project_id, seq, line_no, account_id, side, amount_fen)
@@ -649,6 +729,12 @@ def _check_static(draft: EntryDraft, today: date) -> None:
         raise ValidationFailed.on("channel", f"未知的支付方式 {draft.channel}")
 
 
+def check_static(draft: EntryDraft, today: date) -> None:
+    """The checks that need no database, for callers that hold a draft before appending it (a
+    voucher is checked when submitted, and again in full when approved)."""
+    _check_static(draft, today)
+
+
 def is_expense_account(code: str) -> bool:
     return code.startswith(EXPENSES_PREFIX)
 
@@ -706,7 +792,14 @@ def _entry_from_row(row: Any) -> RecordedEntry:
         leaf_hash=bytes(m["leaf_hash"]),
         commitment=contributor.commitment if contributor else None,
         anonymous_id=m["anonymous_id"],
+        maker=signer(m["maker_role"], m["maker_name"]),
+        checker=signer(m["checker_role"], m["checker_name"]),
+        attachments=tuple(m["attachments"] or ()),
     )
+
+
+def signer(role: str | None, name: str | None) -> Signer | None:
+    return Signer(role, name) if role is not None and name is not None else None
 
 
 async def list_entries(

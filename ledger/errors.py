@@ -67,9 +67,27 @@ class StageForbidsEntry(Conflict):
     code = "stage_forbids_entry"
 
 
+class CountersignRequired(Conflict):
+    code = "countersign_required"
+
+
 class IdempotencyInFlight(Conflict):
     code = "idempotency_in_flight"
 
 
 class IdempotencyKeyReused(LedgerError):
     code = "idempotency_key_reused"
+
+
+class Forbidden(LedgerError):
+    """The caller may not do this to this object (approving a voucher they submitted)."""
+
+    code = "forbidden"
+
+
+class UnsupportedMediaType(LedgerError):
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(LedgerError):
+    code = "payload_too_large"

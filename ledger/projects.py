@@ -37,6 +37,9 @@ class NewProject:
     households_in_scope: int = 0
     budget_lines: list[BudgetLine] = field(default_factory=list)
     spending_gate: str = "resolution"
+    # Spending (expenditures, refunds) above this many fen needs a voucher approved by a second
+    # person; 0 means all of it; None means no countersign.
+    countersign_over_fen: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Project:
     spending_gate: str
     created_at: datetime
     budget_lines: list[BudgetLine]
+    countersign_over_fen: int | None = None
 
 
 async def create_project(engine: AsyncEngine, new: NewProject) -> Project:
@@ -80,6 +84,7 @@ async def create_project(engine: AsyncEngine, new: NewProject) -> Project:
                         description=new.description,
                         households_in_scope=new.households_in_scope,
                         spending_gate=new.spending_gate,
+                        countersign_over_fen=new.countersign_over_fen,
                     )
                     .returning(projects.c.id)
                 )
@@ -166,6 +171,7 @@ def _project_from_row(row: object, lines: list[BudgetLine]) -> Project:
         spending_gate=m["spending_gate"],
         created_at=m["created_at"],
         budget_lines=lines,
+        countersign_over_fen=m["countersign_over_fen"],
     )
 
 

@@ -43,6 +43,7 @@ projects = Table(
     Column("households_in_scope", Integer),
     Column("stage", Text),
     Column("spending_gate", Text),
+    Column("countersign_over_fen", BigInteger),
     Column("created_at", DateTime(timezone=True)),
 )
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import merkle
 from ledger.accounts import parse_posting_lines
-from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, entry_document
+from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document
 from ledger.errors import NotFound, ValidationFailed
 
 VERIFY_CHUNK = 2000
@@ -154,6 +154,7 @@ _VERIFY_SQL = text(
     SELECT e.seq, e.kind, e.amount_fen, e.occurred_on, e.recorded_at, e.memo, e.channel, e.receipt_no,
            e.grantor, e.document_no, e.payee, e.category, e.invoice_no, e.description, e.reason,
            e.reverses_seq, e.anonymous, e.contributor_commitment, e.document, e.leaf_hash,
+           e.maker_role, e.maker_name, e.checker_role, e.checker_name, e.attachments,
            coalesce(e.anonymous_id, c.public_id) AS public_id, c.type AS contributor_type,
            (SELECT array_agg(a.code || ' ' || p.side || ' ' || p.amount_fen ORDER BY p.line_no)
               FROM postings p JOIN accounts a ON a.id = p.account_id
@@ -189,6 +190,9 @@ def rebuild_document(project_code: str, row: object) -> bytes:
         anonymous=m["anonymous"],
         postings=postings,
         reverses_seq=m["reverses_seq"],
+        maker=Signer(m["maker_role"], m["maker_name"]) if m["maker_name"] is not None else None,
+        checker=Signer(m["checker_role"], m["checker_name"]) if m["checker_name"] is not None else None,
+        attachments=tuple(m["attachments"] or ()),
     )
 
 

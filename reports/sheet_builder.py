@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
 from ledger.entries import RecordedEntry, get_entry, list_entries
-from ledger.masking import public_contributor
+from ledger.masking import mask_person_name, public_contributor
 from ledger.summary import project_summary
 from reports import sheet_model as m
 from reports.labels import CHANNEL_LABELS, SOURCE_LABELS
@@ -198,6 +198,8 @@ def _row(kind: str, e: RecordedEntry, src: RecordedEntry, labels: dict[str, str]
             payee=f.get("payee") or "",
             category_label=labels.get(category, category),
             invoice_no=f.get("invoice_no") or "",
+            # 审核人: the auditor who approved the voucher (countersigned spending only).
+            approver_name=mask_person_name(src.checker.name) if src.checker else "",
         )
     if kind == "in_kind":
         return m.InKindRow(**common, contributor_name=name, building=building, description=f.get("description") or "")

@@ -85,6 +85,7 @@ async def create_project_route(request: Request, engine: AsyncEngine) -> s.Proje
             description=body.description,
             households_in_scope=body.households_in_scope,
             spending_gate=body.spending_gate,
+            countersign_over_fen=body.countersign_over,
             budget_lines=[BudgetLine(b.category, b.label, b.source, b.amount) for b in body.budget_lines],
         ),
     )
