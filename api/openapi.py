@@ -20,11 +20,11 @@ from api.schemas import FieldErrorOut, Problem
 REF_PREFIX = "#/components/schemas/"
 
 
-def _body_models(app: Litestar) -> dict[tuple[str, str], Any]:
+def _body_models(app: Litestar, opt_name: str = "body_model") -> dict[tuple[str, str], Any]:
     found: dict[tuple[str, str], Any] = {}
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
-            model = handler.opt.get("body_model")
+            model = handler.opt.get(opt_name)
             if model is None:
                 continue
             for method in handler.http_methods:
@@ -63,6 +63,17 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
                 }
             )
+    # Uploads take the file itself as the body, in one of these media types.
+    for (path, method), media_types in _body_models(app, "raw_body").items():
+        operation = document.get("paths", {}).get(path, {}).get(method)
+        if operation is not None:
+            binary = {"schema": {"type": "string", "format": "binary"}}
+            operation["requestBody"] = {"required": True, "content": {t: binary for t in media_types}}
+    # Downloads answer with the file in its own media type.
+    for (path, method), media_types in _body_models(app, "raw_response").items():
+        ok = document.get("paths", {}).get(path, {}).get(method, {}).get("responses", {}).get("200")
+        if ok is not None:
+            ok["content"] = {t: {"schema": {"type": "string", "format": "binary"}} for t in media_types}
     _document_problems(document, schemas)
     _tidy_parameters(document)
     _link_created_resources(document)
@@ -77,6 +88,7 @@ CREATES = {
     "/api/v1/projects/{project}/disclosures": ("disclosure_id", "id"),
     "/api/v1/disclosures/{disclosure_id}/objections": ("objection_id", "id"),
     "/api/v1/tokens": ("token_id", "id"),
+    "/api/v1/projects/{project}/vouchers": ("voucher_id", "id"),
 }
 
 

@@ -572,6 +572,10 @@ class VoucherRequest(RootModel[VoucherIn]):
     """The entry the voucher asks for: an expenditure or a refund."""
 
 
+class ApproveIn(RequestBody):
+    """Approval needs no fields: the voucher says what is recorded (an empty body is accepted too)."""
+
+
 class RejectIn(RequestBody):
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 

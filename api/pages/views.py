@@ -15,8 +15,10 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from api import schemas as s
+from ledger.attachments import PUBLIC_KINDS
 from ledger.canonical import SHANGHAI
 from ledger.decisions import STAGE_LABELS, STAGES
+from ledger.masking import mask_person_name
 from ledger.money import format_fen_grouped
 from reports.formatting import date_cn, hex_groups
 from reports.labels import CHANNEL_LABELS, CONTRIBUTOR_TYPE_LABELS, KIND_LABELS, SOURCE_LABELS, account_label
@@ -110,6 +112,7 @@ def make_environment() -> Environment:
         percent=percent,
         stage_label=stage_label,
         counterparty=counterparty,
+        masked_person=mask_person_name,
     )
     env.globals.update(
         KIND_LABELS=KIND_LABELS,
@@ -119,5 +122,6 @@ def make_environment() -> Environment:
         STAGE_LABELS=STAGE_LABELS,
         rate=rate,
         account_label=account_label,
+        ATTACHMENT_PUBLIC_KINDS=PUBLIC_KINDS,
     )
     return env

@@ -16,7 +16,7 @@ from api.auth import Caller, require_project_writer
 from api.errors import ApiError
 from api.http import dump, json_response
 from api.routes.common import BEARER, OPTIONAL_BEARER, problems
-from ledger.attachments import SIZE_MAX, Attachment, read_attachment, store_attachment
+from ledger.attachments import MEDIA_TYPES, SIZE_MAX, Attachment, read_attachment, store_attachment
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.projects import project_community
 
@@ -39,6 +39,7 @@ def attachment_out(a: Attachment) -> s.AttachmentOut:
     summary="上传附件（报账员；请求体为文件本身：JPEG、PNG 或 PDF，不超过 10 MiB）",
     security=BEARER,
     request_max_body_size=UPLOAD_BODY_MAX,
+    opt={"raw_body": MEDIA_TYPES},
     responses={
         201: ResponseSpec(s.AttachmentOut, description="已保存（图片已去除 EXIF/GPS 等元数据）"),
         **problems(400, 401, 403, 404, 409, 413, 415, 422),
@@ -79,6 +80,7 @@ async def upload_attachment(request: Request, engine: AsyncEngine, project: str)
     summary="读取附件（支出、奖补的附件公开；出资的附件从不公开）",
     security=OPTIONAL_BEARER,
     media_type="application/octet-stream",
+    opt={"raw_response": MEDIA_TYPES},
     responses=problems(401, 404),
 )
 async def get_attachment(

@@ -3,7 +3,6 @@ submitter — approves (the entry is appended) or rejects with a reason."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from litestar import Request, Response, get, post
@@ -105,6 +104,7 @@ async def _decision_prelude(request: Request, voucher_id: int) -> tuple[Caller, 
     summary="审核通过并记账（本社区审核人，不能是提交人）",
     security=BEARER,
     request_max_body_size=JSON_BODY_MAX,
+    opt=body_opt(s.ApproveIn),
     responses={
         201: ResponseSpec(s.VoucherOut, description="已审核通过，附所记的账"),
         **problems(400, 401, 403, 404, 409, 413, 422),
@@ -112,8 +112,7 @@ async def _decision_prelude(request: Request, voucher_id: int) -> tuple[Caller, 
 )
 async def approve_voucher_route(request: Request, engine: AsyncEngine, voucher_id: int) -> Response[bytes]:
     caller, voucher, raw, key = await _decision_prelude(request, voucher_id)
-    if json.loads(raw) not in ({}, None):
-        raise ApiError("validation_failed", "审核通过无需请求体", [{"field": "", "message": "请求体须为空或 {}"}])
+    parse_body(s.ApproveIn, raw)
     idem = idempotency_request(request, caller.scope, key, raw) if key is not None else None
     result = await approve_voucher(
         engine,
