@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager, suppress
 from datetime import date
 from typing import Any
 
@@ -97,6 +97,13 @@ async def openapi_json(request: Request) -> dict[str, Any]:
     return cached
 
 
+async def _run_logged(work: Awaitable[None]) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("demo sheets could not be published")
+
+
 def _demo_publisher(engine: AsyncEngine, renderer: PdfRenderer, base_url: str) -> Any:
     """The demo's sheets are published like any other: rendered once, stored, pinned to the root."""
 
@@ -143,14 +150,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.engine = engine
         app.state.settings = settings
         app.state.renderer = renderer
+        demo_later: asyncio.Task[None] | None = None
         try:
             log.info("ledger ready on %s", redact(urls.app))
             if settings.demo:
-                from ledger.demo import load_demo
+                from ledger.demo import load_demo, load_demo_later
 
-                await load_demo(engine, publish_sheet=_demo_publisher(engine, renderer, settings.public_base_url))
+                if await load_demo(engine, defer_later=True):
+                    # Two sheets take seconds to render: the service is ready meanwhile.
+                    demo_later = asyncio.create_task(
+                        _run_logged(
+                            load_demo_later(engine, _demo_publisher(engine, renderer, settings.public_base_url))
+                        )
+                    )
             yield
         finally:
+            if demo_later is not None and not demo_later.done():
+                demo_later.cancel()
+                with suppress(asyncio.CancelledError):
+                    await demo_later
             await renderer.aclose()
             await engine.dispose()
             await asyncio.to_thread(runtime.stop)

@@ -176,6 +176,7 @@ def _parameter_message(item: dict[str, Any]) -> str:
 PAGE_MESSAGES = {
     404: "没有找到这个页面。地址可能抄错了，或者这条记录不存在。",
     429: "提交太频繁了，请过一分钟再试。",
+    500: "服务器出了点问题，请稍后再试。",
 }
 
 
@@ -244,8 +245,11 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[Any
     return problem("malformed_request", str(exc.detail)[:200])
 
 
-def internal_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+def internal_error_handler(request: Request, exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    page = _page_error(request, 500)
+    if page is not None:
+        return page
     response = problem("internal_error", "服务器内部错误，请稍后再试")
     response.status_code = HTTP_500_INTERNAL_SERVER_ERROR
     return response

@@ -11,11 +11,12 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger import tree
 from ledger.canonical import SHANGHAI, Signer
 from ledger.communities import NewCommunity, create_community
 from ledger.contributors import ContributorRef
 from ledger.decisions import DecisionDraft, record_decision
-from ledger.entries import EntryDraft, append_entries
+from ledger.entries import EntryDraft, append_entries, get_entry
 from ledger.projects import BudgetLine, NewProject, create_project
 from ledger.tables import communities
 from ledger.vouchers import Actor, approve_voucher, submit_voucher
@@ -31,7 +32,6 @@ GIVEN = ["伟", "芳", "娜", "秀英", "敏", "静", "丽", "强", "磊", "军"
 # then show a sheet, its QR target and a real history check.
 PublishSheet = Callable[[str, date, date], Awaitable[object]]
 
-
 # The demo's two signers: no token stands behind them, only the names the documents carry.
 DEMO_MAKER = Actor(id="demo-treasurer", signer=Signer("treasurer", "王会计"))
 DEMO_CHECKER = Actor(id="demo-auditor", signer=Signer("auditor", "李监督"))
@@ -44,8 +44,9 @@ async def _countersigned(engine: AsyncEngine, project: str, draft: EntryDraft) -
     return result.entries[0].seq
 
 
-async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = None) -> bool:
-    """Load the demo if the database has no community yet. Returns whether it loaded."""
+async def load_demo(engine: AsyncEngine, *, defer_later: bool = False) -> bool:
+    """Load the demo if the database has no community yet. Returns whether it loaded. With
+    ``defer_later`` the road project's later entries are left to :func:`load_demo_later`."""
     async with engine.connect() as conn:
         if (await conn.execute(select(func.count()).select_from(communities))).scalar_one():
             return False
@@ -149,9 +150,7 @@ async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = No
             description="义务劳动 6 小时",
         ),
     ]
-    result = await append_entries(engine, "jinxiu-road-2026", drafts, recorded_by="demo", render=lambda es: len(es))
-    first_contributor = result.entries[0].contributor
-    assert first_contributor is not None
+    await append_entries(engine, "jinxiu-road-2026", drafts, recorded_by="demo", render=lambda es: len(es))
     spending = [
         EntryDraft(
             kind="expenditure",
@@ -182,44 +181,9 @@ async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = No
         ),
     ]
     for draft in spending:
-        last = await _countersigned(engine, "jinxiu-road-2026", draft)
-    if publish_sheet is not None:
-        await publish_sheet("jinxiu-road-2026", start, start + timedelta(days=31))
-    await append_entries(
-        engine,
-        "jinxiu-road-2026",
-        [
-            EntryDraft(
-                kind="reversal",
-                occurred_on=start + timedelta(days=32),
-                reverses_seq=last,
-                reason="金额录入错误，应为 120.00 元",
-            )
-        ],
-        recorded_by="demo",
-        render=lambda es: len(es),
-    )
-    for draft in [
-        EntryDraft(
-            kind="expenditure",
-            occurred_on=start + timedelta(days=32),
-            amount_fen=12_000,
-            payee="某五金店",
-            category="signage",
-            invoice_no="00012345",
-            memo="标识牌",
-        ),
-        EntryDraft(
-            kind="refund",
-            occurred_on=start + timedelta(days=40),
-            amount_fen=5_000,
-            contributor=ContributorRef(id=first_contributor.public_id),
-            memo="结余退款",
-        ),
-    ]:
         await _countersigned(engine, "jinxiu-road-2026", draft)
-    if publish_sheet is not None:
-        await publish_sheet("jinxiu-road-2026", start, today)
+    if not defer_later:
+        await load_demo_later(engine, None)
     await create_project(
         engine,
         NewProject(
@@ -257,3 +221,50 @@ async def load_demo(engine: AsyncEngine, publish_sheet: PublishSheet | None = No
     )
     log.info("demo data loaded: community jinxiu, projects jinxiu-road-2026 and jinxiu-garden-2025")
     return True
+
+
+async def load_demo_later(engine: AsyncEngine, publish_sheet: PublishSheet | None) -> None:
+    """The road project's later entries (a reversal in 红字, the corrected expenditure, a refund),
+    with a sheet published before and after them when ``publish_sheet`` is given."""
+    async with engine.connect() as conn:
+        first = await get_entry(conn, "jinxiu-road-2026", 1)
+        last = (await tree.head(conn, "jinxiu-road-2026")).size  # the mistyped expenditure
+    start = first.occurred_on - timedelta(days=12)
+    today = datetime.now(SHANGHAI).date()
+    if publish_sheet is not None:
+        await publish_sheet("jinxiu-road-2026", start, start + timedelta(days=31))
+    await append_entries(
+        engine,
+        "jinxiu-road-2026",
+        [
+            EntryDraft(
+                kind="reversal",
+                occurred_on=start + timedelta(days=32),
+                reverses_seq=last,
+                reason="金额录入错误，应为 120.00 元",
+            ),
+        ],
+        recorded_by="demo",
+        render=lambda es: len(es),
+    )
+    for draft in [
+        EntryDraft(
+            kind="expenditure",
+            occurred_on=start + timedelta(days=32),
+            amount_fen=12_000,
+            payee="某五金店",
+            category="signage",
+            invoice_no="00012345",
+            memo="标识牌",
+        ),
+        EntryDraft(
+            kind="refund",
+            occurred_on=start + timedelta(days=40),
+            amount_fen=5_000,
+            contributor=ContributorRef(id=first.contributor.public_id),  # type: ignore[union-attr]
+            memo="结余退款",
+        ),
+    ]:
+        await _countersigned(engine, "jinxiu-road-2026", draft)
+    if publish_sheet is not None:
+        await publish_sheet("jinxiu-road-2026", start, today)

@@ -277,13 +277,19 @@ def test_serve_demo_ctrl_c_stops_postgres_and_restart_reuses_data(tmp_path: Path
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api/v1/projects/jinxiu-road-2026/ledger"
     proc = _serve_until_ready(data_dir, port, "--demo")
+    # The demo publishes two sheets with entries between them (in the background, once the
+    # service is up), so its pages show a sheet, its QR target and a real history check.
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        with urllib.request.urlopen(f"{base}/api/v1/projects/jinxiu-road-2026/disclosures") as response:
+            sheets = json.load(response)["items"]
+        if len(sheets) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     with urllib.request.urlopen(url) as response:
         first = json.load(response)
     assert first["size"] > 0, "demo entries were loaded"
-    # The demo publishes two sheets with entries between them, so its pages show a real history check.
-    base = f"http://127.0.0.1:{port}"
-    with urllib.request.urlopen(f"{base}/api/v1/projects/jinxiu-road-2026/disclosures") as response:
-        sheets = json.load(response)["items"]
     assert [d["sheet_number"] for d in sheets] == [1, 2] and sheets[1]["previous"]["id"] == sheets[0]["id"]
     assert sheets[0]["tree_size"] < sheets[1]["tree_size"] == first["size"]
     with urllib.request.urlopen(f"{base}/d/{sheets[1]['id']}") as response:

@@ -259,3 +259,18 @@ async def test_a_burst_of_readers_shares_one_version_read(
     assert [r.status_code for r in burst] == [200] * 8 and len({r.headers["etag"] for r in burst}) == 1
     assert reads.count(project) == 1
     assert [r.status_code for r in missing] == [404] * 4 and reads.count("no-such-project") == 1
+
+
+async def test_an_unexpected_error_on_a_page_is_a_page_without_details(
+    api: Api, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.pages import routes
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    monkeypatch.setattr(routes, "list_disclosures", broken)
+    response = await api.get(f"/p/{seeded.project}/check")
+    assert response.status_code == 500 and response.headers["content-type"].startswith("text/html")
+    assert "服务器出了点问题" in response.text and "SELECT" not in response.text
+    assert_safe_headers(response.headers)
