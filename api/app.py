@@ -36,6 +36,7 @@ from api.routes import (
     tokens,
     vouchers,
 )
+from api.workspace import workspace_router
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
 from ledger.settings import Settings, get_settings
@@ -175,7 +176,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     api_v1 = Router(path="/api/v1", route_handlers=API_V1_ROUTES)
     return Litestar(
-        route_handlers=[health.healthz, health.readyz, openapi_json, api_v1, pages_router(), static_router()],
+        route_handlers=[
+            health.healthz,
+            health.readyz,
+            openapi_json,
+            api_v1,
+            workspace_router(),
+            pages_router(),
+            static_router(),
+        ],
         template_config=template_config(),
         lifespan=[lifespan],
         dependencies={"engine": Provide(_engine, sync_to_thread=False), "caller": Provide(caller_of)},

@@ -24,7 +24,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
-HTML_PREFIXES = ("/c/", "/p/", "/d/")
+HTML_PREFIXES = ("/c/", "/p/", "/d/", "/w/")
 
 
 async def _secure(response: Response) -> Response:
