@@ -396,11 +396,21 @@ async def objection_community(engine: AsyncEngine, objection_id: int) -> int:
 
 
 async def respond_to_objection(
-    engine: AsyncEngine, objection_id: int, message: str, *, responded_by: str
-) -> ObjectionResponse:
-    """Errors: NotFound."""
-    await objection_community(engine, objection_id)
+    engine: AsyncEngine,
+    objection_id: int,
+    message: str,
+    *,
+    responded_by: str,
+    idempotency: IdempotencyRequest | None = None,
+) -> ObjectionResponse | None:
+    """Errors: NotFound, IdempotencyInFlight, IdempotencyKeyReused. With ``idempotency``, a
+    repeated request (a double-clicked form) records nothing and returns None."""
+    community_id = await objection_community(engine, objection_id)
     async with engine.begin() as conn:
+        if idempotency is not None:
+            if await claim(conn, idempotency) is not None:
+                return None
+            await store(conn, idempotency, community_id, 201, "{}")
         row = (
             await conn.execute(
                 text(

@@ -164,3 +164,46 @@ async def test_other_community_sees_nothing(world: World, browser: Browser) -> N
         assert "小区路面刷黑" not in response.text
     home = await browser.get("/w/")
     assert project not in home.text
+
+
+async def test_publish_with_preview_and_answer_objections(world: World, browser: Browser) -> None:
+    project = await world.project()
+    await world.entry(project, {"kind": "grant", "amount": "5000", "occurred_on": past(), "grantor": "下陆区住建局"})
+    await sign_in(browser, world.treasurer)
+    url = f"/w/p/{project}/publish"
+    page = await browser.get(url)
+    hidden = form_fields(page.text, url)
+    period = {"period_start": past(30), "period_end": past(0), "notice_days": "7"}
+    preview = await browser.get(f"/w/p/{project}/preview.pdf", params=period)
+    assert preview.status_code == 200 and preview.content.startswith(b"%PDF-")
+    bad = await browser.post(url, data={**hidden, **period, "period_start": past(0), "period_end": past(30)})
+    assert bad.status_code in (409, 422) and 'id="form-errors"' in bad.text
+    published = await browser.post(url, data={**hidden, **period})
+    again = await browser.post(url, data={**hidden, **period})  # double-click
+    assert published.status_code == again.status_code == 303
+    assert published.headers["location"] == again.headers["location"]
+    sheets = (await world.api.get(f"/api/v1/projects/{project}/disclosures")).json()["items"]
+    assert len(sheets) == 1
+    sheet_id = sheets[0]["id"]
+
+    filed = await world.api.post(f"/api/v1/disclosures/{sheet_id}/objections", {"message": "第 1 笔金额有误？"})
+    assert filed.status_code == 201, filed.text
+    objection_id = filed.json()["id"]
+    page = await browser.get(f"/w/p/{project}/objections")
+    assert "第 1 笔金额有误" in page.text
+    action = f"/w/objections/{objection_id}/answer"
+    hidden = form_fields(page.text, action)
+    for _ in range(2):  # double-click
+        answered = await browser.post(action, data={**hidden, "message": "已核对，金额无误。"})
+        assert answered.status_code == 303 and answered.headers["location"] == f"/w/p/{project}/objections"
+    listed = (await world.api.get(f"/api/v1/disclosures/{sheet_id}/objections")).json()["items"]
+    assert [r["message"] for r in listed[0]["responses"]] == ["已核对，金额无误。"]
+
+    # An auditor reads the objections but may not answer them.
+    auditor = Browser(world.api.client)
+    await sign_in(auditor, world.auditor)
+    page = await auditor.get(f"/w/p/{project}/objections")
+    assert page.status_code == 200 and action not in page.text
+    own_csrf = form_fields(page.text, "/w/logout")["csrf"]
+    refused = await auditor.post(action, data={"csrf": own_csrf, "message": "x"})
+    assert refused.status_code == 403 and "只有本社区的报账员" in refused.text

@@ -266,6 +266,7 @@ async def respond_route(request: Request, engine: AsyncEngine, objection_id: int
     require_write(caller, community_id)
     body = parse_body(s.ObjectionResponseIn, raw)
     answer = await respond_to_objection(engine, objection_id, body.message, responded_by=caller.scope)
+    assert answer is not None, "only a repeated idempotent request answers None"
     return response_out(answer, unmasked=caller.can_read_unmasked(community_id))
 
 

@@ -576,6 +576,7 @@ async def objections(request: Request, engine: AsyncEngine, project: str) -> Tem
         project=project_out(found),
         sheets=sheets,
         can_write=may_write(session.caller, found.community_id),
+        idem=new_idem,
     )
 
 
@@ -591,7 +592,12 @@ async def answer(request: Request, engine: AsyncEngine, objection_id: int) -> Re
     parsed = validate(s.ObjectionResponseIn, {"message": message}, FormState(), ())
     if parsed is None:
         return refused(session, "答复内容不能为空，且不超过 2000 字。", 422)
-    await respond_to_objection(engine, objection_id, parsed.message, responded_by=session.caller.scope)
+    idem = idempotency(session, request.url.path, form)
+    await once(
+        lambda: respond_to_objection(
+            engine, objection_id, parsed.message, responded_by=session.caller.scope, idempotency=idem
+        )
+    )
     found = await get_project(engine, project_code) if project_code else None
     target = f"/w/p/{found.code}/objections" if found and found.community_id == community_id else "/w/"
     return Redirect(target, status_code=303)
