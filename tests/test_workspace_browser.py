@@ -119,6 +119,7 @@ async def test_a_treasurers_day_and_an_auditors_approval(
     await page.goto(f"{base}/w/p/{project}")
     await page.click("#sign-out")
     await page.wait_for_url("**/w/login**")
+    assert "已退出" in await page.inner_text("#signed-out")
     await page.goto(f"{base}/w/p/{project}")
     assert "/w/login" in page.url
     await page.context.close()

@@ -141,7 +141,8 @@ async def once(call: Callable[[], Awaitable[T]]) -> T:
 
 @get("/login", name="ws_login")
 async def login_page(request: Request) -> Template:
-    return page("login", None, next=_safe_next(request.query_params.get("next")), error="")
+    signed_out = request.query_params.get("out") == "1"
+    return page("login", None, next=_safe_next(request.query_params.get("next")), error="", signed_out=signed_out)
 
 
 def _safe_next(target: str | None) -> str:
@@ -159,7 +160,7 @@ async def login(request: Request) -> Response[Any]:
     target = _safe_next(str(form.get("next") or ""))
     token = await authenticate(request.app.state.engine, secret) if 0 < len(secret) <= TOKEN_TYPED_MAX else None
     if token is None:
-        return page("login", None, 401, next=target, error="令牌无效或已吊销，请核对后重新粘贴。")
+        return page("login", None, 401, next=target, error="令牌无效或已吊销，请核对后重新粘贴。", signed_out=False)
     return set_session(Redirect(target, status_code=303), request, secret)
 
 
