@@ -9,6 +9,7 @@ can never be taken back, so what is hashed and published must already be clean.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -112,7 +113,9 @@ async def store_attachment(
     """Clean, hash and store a file once (the same file again changes nothing). Returns
     (response, replayed). Errors: PayloadTooLarge, UnsupportedMediaType, IdempotencyInFlight,
     IdempotencyKeyReused."""
-    media_type, cleaned = clean(content, declared_type)
+    # Decoding and re-encoding a phone photo takes a good fraction of a second of CPU: in a worker
+    # thread, so the server's event loop keeps answering meanwhile.
+    media_type, cleaned = await asyncio.to_thread(clean, content, declared_type)
     found = Attachment(digest(cleaned), media_type, len(cleaned))
     async with engine.begin() as conn:
         if idempotency is not None:
