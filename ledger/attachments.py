@@ -113,7 +113,7 @@ async def store_attachment(
     """Clean, hash and store a file once (the same file again changes nothing). Returns
     (response, replayed). Errors: PayloadTooLarge, UnsupportedMediaType, IdempotencyInFlight,
     IdempotencyKeyReused."""
-    # Decoding and re-encoding a phone photo takes a good fraction of a second of CPU: in a worker
+    # Decoding and re-encoding a phone photo takes about a quarter of a second of CPU: in a worker
     # thread, so the server's event loop keeps answering meanwhile.
     media_type, cleaned = await asyncio.to_thread(clean, content, declared_type)
     found = Attachment(digest(cleaned), media_type, len(cleaned))
