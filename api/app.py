@@ -31,9 +31,11 @@ from api.routes import (
     decisions,
     disclosures,
     entries,
+    evaluations,
     health,
     ledger_log,
     pledges,
+    progress,
     tokens,
     vouchers,
 )
@@ -57,6 +59,8 @@ API_V1_ROUTES = [
     *vouchers.ROUTES,
     *attachments.ROUTES,
     *pledges.ROUTES,
+    *evaluations.ROUTES,
+    *progress.ROUTES,
 ]
 
 

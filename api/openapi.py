@@ -51,8 +51,8 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
         }
         if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
             continue
-        required_key = path.endswith(("/entries", "/entries/batch", "/disclosures", "/vouchers"))
-        if required_key or path.endswith(("/decisions", "/reject")):
+        required_key = path.endswith(("/entries", "/entries/batch", "/disclosures", "/vouchers", "/evaluation-codes"))
+        if required_key or path.endswith(("/decisions", "/reject", "/evaluation-tallies", "/progress")):
             _document_replay_header(operation)
             operation.setdefault("parameters", []).append(
                 {
