@@ -33,6 +33,7 @@ from api.routes import (
     entries,
     health,
     ledger_log,
+    pledges,
     tokens,
     vouchers,
 )
@@ -55,6 +56,7 @@ API_V1_ROUTES = [
     *disclosures.ROUTES,
     *vouchers.ROUTES,
     *attachments.ROUTES,
+    *pledges.ROUTES,
 ]
 
 

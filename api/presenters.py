@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from api import schemas as s
 from ledger.canonical import SHANGHAI, Signer
 from ledger.communities import Community
@@ -9,6 +11,7 @@ from ledger.decisions import Decision
 from ledger.entries import RecordedEntry
 from ledger.masking import public_contributor
 from ledger.money import format_fen
+from ledger.pledges import PledgeLine, PledgeTotals
 from ledger.projects import Project
 from ledger.summary import Summary
 from ledger.tokens import Token
@@ -51,6 +54,8 @@ def summary_out(x: Summary) -> s.SummaryOut:
         in_kind_value=format_fen(x.in_kind_value_fen),
         pledged=format_fen(x.pledged_fen),
         pledge_paid=format_fen(x.pledge_paid_fen),
+        pledge_outstanding=format_fen(x.pledged_fen - x.pledge_paid_fen),
+        pledges_open=x.pledges_open,
         contributors=x.contributors,
         households_in_scope=x.households_in_scope,
         participation_rate=x.participation_rate,
@@ -64,23 +69,48 @@ def summary_out(x: Summary) -> s.SummaryOut:
     )
 
 
+def contributor_out(
+    *,
+    real_id: uuid.UUID,
+    entry_id: uuid.UUID,
+    name: str | None,
+    household: str | None,
+    contributor_type: str,
+    anonymous: bool,
+    erased: bool,
+    unmasked: bool,
+) -> s.ContributorOut:
+    """A contributor as an entry (or a pledge) shows them: masked in public, under the entry's own
+    id when anonymous."""
+    if unmasked and not erased:
+        # The community's own staff see the person behind an anonymous gift, by their real id
+        # (a refund names it).
+        public_id, shown, building = real_id, name or "", household
+    else:
+        public_id = entry_id
+        shown, building = public_contributor(name, household, contributor_type, anonymous=anonymous, erased=erased)
+    return s.ContributorOut(
+        id=public_id,
+        name=shown,
+        household=building,
+        type=contributor_type,  # type: ignore[arg-type]
+        anonymous=anonymous,
+    )
+
+
 def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = None) -> s.EntryOut:
     contributor = None
     if e.contributor is not None:
         c = e.contributor
-        if unmasked and not c.erased:
-            # The community's own staff see the person behind an anonymous gift, by their real id
-            # (a refund names it).
-            public_id, name, household = c.public_id, c.name or "", c.household
-        else:
-            public_id = e.public_contributor_id or c.public_id
-            name, household = public_contributor(c.name, c.household, c.type, anonymous=e.anonymous, erased=c.erased)
-        contributor = s.ContributorOut(
-            id=public_id,
-            name=name,
-            household=household,
-            type=c.type,  # type: ignore[arg-type]
+        contributor = contributor_out(
+            real_id=c.public_id,
+            entry_id=e.public_contributor_id or c.public_id,
+            name=c.name,
+            household=c.household,
+            contributor_type=c.type,
             anonymous=e.anonymous,
+            erased=c.erased,
+            unmasked=unmasked,
         )
     root = e.root_hash or receipt_root
     receipt = None
@@ -116,6 +146,8 @@ def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = 
         maker=signer_out(e.maker),
         checker=signer_out(e.checker),
         attachments=list(e.attachments),
+        pledge=e.pledge_seq,
+        warnings=[s.WarningOut(code=w.code, message=w.message) for w in e.warnings],
         document=e.document,
         leaf_hash=e.leaf_hash.hex(),
         receipt=receipt,
@@ -177,4 +209,38 @@ def decision_out(d: Decision) -> s.DecisionOut:
         notice_days=d.notice_days,
         notice_end=d.notice_end,
         recorded_at=d.recorded_at,
+    )
+
+
+def pledge_out(p: PledgeLine, *, unmasked: bool) -> s.PledgeOut:
+    return s.PledgeOut(
+        seq=p.seq,
+        occurred_on=p.occurred_on,
+        contributor=contributor_out(
+            real_id=p.contributor_real_id,
+            entry_id=p.contributor_public_id,
+            name=p.contributor_name,
+            household=p.contributor_household,
+            contributor_type=p.contributor_type,
+            anonymous=p.anonymous,
+            erased=p.erased,
+            unmasked=unmasked,
+        ),
+        amount=format_fen(p.pledged_fen),
+        paid=format_fen(p.fulfilled_fen),
+        outstanding=format_fen(p.outstanding_fen),
+        excess=format_fen(p.excess_fen),
+        status=p.status,  # type: ignore[arg-type]
+        fulfilled_by=list(p.fulfilled_by),
+    )
+
+
+def pledge_totals_out(t: PledgeTotals) -> s.PledgeTotalsOut:
+    return s.PledgeTotalsOut(
+        pledged=format_fen(t.pledged_fen),
+        paid=format_fen(t.fulfilled_fen),
+        outstanding=format_fen(t.outstanding_fen),
+        excess=format_fen(t.excess_fen),
+        count=t.count,
+        open=t.open_count,
     )

@@ -181,6 +181,8 @@ class ContributionIn(_EntryIn):
     contributor: ContributorIn
     channel: Channel = "other"
     receipt_no: ShortCode | None = None
+    # The seq of the pledge (认筹 entry, same contributor) this payment fulfils.
+    pledge: Annotated[int, Field(ge=1, le=2**63 - 1), Integral] | None = None
 
 
 class GrantIn(_EntryIn):
@@ -315,7 +317,9 @@ class SummaryOut(BaseModel):
     balance: MoneyOut
     in_kind_value: MoneyOut
     pledged: MoneyOut
-    pledge_paid: MoneyOut
+    pledge_paid: MoneyOut = Field(description="实缴：指明所兑现认筹的出资，每笔认筹最多计到认筹额")
+    pledge_outstanding: MoneyOut = Field(description="尚未兑现的认筹额（认筹 − 实缴）")
+    pledges_open: int = Field(description="尚未全部兑现的认筹笔数")
     contributors: int
     households_in_scope: int
     participation_rate: float | None = Field(description="出资户数 / 范围内户数，0–1 的比例")
@@ -368,6 +372,11 @@ class SignerOut(BaseModel):
     name: str
 
 
+class WarningOut(BaseModel):
+    code: str
+    message: str
+
+
 class EntryOut(BaseModel):
     project: str
     seq: int
@@ -392,6 +401,10 @@ class EntryOut(BaseModel):
     maker: SignerOut | None = None
     checker: SignerOut | None = None
     attachments: list[str] = []
+    pledge: int | None = Field(default=None, description="本笔出资所兑现的认筹的记账序号")
+    warnings: list[WarningOut] = Field(
+        default=[], description="记账时的提示（如超额兑现认筹）；只出现在记账的响应中，记录照常入账"
+    )
     document: str = Field(description="RFC 8785 canonical JSON the leaf hash commits to")
     leaf_hash: str
     receipt: ReceiptOut | None
@@ -400,6 +413,33 @@ class EntryOut(BaseModel):
 class EntryPage(BaseModel):
     items: list[EntryOut]
     next: int | None = Field(description="pass as after_seq for the next page; null on the last page")
+
+
+class PledgeOut(BaseModel):
+    seq: int = Field(description="认筹的记账序号")
+    occurred_on: date
+    contributor: ContributorOut
+    amount: MoneyOut = Field(description="认筹额")
+    paid: MoneyOut = Field(description="实缴：指明兑现本认筹的出资，最多计到认筹额")
+    outstanding: MoneyOut = Field(description="未缴")
+    excess: MoneyOut = Field(description="超出认筹额（或认筹冲正后）的出资，按普通出资计")
+    status: Literal["open", "fulfilled", "reversed"]
+    fulfilled_by: list[int] = Field(description="兑现本认筹且未被冲正的出资的记账序号")
+
+
+class PledgeTotalsOut(BaseModel):
+    pledged: MoneyOut
+    paid: MoneyOut
+    outstanding: MoneyOut
+    excess: MoneyOut
+    count: int
+    open: int
+
+
+class PledgePage(BaseModel):
+    totals: PledgeTotalsOut = Field(description="全项目的认筹/实缴（冲正的认筹不计）")
+    items: list[PledgeOut]
+    next: str | None
 
 
 class EntryBatchOut(BaseModel):
@@ -433,6 +473,7 @@ class VerifyOut(BaseModel):
     first_bad_seq: int | None
     unbalanced_accounts: list[str] = Field(default=[], description="余额与分录合计不符的科目")
     contributor_totals_ok: bool = Field(default=True, description="各出资人累计（已出资、已退款等）与记录重算一致")
+    pledge_totals_ok: bool = Field(default=True, description="各笔认筹的认筹额与实缴额与记录重算一致")
 
 
 class TokenOut(BaseModel):

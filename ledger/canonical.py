@@ -90,6 +90,7 @@ def entry_document(
     maker: Signer | None = None,
     checker: Signer | None = None,
     attachments: Sequence[str] = (),
+    pledge_seq: int | None = None,
 ) -> bytes:
     doc: dict[str, Any] = {
         "v": DOCUMENT_VERSION,
@@ -120,4 +121,7 @@ def entry_document(
         doc["checker"] = checker.as_document()
     if attachments:
         doc["attachments"] = list(attachments)
+    # Which promise this payment keeps is the treasurer's statement: hashed, so it cannot be moved.
+    if pledge_seq is not None:
+        doc["pledge"] = pledge_seq
     return rfc8785.dumps(doc)

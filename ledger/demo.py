@@ -150,7 +150,27 @@ async def load_demo(engine: AsyncEngine, *, defer_later: bool = False) -> bool:
             description="义务劳动 6 小时",
         ),
     ]
-    await append_entries(engine, "jinxiu-road-2026", drafts, recorded_by="demo", render=lambda es: len(es))
+    loaded = await append_entries(engine, "jinxiu-road-2026", drafts, recorded_by="demo", render=lambda es: len(es))
+    pledged = next(e.seq for e in loaded.entries if e.kind == "pledge")
+    # 欧阳小明 pays 600.00 of the 1,000.00 pledged, naming the pledge: 400.00 stays open.
+    await append_entries(
+        engine,
+        "jinxiu-road-2026",
+        [
+            EntryDraft(
+                kind="contribution",
+                occurred_on=start + timedelta(days=22),
+                amount_fen=60_000,
+                contributor=ContributorRef(name="欧阳小明", household="5栋1单元302"),
+                channel="wechat",
+                receipt_no="SJ-0101",
+                memo="兑现认筹（第一次）",
+                pledge_seq=pledged,
+            )
+        ],
+        recorded_by="demo",
+        render=lambda es: len(es),
+    )
     spending = [
         EntryDraft(
             kind="expenditure",

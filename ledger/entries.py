@@ -42,6 +42,7 @@ from ledger.errors import (
     AlreadyReversed,
     Conflict,
     CountersignRequired,
+    EntryWarning,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     InsufficientFunds,
@@ -52,6 +53,7 @@ from ledger.errors import (
 from ledger.idempotency import IdempotencyRequest, StoredResponse
 from ledger.masking import ORGANISATION_TYPES, refuse_personal_numbers
 from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
+from ledger.pledges import PledgeBook
 
 ENTRY_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
 CONTRIBUTOR_KINDS = ("contribution", "refund", "in_kind", "pledge")
@@ -84,6 +86,8 @@ class EntryDraft:
     description: str | None = None
     reverses_seq: int | None = None
     reason: str | None = None
+    # The pledge (认筹 entry) a contribution fulfils: its seq in the same project.
+    pledge_seq: int | None = None
     # SHA-256 digests (hex) of files uploaded by the project's community.
     attachments: tuple[str, ...] = ()
     # Set only by a voucher's approval (ledger/vouchers.py), never from a request body.
@@ -134,6 +138,10 @@ class RecordedEntry:
     maker: Signer | None = None
     checker: Signer | None = None
     attachments: tuple[str, ...] = ()
+    pledge_seq: int | None = None
+    # What the write noticed but did not refuse (a pledge paid beyond its promise); only in the
+    # response to the write that recorded the entry, never on a read.
+    warnings: list[EntryWarning] = field(default_factory=list)
 
     @property
     def public_contributor_id(self) -> uuid.UUID | None:
@@ -170,6 +178,7 @@ class _Original:
     contributor_id: int | None
     postings: list[Posting]
     reversed: bool
+    pledge_seq: int | None = None
 
 
 @dataclass
@@ -297,7 +306,7 @@ _TOTALS = pg.Query(
 )
 _ORIGINALS = pg.Query(
     """
-    SELECT e.seq, e.kind, e.amount_fen, e.contributor_id,
+    SELECT e.seq, e.kind, e.amount_fen, e.contributor_id, e.pledge_seq,
            EXISTS (SELECT 1 FROM entries r
                    WHERE r.project_id = e.project_id AND r.reverses_seq = e.seq) AS reversed,
            array_agg(a.code ORDER BY p.line_no) AS accounts,
@@ -328,11 +337,13 @@ class _Batch:
         self.nodes: list[tuple[merkle.NodeID, bytes]] = []
         self.gate_error: LedgerError | None = None
         self.countersign_over_fen: int | None = None
+        self.pledges = PledgeBook()
 
     async def load(self, drafts: list[EntryDraft]) -> None:
         """What the drafts need besides the head and accounts: contributors, originals, the gate."""
         await self._load_contributors(drafts)
         await self._load_originals(drafts)
+        await self._load_pledges(drafts)
         await self._load_gate(drafts)
         await self._load_countersign(drafts)
         await self._check_attachments(drafts)
@@ -412,9 +423,21 @@ class _Batch:
                 contributor_id=r["contributor_id"],
                 postings=[Posting(a, s, n) for a, s, n in zip(r["accounts"], r["sides"], r["amounts"], strict=True)],
                 reversed=r["reversed"],
+                pledge_seq=r["pledge_seq"],
             )
         # A reversal moves its original contributor's totals, who need not be named in this batch.
         await self._load_totals({o.contributor_id for o in self.originals.values() if o.contributor_id is not None})
+
+    async def _load_pledges(self, drafts: list[EntryDraft]) -> None:
+        """The pledges named by contributions, and those a reversal touches (a reversed pledge, or
+        the pledge a reversed contribution named). Later pledges of this batch are opened in memory."""
+        seqs = {d.pledge_seq for d in drafts if d.pledge_seq is not None and d.pledge_seq <= self.head.size}
+        for o in self.originals.values():
+            if o.kind == "pledge":
+                seqs.add(o.seq)
+            elif o.pledge_seq is not None:
+                seqs.add(o.pledge_seq)
+        await self.pledges.load(self.conn, self.head.project_id, seqs)
 
     # -- per draft, in memory, under the lock --------------------------------------------------
 
@@ -447,6 +470,7 @@ class _Batch:
         self._apply_postings(postings)
 
         seq = self.head.size + 1
+        warnings = self._apply_pledges(seq, draft, contributor, original, amount_fen)
         recorded_at = datetime.now(SHANGHAI)
         fields = draft.kind_fields()
         stamp = None
@@ -476,6 +500,7 @@ class _Batch:
             maker=draft.maker,
             checker=draft.checker,
             attachments=draft.attachments,
+            pledge_seq=draft.pledge_seq,
         )
         leaf = merkle.leaf_hash(document)
         self.nodes.extend(self.head.frontier.append(leaf))
@@ -489,6 +514,7 @@ class _Batch:
             contributor_id=contributor.id if contributor else None,
             postings=postings,
             reversed=False,
+            pledge_seq=draft.pledge_seq,
         )
         return RecordedEntry(
             project_code=self.head.project_code,
@@ -513,6 +539,8 @@ class _Batch:
             maker=draft.maker,
             checker=draft.checker,
             attachments=draft.attachments,
+            pledge_seq=draft.pledge_seq,
+            warnings=warnings,
         )
 
     def _original_for(self, draft: EntryDraft) -> _Original:
@@ -572,6 +600,21 @@ class _Batch:
         current.update(after)
         self.changed_totals.add(contributor_id)
 
+    def _apply_pledges(
+        self, seq: int, draft: EntryDraft, contributor: Contributor | None, original: _Original | None, amount_fen: int
+    ) -> list[EntryWarning]:
+        if original is not None:
+            self.pledges.reverse(original.kind, original.seq, original.pledge_seq, amount_fen)
+            return []
+        anonymous = bool(draft.contributor and draft.contributor.anonymous)
+        if draft.kind == "pledge":
+            assert contributor is not None, "a pledge names its contributor"
+            self.pledges.open(seq, contributor.id, anonymous, amount_fen)
+        elif draft.pledge_seq is not None:
+            assert contributor is not None, "a contribution names its contributor"
+            return self.pledges.fulfil(draft.pledge_seq, contributor.id, anonymous, amount_fen)
+        return []
+
     def _apply_postings(self, postings: list[Posting]) -> None:
         for posting in postings:
             account = self.accounts.get(posting.account)
@@ -616,6 +659,7 @@ class _Batch:
             e_cols["checker_name"].append(r.checker.name if r.checker else None)
             # A text[] column inside an unnest of arrays: carried as one JSON text per entry.
             e_cols["attachments"].append(json.dumps(list(r.attachments)) if r.attachments else None)
+            e_cols["pledge_seq"].append(r.pledge_seq)
             for line_no, p in enumerate(r.postings, start=1):
                 p_cols["seq"].append(r.seq)
                 p_cols["line_no"].append(line_no)
@@ -625,6 +669,7 @@ class _Batch:
         # Absolute values, read and changed under the project's lock (a delta row could fail the
         # table's CHECK before ON CONFLICT merges it).
         totals = [(cid, self.totals[cid]) for cid in self.changed_totals]
+        pledges = self.pledges.rows()
         params: dict[str, Any] = {
             "cid": self.head.community_id,
             "pid": self.head.project_id,
@@ -641,6 +686,11 @@ class _Batch:
             "t_refunded": [d.get("refunded", 0) for _, d in totals],
             "t_pledged": [d.get("pledged", 0) for _, d in totals],
             "t_in_kind": [d.get("in_kind", 0) for _, d in totals],
+            "g_seq": [g.seq for g in pledges],
+            "g_contributor": [g.contributor_id for g in pledges],
+            "g_pledged": [g.pledged_fen for g in pledges],
+            "g_paid": [g.paid_fen for g in pledges],
+            "g_reversed": [g.reversed for g in pledges],
             "size": self.head.size,
             "frontier": self.head.frontier.to_bytes(),
             "root": self.head.frontier.root(),
@@ -662,14 +712,15 @@ _WRITE_SQL = pg.Query(
                              recorded_by, contributor_id, contributor_commitment, anonymous, memo, channel,
                              receipt_no, grantor, document_no, payee, category, invoice_no, description,
                              reason, reverses_seq, document, leaf_hash, anonymous_id,
-                             maker_role, maker_name, checker_role, checker_name, attachments)
+                             maker_role, maker_name, checker_role, checker_name, attachments, pledge_seq)
         SELECT :cid, :pid, u.seq, u.kind, u.amount, u.occurred_on, u.recorded_at, u.recorded_by,
                u.contributor_id, u.commitment, u.anonymous, u.memo, u.channel, u.receipt_no, u.grantor,
                u.document_no, u.payee, u.category, u.invoice_no, u.description, u.reason, u.reverses_seq,
                u.document, u.leaf_hash, u.anonymous_id, u.maker_role, u.maker_name, u.checker_role,
                u.checker_name,
                CASE WHEN u.attachments IS NULL THEN NULL
-                    ELSE ARRAY(SELECT jsonb_array_elements_text(CAST(u.attachments AS jsonb))) END
+                    ELSE ARRAY(SELECT jsonb_array_elements_text(CAST(u.attachments AS jsonb))) END,
+               u.pledge_seq
         FROM unnest(
             CAST(:e_seq AS bigint[]), CAST(:e_kind AS text[]), CAST(:e_amount AS bigint[]),
             CAST(:e_occurred_on AS date[]), CAST(:e_recorded_at AS timestamptz[]),
@@ -680,11 +731,12 @@ _WRITE_SQL = pg.Query(
             CAST(:e_invoice_no AS text[]), CAST(:e_description AS text[]), CAST(:e_reason AS text[]),
             CAST(:e_reverses_seq AS bigint[]), CAST(:e_document AS text[]), CAST(:e_leaf_hash AS bytea[]),
             CAST(:e_anonymous_id AS uuid[]), CAST(:e_maker_role AS text[]), CAST(:e_maker_name AS text[]),
-            CAST(:e_checker_role AS text[]), CAST(:e_checker_name AS text[]), CAST(:e_attachments AS text[]))
+            CAST(:e_checker_role AS text[]), CAST(:e_checker_name AS text[]), CAST(:e_attachments AS text[]),
+            CAST(:e_pledge_seq AS bigint[]))
             AS u(seq, kind, amount, occurred_on, recorded_at, recorded_by, contributor_id, commitment,
                  anonymous, memo, channel, receipt_no, grantor, document_no, payee, category, invoice_no,
                  description, reason, reverses_seq, document, leaf_hash, anonymous_id, maker_role,
-                 maker_name, checker_role, checker_name, attachments)
+                 maker_name, checker_role, checker_name, attachments, pledge_seq)
         RETURNING 1
     ), new_postings AS (
         INSERT INTO postings (community_id, project_id, seq, line_no, account_id, side, amount_fen)
@@ -713,6 +765,14 @@ _WRITE_SQL = pg.Query(
             refunded_fen = EXCLUDED.refunded_fen,
             pledged_fen = EXCLUDED.pledged_fen,
             in_kind_fen = EXCLUDED.in_kind_fen
+        RETURNING 1
+    ), moved_pledges AS (
+        INSERT INTO pledge_totals AS g (community_id, project_id, pledge_seq, contributor_id, pledged_fen, paid_fen,
+                                        reversed)
+        SELECT :cid, :pid, * FROM unnest(
+            CAST(:g_seq AS bigint[]), CAST(:g_contributor AS bigint[]), CAST(:g_pledged AS bigint[]),
+            CAST(:g_paid AS bigint[]), CAST(:g_reversed AS boolean[]))
+        ON CONFLICT (project_id, pledge_seq) DO UPDATE SET paid_fen = EXCLUDED.paid_fen, reversed = EXCLUDED.reversed
         RETURNING 1
     ), stored_response AS (
         INSERT INTO idempotency_keys (scope, key, community_id, fingerprint, status, body)
@@ -760,6 +820,8 @@ def _check_static(draft: EntryDraft, today: date) -> None:
             raise ValidationFailed.on("payee", "支出须注明收款单位")
         if not draft.category:
             raise ValidationFailed.on("category", "支出须注明预算科目")
+    if draft.pledge_seq is not None and (draft.kind != "contribution" or draft.pledge_seq < 1):
+        raise ValidationFailed.on("pledge", "只有众筹出资可以指明所兑现的认筹（认筹的记账序号）")
     if draft.channel is not None and draft.channel not in CHANNELS:
         raise ValidationFailed.on("channel", f"未知的支付方式 {draft.channel}")
 
@@ -830,6 +892,7 @@ def _entry_from_row(row: Any) -> RecordedEntry:
         maker=signer(m["maker_role"], m["maker_name"]),
         checker=signer(m["checker_role"], m["checker_name"]),
         attachments=tuple(m["attachments"] or ()),
+        pledge_seq=m["pledge_seq"],
     )
 
 

@@ -39,6 +39,15 @@ class LedgerError(Exception):
         return clone
 
 
+@dataclass(frozen=True)
+class EntryWarning:
+    """What a write noticed but did not refuse (a pledge paid beyond its promise): reported in the
+    write's response with a stable ``code``, the entry recorded all the same."""
+
+    code: str
+    message: str
+
+
 class NotFound(LedgerError):
     code = "not_found"
 

@@ -30,7 +30,8 @@ class Summary:
     balance_fen: int
     in_kind_value_fen: int
     pledged_fen: int
-    pledge_paid_fen: int
+    pledge_paid_fen: int  # 实缴: paid against pledges, each capped at its promise
+    pledges_open: int  # pledges not yet paid in full
     contributors: int
     households_in_scope: int
     by_category: list[CategoryLine]
@@ -52,8 +53,11 @@ _SUMMARY_SQL = text(
          FROM accounts a JOIN balances b ON b.account_id = a.id WHERE a.project_id = :pid) AS balances,
       (SELECT count(*) FROM contributor_totals
         WHERE project_id = :pid AND paid_fen - refunded_fen > 0) AS contributors,
-      (SELECT coalesce(sum(least(greatest(paid_fen - refunded_fen, 0), pledged_fen)), 0)
-         FROM contributor_totals WHERE project_id = :pid AND pledged_fen > 0) AS pledge_paid,
+      -- Only contributions that name their pledge fulfil it (ledger/pledges.py).
+      (SELECT coalesce(sum(least(paid_fen, pledged_fen)), 0)
+         FROM pledge_totals WHERE project_id = :pid AND NOT reversed) AS pledge_paid,
+      (SELECT count(*) FROM pledge_totals
+        WHERE project_id = :pid AND NOT reversed AND paid_fen < pledged_fen) AS pledges_open,
       h.size, h.root_hash
     FROM project_heads h WHERE h.project_id = :pid
     """
@@ -83,12 +87,14 @@ async def project_summary(conn: AsyncConnection, project: Project) -> Summary:
         in_kind_value_fen=bal.get(acc.IN_KIND_RECEIVED, 0),
         pledged_fen=bal.get(acc.PLEDGES_RECEIVABLE, 0),
         pledge_paid_fen=int(row.pledge_paid),
+        pledges_open=int(row.pledges_open),
         contributors=int(row.contributors),
         households_in_scope=project.households_in_scope,
         by_category=by_category,
         ledger_size=row.size,
         root_hash=bytes(row.root_hash),
     )
+    assert summary.pledge_paid_fen <= summary.pledged_fen, "a pledge is never fulfilled beyond its promise"
     assert summary.balance_fen == (
         summary.contributed_fen + summary.granted_fen - summary.spent_fen - summary.refunded_fen
     ), "cash equals income less spending and refunds"

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger import merkle
+from ledger import merkle, pledges
 from ledger.accounts import parse_posting_lines
 from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document
 from ledger.errors import NotFound, ValidationFailed
@@ -58,6 +58,8 @@ class Verification:
     # Whether every contributor's stored totals in the project (paid, refunded, pledged, in kind;
     # they bound refunds, and the application role may update them) equal what the entries say.
     contributor_totals_ok: bool = True
+    # Whether every pledge's stored promise and payments (ledger/pledges.py) equal the entries'.
+    pledge_totals_ok: bool = True
 
 
 async def head(conn: AsyncConnection, project_code: str) -> TreeHead:
@@ -154,7 +156,7 @@ _VERIFY_SQL = text(
     SELECT e.seq, e.kind, e.amount_fen, e.occurred_on, e.recorded_at, e.memo, e.channel, e.receipt_no,
            e.grantor, e.document_no, e.payee, e.category, e.invoice_no, e.description, e.reason,
            e.reverses_seq, e.anonymous, e.contributor_commitment, e.document, e.leaf_hash,
-           e.maker_role, e.maker_name, e.checker_role, e.checker_name, e.attachments,
+           e.maker_role, e.maker_name, e.checker_role, e.checker_name, e.attachments, e.pledge_seq,
            coalesce(e.anonymous_id, c.public_id) AS public_id, c.type AS contributor_type,
            (SELECT array_agg(a.code || ' ' || p.side || ' ' || p.amount_fen ORDER BY p.line_no)
               FROM postings p JOIN accounts a ON a.id = p.account_id
@@ -193,6 +195,7 @@ def rebuild_document(project_code: str, row: object) -> bytes:
         maker=Signer(m["maker_role"], m["maker_name"]) if m["maker_name"] is not None else None,
         checker=Signer(m["checker_role"], m["checker_name"]) if m["checker_name"] is not None else None,
         attachments=tuple(m["attachments"] or ()),
+        pledge_seq=m["pledge_seq"],
     )
 
 
@@ -246,13 +249,15 @@ async def verify(engine: AsyncEngine, project_code: str) -> Verification:
             first_bad = min(frontier.size, tree.size) + 1
         unbalanced = tuple((await conn.execute(_UNBALANCED_SQL, {"pid": tree.project_id})).scalars().all())
         totals_off = (await conn.execute(_TOTALS_MISMATCH_SQL, {"pid": tree.project_id})).scalar_one()
+        pledges_off = (await conn.execute(pledges.TOTALS_MISMATCH_SQL, {"pid": tree.project_id})).scalar_one()
         return Verification(
-            ok=first_bad is None and not unbalanced and not totals_off,
+            ok=first_bad is None and not unbalanced and not totals_off and not pledges_off,
             size=tree.size,
             root_hash=tree.root_hash,
             first_bad_seq=first_bad,
             unbalanced_accounts=unbalanced,
             contributor_totals_ok=not totals_off,
+            pledge_totals_ok=not pledges_off,
         )
 
 

@@ -22,7 +22,7 @@ times faster (see ``bench/sheet.py``) and prints the same table.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from reports.formatting import date_iso, yuan
@@ -32,6 +32,7 @@ from reports.sheet_model import (
     ExpenditureRow,
     GrantRow,
     InKindRow,
+    PledgeRow,
     RefundRow,
 )
 
@@ -123,10 +124,19 @@ class DetailTable:
     blocks: tuple[Band | SingleRow, ...]
     row_count: int
     total_fen: int  # signed sum of the amounts printed (reversals included)
+    # The closing row: its label, then one text per column from the amount column on.
+    total_label: str = "本期合计"
+    total_cells: tuple[str, ...] = ()
 
     @property
     def amount_column(self) -> int:
-        return next(i for i, c in enumerate(self.columns) if c.header.startswith("金额"))
+        return next(i for i, c in enumerate(self.columns) if c.cell is _amount)
+
+    @property
+    def closing_cells(self) -> tuple[str, ...]:
+        trailing = len(self.columns) - self.amount_column
+        cells = self.total_cells or (yuan(self.total_fen),)
+        return cells + ("",) * (trailing - len(cells))
 
     @property
     def rule_positions_pt(self) -> tuple[float, ...]:
@@ -195,12 +205,26 @@ REFUND_COLUMNS = _columns(
     note_cells=17,
 )
 
+# Every pledge to date (cumulative): the promise, what was paid against it, what is still owed.
+PLEDGE_COLUMNS = (
+    Column("序号", 7, "right", _seq),
+    Column("认筹日期", 12, "left", _date),
+    Column("认筹人", 20, "left", lambda r: r.contributor_name),
+    Column("楼栋", 8, "left", lambda r: r.building),
+    Column("认筹金额（元）", 17, "right", _amount),
+    Column("实缴（元）", 17, "right", lambda r: yuan(r.fulfilled_fen)),
+    Column("未缴（元）", 17, "right", lambda r: yuan(r.outstanding_fen)),
+    Column("备注", 15, "left", lambda r: f"超额{yuan(r.excess_fen)}" if r.excess_fen else ""),
+)
+assert sum(c.width_cells for c in PLEDGE_COLUMNS) == TABLE_CELLS
+
 _COLUMNS_BY_ROW_TYPE: dict[type[EntryRow], tuple[str, tuple[Column, ...]]] = {
     ContributionRow: ("contributions", CONTRIBUTION_COLUMNS),
     GrantRow: ("grants", GRANT_COLUMNS),
     ExpenditureRow: ("expenditures", EXPENDITURE_COLUMNS),
     InKindRow: ("in_kind", IN_KIND_COLUMNS),
     RefundRow: ("refunds", REFUND_COLUMNS),
+    PledgeRow: ("pledges", PLEDGE_COLUMNS),
 }
 
 
@@ -239,10 +263,16 @@ def detail_table(row_type: type[EntryRow], rows: Sequence[EntryRow]) -> DetailTa
         if len(pending) == BAND_ROWS:
             flush()
     flush()
-    return DetailTable(
+    table = DetailTable(
         key=key,
         columns=columns,
         blocks=tuple(blocks),
         row_count=len(rows),
         total_fen=sum(row.amount_fen for row in rows),
     )
+    if row_type is PledgeRow:
+        paid = sum(r.fulfilled_fen for r in rows)  # type: ignore[attr-defined]
+        return replace(
+            table, total_label="累计", total_cells=(yuan(table.total_fen), yuan(paid), yuan(table.total_fen - paid))
+        )
+    return table

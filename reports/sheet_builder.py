@@ -15,6 +15,8 @@ from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
 from ledger.entries import RecordedEntry, get_entry, list_entries
 from ledger.masking import mask_person_name, public_contributor
+from ledger.pledges import PAGE_SIZE_MAX as PLEDGE_PAGE
+from ledger.pledges import PledgeLine, list_pledges
 from ledger.summary import project_summary
 from reports import sheet_model as m
 from reports.labels import CHANNEL_LABELS, SOURCE_LABELS
@@ -72,6 +74,7 @@ async def build_sheet_model(
         in_kind_value_fen=summary.in_kind_value_fen,
         pledged_fen=summary.pledged_fen,
         pledge_paid_fen=summary.pledge_paid_fen,
+        pledges_open=summary.pledges_open,
         contributors=summary.contributors,
         households_in_scope=project.households_in_scope or None,
         participation_rate=(
@@ -121,6 +124,7 @@ async def build_sheet_model(
         in_kind=rows["in_kind"],
         refunds=rows["refund"],
         decisions=[_decision_row(d) for d in decisions],
+        pledges=[_pledge_row(p) for p in await _pledges(conn, snap, room=m.SHEET_ROWS_MAX - len(entries))],
         verification=m.VerificationBlock(
             tree_size=snap.tree_size,
             root_hash_hex=snap.root_hash.hex(),
@@ -147,6 +151,34 @@ async def _period_entries(conn: AsyncConnection, snap: SheetSnapshot) -> list[Re
         out.extend(page)
         if len(page) < SHEET_PAGE or len(out) >= m.SHEET_ROWS_MAX:
             return out[: m.SHEET_ROWS_MAX]
+
+
+async def _pledges(conn: AsyncConnection, snap: SheetSnapshot, *, room: int) -> list[PledgeLine]:
+    """Every pledge not reversed, as of the snapshot (the publishing transaction's): cumulative."""
+    out: list[PledgeLine] = []
+    after = 0
+    while len(out) < room:
+        page = await list_pledges(conn, snap.project.id, after_seq=after, limit=PLEDGE_PAGE)
+        out.extend(p for p in page if not p.reversed)
+        if len(page) < PLEDGE_PAGE:
+            break
+        after = page[-1].seq
+    return out[:room]
+
+
+def _pledge_row(p: PledgeLine) -> m.PledgeRow:
+    name, building = public_contributor(
+        p.contributor_name, p.contributor_household, p.contributor_type, anonymous=p.anonymous, erased=p.erased
+    )
+    return m.PledgeRow(
+        seq=p.seq,
+        occurred_on=p.occurred_on,
+        amount_fen=p.pledged_fen,
+        contributor_name=name,
+        building=building or "",
+        fulfilled_fen=p.fulfilled_fen,
+        excess_fen=p.excess_fen,
+    )
 
 
 async def _with_originals(

@@ -159,6 +159,30 @@ class RefundRow(EntryRow):
     memo: str = ""  # 事由
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PledgeRow(EntryRow):
+    """认筹兑现: one pledge not reversed, as of the sheet (cumulative, not just the period).
+    ``amount_fen`` is the promise; 实缴 counts the unreversed payments naming it, up to it."""
+
+    contributor_name: str
+    building: str = ""
+    fulfilled_fen: int  # 实缴, at most amount_fen
+    excess_fen: int = 0  # paid beyond the promise: a plain contribution, noted
+
+    def __post_init__(self) -> None:
+        EntryRow.__post_init__(self)
+        if self.is_reversal:
+            raise ValueError(f"pledge seq {self.seq}: a reversed pledge is not listed")
+        _check_fen(self, "fulfilled_fen", negative_ok=False)
+        _check_fen(self, "excess_fen", negative_ok=False)
+        if self.fulfilled_fen > self.amount_fen:
+            raise ValueError(f"pledge seq {self.seq}: 实缴 cannot exceed the promise")
+
+    @property
+    def outstanding_fen(self) -> int:
+        return self.amount_fen - self.fulfilled_fen
+
+
 # --- Summary and other blocks ------------------------------------------------------------------
 
 
@@ -193,6 +217,7 @@ class SheetSummary:
     in_kind_hours: Decimal | None = None  # cumulative labour hours, if recorded
     pledged_fen: int = 0  # 认筹
     pledge_paid_fen: int = 0  # of which paid (兑现)
+    pledges_open: int = 0  # pledges not yet paid in full
     contributors: int = 0  # households (or persons, see contributors_unit) that contributed
     contributors_unit: str = "户"  # 户 or 人
     households_in_scope: int | None = None  # households the project serves
@@ -203,6 +228,9 @@ class SheetSummary:
         for name in ("balance_fen", "budget_fen", "in_kind_value_fen", "pledged_fen", "pledge_paid_fen"):
             _check_fen(self, name)
         _check_count(self, "contributors")
+        _check_count(self, "pledges_open")
+        if self.pledge_paid_fen > self.pledged_fen:
+            raise ValueError("SheetSummary.pledge_paid_fen cannot exceed pledged_fen")
         _check_count(self, "households_in_scope", optional=True)
         if self.participation_rate is not None and not (
             isinstance(self.participation_rate, Decimal) and 0 <= self.participation_rate <= 1
@@ -330,6 +358,7 @@ class SheetModel:
     public_url: str  # the project's public page
     committee_name: str = ""  # who seals the sheet; default: community_name + 居民委员会
     objection_reply_days: int = 3  # 个工作日内公开答复
+    pledges: Sequence[PledgeRow] = ()  # every pledge not reversed, as of the sheet, by seq
 
     def __post_init__(self) -> None:
         row_fields = {
@@ -340,6 +369,7 @@ class SheetModel:
             "in_kind": InKindRow,
             "refunds": RefundRow,
             "decisions": DecisionRow,
+            "pledges": PledgeRow,
         }
         for name, row_type in row_fields.items():
             _freeze(self, name)
@@ -348,7 +378,7 @@ class SheetModel:
                     raise TypeError(f"SheetModel.{name} holds {row_type.__name__}, got {type(row).__name__}")
         if self.detail_row_count > SHEET_ROWS_MAX:
             raise ValueError(f"a sheet holds at most {SHEET_ROWS_MAX} detail rows")
-        for name in ("contributions", "grants", "expenditures", "in_kind", "refunds"):
+        for name in ("contributions", "grants", "expenditures", "in_kind", "refunds", "pledges"):
             seqs = [row.seq for row in getattr(self, name)]
             if seqs != sorted(seqs):
                 raise ValueError(f"SheetModel.{name} must be in seq order")
@@ -365,7 +395,8 @@ class SheetModel:
     @property
     def detail_row_count(self) -> int:
         return sum(
-            len(rows) for rows in (self.contributions, self.grants, self.expenditures, self.in_kind, self.refunds)
+            len(rows)
+            for rows in (self.contributions, self.grants, self.expenditures, self.in_kind, self.refunds, self.pledges)
         )
 
     @property

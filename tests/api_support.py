@@ -194,6 +194,10 @@ def money_values(node: Any) -> Iterable[str]:
         "in_kind_value",
         "pledged",
         "pledge_paid",
+        "pledge_outstanding",
+        "paid",
+        "outstanding",
+        "excess",
     }
     if isinstance(node, dict):
         for k, v in node.items():

@@ -35,8 +35,10 @@ TABLE = {
 MEMORANDUM = {"in_kind:received", "in_kind:contributed", "pledges:receivable", "pledges:promised"}
 
 
-def paid(who: ContributorRef, fen: int) -> EntryDraft:
-    return EntryDraft(kind="contribution", occurred_on=DAY, amount_fen=fen, contributor=who, channel="wechat")
+def paid(who: ContributorRef, fen: int, pledge: int | None = None) -> EntryDraft:
+    return EntryDraft(
+        kind="contribution", occurred_on=DAY, amount_fen=fen, contributor=who, channel="wechat", pledge_seq=pledge
+    )
 
 
 def grant(fen: int) -> EntryDraft:
@@ -70,7 +72,7 @@ SEQUENCE: list[list[EntryDraft]] = [
     [paid(A, 20_000)],  # 1
     [paid(B, 50_000), paid(C, 10_000), grant(3_000_000)],  # 2 3 4
     [pledge(D, 100_000)],  # 5
-    [pledge(A, 30_000), paid(D, 40_000)],  # 6 7
+    [pledge(A, 30_000), paid(D, 40_000, pledge=5)],  # 6 7
     [in_kind(F, 60_000)],  # 8
     [spend("materials", 1_200_000)],  # 9
     [spend("labour", 850_035)],  # 10
@@ -84,7 +86,7 @@ SEQUENCE: list[list[EntryDraft]] = [
     [paid(E, 500_000)],  # 19
     [reverse(11)],  # 20: the partial refund to 李四 was a mistake …
     [refund(B, 50_000)],  # 21: … he asked for all of it back
-    [grant(1_000_000), paid(A, 10_000)],  # 22 23
+    [grant(1_000_000), paid(A, 10_000, pledge=6)],  # 22 23: 张三 pays 100.00 of the 300.00 pledged
     [paid(G, 8_000), refund(G, 3_000)],  # 24 25: someone new, paid and partly refunded in one import
 ]
 
@@ -217,7 +219,10 @@ async def test_balances_totals_and_summary_match_hand_computed_figures(engine: A
     assert summary.balance_fen == 2_589_965
     assert summary.in_kind_value_fen == 45_000
     assert summary.pledged_fen == 30_000
-    assert summary.pledge_paid_fen == 30_000  # 张三 pledged 300.00 and has paid 300.00
+    # Only payments that name their pledge keep it: 张三 paid 100.00 against pledge 6 (his 200.00 at
+    # seq 1 came before he pledged); 赵六's 400.00 against pledge 5 kept nothing once 5 was reversed.
+    assert summary.pledge_paid_fen == 10_000
+    assert summary.pledges_open == 1
     assert summary.contributors == 5  # 张三 王五 赵六 the company 孙七; 李四 got everything back
     assert summary.budget_fen == 12_000_000
     assert summary.by_category == [

@@ -18,7 +18,7 @@ from api import schemas as s
 from api.errors import validation_errors
 from api.pages.cache import project_page as cached_page
 from api.pages.views import stage_steps
-from api.presenters import community_out, decision_out, entry_out, project_out
+from api.presenters import community_out, decision_out, entry_out, pledge_out, pledge_totals_out, project_out
 from api.routes.disclosures import disclosure_out, objection_out
 from ledger.canonical import SHANGHAI
 from ledger.communities import find_community, list_communities
@@ -27,6 +27,7 @@ from ledger.disclosures import file_objection, get_disclosure, list_disclosures,
 from ledger.entries import get_entry, list_entries, seqs_by_receipt_no
 from ledger.errors import Conflict
 from ledger.money import format_fen
+from ledger.pledges import list_pledges, pledge_totals
 from ledger.projects import Project, get_project, list_projects
 from ledger.summary import project_summary
 from reports.labels import SOURCE_LABELS
@@ -34,6 +35,8 @@ from reports.labels import SOURCE_LABELS
 LIST_MAX = 500  # communities and projects on one page: a district, not a province
 ENTRIES_PAGE = 50
 NEWEST_ENTRIES = 5
+OPEN_PLEDGES_SHOWN = 10
+PLEDGE_STATUSES = (("open", "未兑现"), ("fulfilled", "已兑现"), ("reversed", "已冲正"))
 SEARCH_MAX = 40
 RECEIPT_NO_MAX = 64  # as the entries table allows
 ROOT_TYPED_MAX = 200  # 64 hex digits with whatever spacing the resident typed
@@ -95,6 +98,7 @@ async def project_page(request: Request, engine: AsyncEngine, project: str) -> R
         async with engine.connect() as conn:
             summary = await project_summary(conn, found)
             newest = await list_entries(conn, found.code, after_seq=max(summary.ledger_size - NEWEST_ENTRIES, 0))
+            open_pledges = await list_pledges(conn, found.id, status="open", limit=OPEN_PLEDGES_SHOWN)
         decisions = [decision_out(d) for d in await list_decisions(engine, found.code)]
         sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
         by_source: dict[str, int] = {}
@@ -111,6 +115,7 @@ async def project_page(request: Request, engine: AsyncEngine, project: str) -> R
             "decisions": decisions,
             "sheets": list(reversed(sheets)),
             "newest": [entry_out(e, unmasked=False) for e in reversed(newest)],
+            "pledges_open": [pledge_out(p, unmasked=False) for p in open_pledges],
         }
 
     return await cached_page(request, engine, project, build)
@@ -133,6 +138,32 @@ async def entries_page(
             "entries": [entry_out(e, unmasked=False) for e in rows],
             "kind": shown,
             "kinds": KINDS,
+            "next_after": rows[-1].seq if more else None,
+            "after": after,
+        }
+
+    return await cached_page(request, engine, project, build)
+
+
+@get("/p/{project:str}/pledges", name="page_pledges")
+async def pledges_page(
+    request: Request, engine: AsyncEngine, project: str, status: str | None = None, after: int = 0
+) -> Response[bytes]:
+    async def build() -> tuple[str, dict[str, Any]]:
+        found = await get_project(engine, project)
+        shown = status if status in dict(PLEDGE_STATUSES) else None
+        async with engine.connect() as conn:
+            totals = await pledge_totals(conn, found.id)
+            rows = await list_pledges(conn, found.id, status=shown, after_seq=max(after, 0), limit=ENTRIES_PAGE + 1)
+        more = len(rows) > ENTRIES_PAGE
+        rows = rows[:ENTRIES_PAGE]
+        return template("pledges"), {
+            "project": project_out(found),
+            "community_name": found.community_name,
+            "totals": pledge_totals_out(totals),
+            "pledges": [pledge_out(p, unmasked=False) for p in rows],
+            "status": shown,
+            "statuses": PLEDGE_STATUSES,
             "next_after": rows[-1].seq if more else None,
             "after": after,
         }
@@ -259,6 +290,7 @@ ROUTES = [
     community_page,
     project_page,
     entries_page,
+    pledges_page,
     entry_page,
     check_page,
     disclosure_page,

@@ -71,6 +71,7 @@ def to_draft(body: Any) -> EntryDraft:
         description=getattr(body, "description", None),
         reverses_seq=getattr(body, "reverses", None),
         reason=getattr(body, "reason", None),
+        pledge_seq=getattr(body, "pledge", None),
         attachments=tuple(dict.fromkeys(body.attachments)),
     )
 

@@ -91,6 +91,7 @@ async def ledger_verify(engine: AsyncEngine, project: str) -> s.VerifyOut:
         first_bad_seq=result.first_bad_seq,
         unbalanced_accounts=list(result.unbalanced_accounts),
         contributor_totals_ok=result.contributor_totals_ok,
+        pledge_totals_ok=result.pledge_totals_ok,
     )
 
 

@@ -50,6 +50,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("contributor.anonymous", "匿名公示", "checkbox", hint="公示表和网页上显示为“匿名”"),
         CHANNEL,
         Field("receipt_no", "收据号"),
+        Field(
+            "pledge", "兑现的认筹（记账序号）", "number", hint="这笔钱兑现此前登记的认筹时填写；不填则不计入认筹实缴"
+        ),
         MEMO,
     ),
     "grant": (

@@ -25,7 +25,7 @@ from api.auth import Caller
 from api.errors import ApiError
 from api.http import dump
 from api.pages.routes import _today
-from api.presenters import entry_out, project_out, voucher_out
+from api.presenters import entry_out, pledge_out, project_out, voucher_out
 from api.routes.attachments import attachment_out
 from api.routes.disclosures import _pdf_maker, disclosure_out, objection_out
 from api.routes.entries import to_draft
@@ -50,10 +50,11 @@ from ledger.disclosures import (
     publish_disclosure,
     respond_to_objection,
 )
-from ledger.entries import append_entries, list_entries
+from ledger.entries import append_entries, get_entry, list_entries
 from ledger.errors import IdempotencyInFlight, LedgerError, NotFound
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.money import format_fen_grouped
+from ledger.pledges import get_pledge
 from ledger.projects import Project, get_project, list_projects
 from ledger.summary import project_summary
 from ledger.tokens import authenticate
@@ -191,6 +192,12 @@ async def project_desk(
     async with engine.connect() as conn:
         summary = await project_summary(conn, found)
         newest = await list_entries(conn, found.code, after_seq=max(summary.ledger_size - 10, 0))
+        # A payment just recorded against a pledge: say where the pledge stands (paid beyond it?).
+        kept = None
+        if done is not None and 0 < done <= summary.ledger_size:
+            recorded = await get_entry(conn, found.code, done)
+            if recorded.pledge_seq is not None:
+                kept = await get_pledge(conn, found.id, recorded.pledge_seq)
     pending = await list_vouchers(engine, found.code, status="pending", limit=LIST_MAX)
     return page(
         "project",
@@ -202,6 +209,7 @@ async def project_desk(
         can_write=may_write(session.caller, found.community_id),
         can_check=may_check(session.caller, found.community_id),
         done=done,
+        done_pledge=pledge_out(kept, unmasked=True) if kept else None,
         submitted=submitted,
     )
 
