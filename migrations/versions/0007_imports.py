@@ -1,7 +1,7 @@
 """Spreadsheet imports: one mark per imported file.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 
 ``imports`` records which file content (SHA-256) was imported into which project, and which
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from migrations.helpers import grant_sequences, make_append_only, run_script
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
