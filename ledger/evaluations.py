@@ -53,6 +53,7 @@ SCORES = (1, 2, 3, 4, 5)
 SATISFIED = (4, 5)
 METHODS = ("questionnaire", "meeting")
 METHOD_LABELS = {"questionnaire": "问卷", "meeting": "共评会"}
+SCORE_LABELS = {5: "很满意", 4: "满意", 3: "一般", 2: "不满意", 1: "很不满意"}
 COUNT_MAX = 100_000  # one score in one tally: more households than any community has
 COMMENTS_PAGE_MAX = 500
 

@@ -229,7 +229,12 @@ _VERSION = pg.Query(
     SELECT p.stage, h.size, h.root_hash,
            (SELECT max(d.id) FROM decisions d WHERE d.project_id = p.id) AS decision_id,
            (SELECT max(s.sheet_number) FROM disclosures s WHERE s.project_id = p.id) AS sheet_number,
-           (SELECT max(c.erased_at) FROM contributors c WHERE c.community_id = p.community_id) AS erased_at
+           (SELECT max(c.erased_at) FROM contributors c WHERE c.community_id = p.community_id) AS erased_at,
+           -- 共评 and 进展公开: scores, tallies, issued codes and progress notes are on the page too.
+           concat_ws('.', coalesce((SELECT max(e.id) FROM evaluations e WHERE e.project_id = p.id), 0),
+                     coalesce((SELECT max(t.id) FROM evaluation_tallies t WHERE t.project_id = p.id), 0),
+                     coalesce((SELECT max(b.id) FROM evaluation_batches b WHERE b.project_id = p.id), 0),
+                     coalesce((SELECT max(n.id) FROM progress_notes n WHERE n.project_id = p.id), 0)) AS loop
     FROM projects p JOIN project_heads h ON h.project_id = p.id
     WHERE p.code = :code
     """
@@ -238,11 +243,15 @@ _VERSION = pg.Query(
 
 async def project_version(engine: AsyncEngine, code: str) -> str:
     """Everything a project's public pages show can change only with one of these: the tree head,
-    the stage and decision trail, the published sheets, an erasure in the community. One small
+    the stage and decision trail, the published sheets, an erasure in the community, the scores,
+    tallies, codes and progress notes of 共评 and 进展公开. One small
     read, so a page can answer 304 (or from a cache) without rebuilding itself. Errors: NotFound."""
     async with pg.connection(engine) as conn:
         row = await pg.fetchrow(conn, _VERSION, code=code)
     if row is None:
         raise NotFound(f"没有编号为 {code} 的项目")
     erased = row["erased_at"].isoformat() if row["erased_at"] else "-"
-    return f"{row['stage']}|{row['size']}|{bytes(row['root_hash']).hex()}|{row['decision_id']}|{row['sheet_number']}|{erased}"
+    return (
+        f"{row['stage']}|{row['size']}|{bytes(row['root_hash']).hex()}|{row['decision_id']}|{row['sheet_number']}"
+        f"|{erased}|{row['loop']}"
+    )

@@ -177,6 +177,11 @@ async def test_guessing_codes_hits_the_rate_limit(database: Database, world: Wor
             statuses.append(response.status_code)
         assert statuses == [422, 422, 422, 429, 429], "a client-supplied header does not reset the limit"
         assert response.json()["code"] == "rate_limited"
+        # The evaluation form of the page shares the same per-address budget.
+        page = await client.post(
+            f"/p/{project}/evaluations", data={"household_code": "AAAAA-AAAAF", "score": "5"}, follow_redirects=False
+        )
+        assert page.status_code == 429 and page.headers["content-type"].startswith("text/html")
 
 
 async def test_paper_tallies_and_results(world: World) -> None:

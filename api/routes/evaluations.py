@@ -26,6 +26,7 @@ from api.http import (
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
 from ledger.canonical import SHANGHAI
 from ledger.evaluations import (
+    Comment,
     Evaluation,
     IssuedBatch,
     Issuer,
@@ -82,6 +83,12 @@ def _shown(comment: str | None, unmasked: bool) -> str | None:
 def evaluation_out(e: Evaluation, *, unmasked: bool = False) -> s.EvaluationOut:
     return s.EvaluationOut(
         id=e.id, project=e.project_code, score=e.score, comment=_shown(e.comment, unmasked), created_at=e.created_at
+    )
+
+
+def comment_out(c: Comment, *, unmasked: bool) -> s.EvaluationCommentOut:
+    return s.EvaluationCommentOut(
+        id=c.id, score=c.score, comment=_shown(c.comment, unmasked) or "", created_at=c.created_at
     )
 
 
@@ -268,12 +275,7 @@ async def results_route(
         results = await evaluation_results(conn, found.id, found.code)
         comments = await list_comments(conn, found.id, before_id=int(cursor) if cursor else None, limit=size + 1)
     unmasked = caller.can_read_unmasked(found.community_id)
-    shown = [
-        s.EvaluationCommentOut(
-            id=c.id, score=c.score, comment=_shown(c.comment, unmasked) or "", created_at=c.created_at
-        )
-        for c in comments[:size]
-    ]
+    shown = [comment_out(c, unmasked=unmasked) for c in comments[:size]]
     nxt = str(comments[size - 1].id) if len(comments) > size else None
     return results_out(found.code, found.stage, results, shown, nxt)
 
