@@ -32,6 +32,7 @@ from api.routes import (
     disclosures,
     entries,
     health,
+    imports,
     ledger_log,
     pledges,
     tokens,
@@ -57,6 +58,7 @@ API_V1_ROUTES = [
     *vouchers.ROUTES,
     *attachments.ROUTES,
     *pledges.ROUTES,
+    *imports.ROUTES,
 ]
 
 

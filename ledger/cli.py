@@ -164,5 +164,11 @@ def contributor_erase(public_id: str, reason: str) -> None:
     click.echo(message)
 
 
+# `ledger import` lives in its own module (ledger/cli_import.py): rich tables, the import service.
+from ledger.cli_import import import_command  # noqa: E402
+
+main.add_command(import_command)
+
+
 if __name__ == "__main__":
     main()
