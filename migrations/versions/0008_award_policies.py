@@ -1,7 +1,7 @@
 """The 以奖代补 award: policies, the policy a project follows, grants that cite the computation.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-06
 
 - ``award_policies``: append-only. A policy is a (code, version); changing one publishes the next
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from migrations.helpers import grant_sequences, make_append_only, run_script
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
