@@ -1,10 +1,12 @@
-"""Entries as spreadsheets (CSV for any tool, XLSX for Excel/WPS), masked unless the caller may
-see names. CSV is UTF-8 with a BOM so that Excel opens the Chinese correctly."""
+"""Entries as spreadsheets (CSV for any tool, XLSX for Excel/WPS) and as JSON (``ledger export``),
+masked unless the caller may see names. CSV is UTF-8 with a BOM so that Excel opens the Chinese
+correctly. All three are built from the same rows, so they never disagree."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -36,6 +38,26 @@ HEADER = [
     "记账时间",
     "叶哈希",
 ]
+
+# The JSON export's keys, one per HEADER column (values as in the CSV: money a string, never a number).
+JSON_KEYS = (
+    "seq",
+    "kind",
+    "occurred_on",
+    "amount",
+    "name",
+    "household",
+    "channel",
+    "receipt_no",
+    "grantor",
+    "document_no",
+    "category",
+    "note",
+    "reverses",
+    "reversed_by",
+    "recorded_at",
+    "leaf_hash",
+)
 
 
 def _rows(entries: Iterable[RecordedEntry], unmasked: bool) -> Iterable[list[object]]:
@@ -103,3 +125,27 @@ def entries_xlsx(entries: list[RecordedEntry], *, unmasked: bool, title: str) ->
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def entries_json(
+    entries: list[RecordedEntry], *, unmasked: bool, project: str, title: str, tree_size: int, root_hash: bytes
+) -> bytes:
+    """The CSV's rows as objects (``kind`` and ``channel`` as their Chinese labels, ``kind_code`` the
+    identifier), with the tree head they were read at so a reader can check them against a sheet."""
+    items = []
+    for entry, row in zip(entries, _rows(entries, unmasked), strict=True):
+        item: dict[str, object] = dict(zip(JSON_KEYS, row, strict=True))
+        item["kind_code"] = entry.kind
+        item["reverses"] = item["reverses"] or None
+        item["reversed_by"] = item["reversed_by"] or None
+        items.append(item)
+    document = {
+        "project": project,
+        "title": title,
+        "masked": not unmasked,
+        "tree_size": tree_size,
+        "root_hash": root_hash.hex(),
+        "columns": dict(zip(JSON_KEYS, HEADER, strict=True)),
+        "entries": items,
+    }
+    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
