@@ -202,13 +202,46 @@ async def append_entries(
     status: int = 201,
     today: date | None = None,
     after_write: Callable[[asyncpg.Connection, list[RecordedEntry]], Awaitable[None]] | None = None,
+    dry_run: bool = False,
 ) -> AppendResult:
     """Record ``drafts`` all or none, in order. ``render`` shapes the stored response body.
     ``after_write`` runs in the same transaction after the entries are written (a voucher's
-    approval records its event there, so the entry and the event commit together or not at all)."""
+    approval records its event there, so the entry and the event commit together or not at all).
+    ``dry_run``: check everything exactly as a real append would (under the project's lock, with
+    the same errors), then roll back; the result's ``entries`` are what would have been recorded
+    and nothing is written (a spreadsheet import's preview)."""
     if not 1 <= len(drafts) <= BATCH_SIZE_MAX:
         raise ValidationFailed.on("entries", f"一次最多 {BATCH_SIZE_MAX} 条，至少 1 条")
+    assert not (dry_run and idempotency), "a dry run records nothing, so it has no key to store"
     today = today or datetime.now(SHANGHAI).date()
+    try:
+        return await _append(
+            engine, project_code, drafts, recorded_by, render, idempotency, status, today, after_write, dry_run
+        )
+    except _DryRunDone as done:
+        return AppendResult(status=200, body="", replayed=False, entries=done.recorded)
+
+
+class _DryRunDone(Exception):
+    """Leaves a dry run's transaction, which rolls it back (contributors it created go too)."""
+
+    def __init__(self, recorded: list[RecordedEntry]) -> None:
+        super().__init__("dry run")
+        self.recorded = recorded
+
+
+async def _append(
+    engine: AsyncEngine,
+    project_code: str,
+    drafts: list[EntryDraft],
+    recorded_by: str,
+    render: Renderer,
+    idempotency: IdempotencyRequest | None,
+    status: int,
+    today: date,
+    after_write: Callable[[asyncpg.Connection, list[RecordedEntry]], Awaitable[None]] | None,
+    dry_run: bool,
+) -> AppendResult:
     async with pg.transaction(engine) as conn:
         begun = await pg.fetchrow(
             conn,
@@ -244,6 +277,8 @@ async def append_entries(
         }
         await batch.load(drafts)
         recorded = [batch.prepare(i, d, recorded_by) for i, d in enumerate(drafts)]
+        if dry_run:
+            raise _DryRunDone(recorded)
         body = json.dumps(render(recorded), ensure_ascii=False, separators=(",", ":"))
         try:
             await batch.write(recorded, idempotency, status, body)

@@ -1,23 +1,29 @@
 """Entries as spreadsheets (CSV for any tool, XLSX for Excel/WPS) and as JSON (``ledger export``),
-masked unless the caller may see names. CSV is UTF-8 with a BOM so that Excel opens the Chinese
-correctly. All three are built from the same rows, so they never disagree."""
+masked unless the caller may see names, all three from the same rows. CSV is UTF-8 with a BOM so
+that Excel opens the Chinese correctly.
+
+Every text cell is safe to open in a spreadsheet (OWASP "CSV injection"): a payee, memo or name
+typed by a treasurer or resident that starts like a formula gets a leading apostrophe, and XLSX
+text cells are written as strings, never as formulas. Amounts stay numbers (exact decimals), so
+the amount column can still be summed.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, TYPE_STRING, WriteOnlyCell
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from ledger.entries import RecordedEntry
 from ledger.masking import public_contributor
-from ledger.money import format_fen
 from reports.labels import CHANNEL_LABELS, KIND_LABELS
 
 HEADER = [
@@ -38,8 +44,17 @@ HEADER = [
     "记账时间",
     "叶哈希",
 ]
+AMOUNT_COLUMN = HEADER.index("金额（元）")
+COLUMN_WIDTHS = [6, 10, 12, 14, 22, 12, 8, 14, 20, 18, 12, 30, 8, 8, 22, 66]
 
-# The JSON export's keys, one per HEADER column (values as in the CSV: money a string, never a number).
+# What makes Excel, WPS or LibreOffice read a cell as a formula (or a DDE command) when the file is
+# opened: the OWASP list. Tab and carriage return count because some spreadsheets strip them and
+# then see the "=" behind them.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_BOLD = Font(bold=True)
+_RIGHT = Alignment(horizontal="right")
+
+# The JSON export's keys, one per HEADER column.
 JSON_KEYS = (
     "seq",
     "kind",
@@ -60,7 +75,23 @@ JSON_KEYS = (
 )
 
 
-def _rows(entries: Iterable[RecordedEntry], unmasked: bool) -> Iterable[list[object]]:
+def neutralise(text: str) -> str:
+    """``-2+3`` → ``'-2+3``: a leading apostrophe makes a spreadsheet show the text as text. Kept
+    in both CSV and XLSX so the two exports hold the same text, and so a cell stays harmless when
+    a user edits it or saves the XLSX as CSV. (The JSON API has the text exactly as recorded.)"""
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
+def _amount(fen: int) -> Decimal:
+    """Exact yuan with two places (``Decimal('-1200.00')``), never a float."""
+    return Decimal(fen).scaleb(-2)
+
+
+def export_rows(
+    entries: Iterable[RecordedEntry], *, unmasked: bool, spreadsheet: bool = True
+) -> Iterator[list[object]]:
+    """One list per entry in HEADER's order: ints for seq numbers, a Decimal for the amount,
+    text for everything else ("" for an empty cell), neutralised unless not for a ``spreadsheet``."""
     for e in entries:
         f = e.fields
         who, where = f.get("payee") or "", ""
@@ -72,11 +103,7 @@ def _rows(entries: Iterable[RecordedEntry], unmasked: bool) -> Iterable[list[obj
                 who, building = public_contributor(c.name, c.household, c.type, anonymous=e.anonymous, erased=c.erased)
                 where = building or ""
         note = f.get("memo") or f.get("description") or f.get("reason") or ""
-        yield [
-            e.seq,
-            KIND_LABELS[e.kind],
-            e.occurred_on.isoformat(),
-            format_fen(-e.amount_fen if e.kind == "reversal" else e.amount_fen),
+        texts = [
             who,
             where,
             CHANNEL_LABELS.get(f.get("channel") or "", ""),
@@ -85,6 +112,13 @@ def _rows(entries: Iterable[RecordedEntry], unmasked: bool) -> Iterable[list[obj
             f.get("document_no") or "",
             f.get("category") or "",
             note,
+        ]
+        yield [
+            e.seq,
+            KIND_LABELS[e.kind],
+            e.occurred_on.isoformat(),
+            _amount(-e.amount_fen if e.kind == "reversal" else e.amount_fen),
+            *(neutralise(t) if spreadsheet else t for t in texts),
             e.reverses_seq or "",
             e.reversed_by or "",
             e.recorded_at.isoformat(timespec="seconds"),
@@ -92,52 +126,94 @@ def _rows(entries: Iterable[RecordedEntry], unmasked: bool) -> Iterable[list[obj
         ]
 
 
-def entries_csv(entries: list[RecordedEntry], *, unmasked: bool) -> bytes:
+def csv_header() -> bytes:
+    """The BOM and the header line: the first chunk of a CSV export."""
+    return "\ufeff".encode() + csv_chunk_of_rows([HEADER])
+
+
+def csv_chunk_of_rows(rows: Iterable[Iterable[object]]) -> bytes:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(HEADER)
-    for row in _rows(entries, unmasked):
-        # A leading =, +, - or @ would run as a formula in Excel: neutralise it.
-        writer.writerow([f"'{v}" if isinstance(v, str) and v.startswith(("=", "+", "@")) else v for v in row])
-    return "\ufeff".encode() + out.getvalue().encode("utf-8")
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    return out.getvalue().encode("utf-8")
 
 
-def entries_xlsx(entries: list[RecordedEntry], *, unmasked: bool, title: str) -> bytes:
-    book = Workbook(write_only=False)
-    sheet = book.active
-    sheet.title = "记账凭证"
-    sheet.append(HEADER)
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for row in _rows(entries, unmasked):
-        # An exact Decimal (not a float) so that Excel can sum the column.
-        row[3] = Decimal(str(row[3]))
+def csv_chunk(entries: Iterable[RecordedEntry], *, unmasked: bool) -> bytes:
+    """The CSV lines of some entries (no header): an export is streamed a batch at a time."""
+    return csv_chunk_of_rows(export_rows(entries, unmasked=unmasked))
+
+
+def entries_csv(entries: Iterable[RecordedEntry], *, unmasked: bool) -> bytes:
+    return csv_header() + csv_chunk(entries, unmasked=unmasked)
+
+
+class XlsxWriter:
+    """An XLSX export written row by row (openpyxl write-only mode: rows go to a temporary file,
+    memory stays flat however many there are). Synchronous and CPU-bound: run it off the event
+    loop."""
+
+    def __init__(self, *, unmasked: bool, title: str) -> None:
+        self.unmasked = unmasked
+        self.book = Workbook(write_only=True)
+        self.book.properties.title = title
+        self.sheet: WriteOnlyWorksheet = self.book.create_sheet("记账凭证")
+        for i, width in enumerate(COLUMN_WIDTHS, start=1):
+            self.sheet.column_dimensions[get_column_letter(i)].width = width
+        self.sheet.freeze_panes = "A2"
+        self.sheet.append([self._text(h, font=_BOLD) for h in HEADER])
+
+    def _text(self, value: str, *, font: Font | None = None) -> WriteOnlyCell:
         # A control character stored before the API refused them would make openpyxl refuse the
         # whole sheet: show it as U+FFFD instead.
-        sheet.append([ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v for v in row])
-    for i, width in enumerate([6, 10, 12, 14, 22, 12, 8, 14, 20, 18, 12, 30, 8, 8, 22, 66], start=1):
-        sheet.column_dimensions[get_column_letter(i)].width = width
-    for cell in sheet["D"][1:]:
-        cell.alignment = Alignment(horizontal="right")
+        cell = WriteOnlyCell(self.sheet, ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))
+        # openpyxl guesses a type from the value: "=…" would become a formula and "#N/A" an
+        # error. Text is text, whatever it starts with.
+        cell.data_type = TYPE_STRING
+        if font is not None:
+            cell.font = font
+        return cell
+
+    def _amount(self, value: object) -> WriteOnlyCell:
+        # An exact Decimal (not a float) so that Excel can sum the column.
+        cell = WriteOnlyCell(self.sheet, value)
+        cell.alignment = _RIGHT
         cell.number_format = "#,##0.00"
-    sheet.freeze_panes = "A2"
-    book.properties.title = title
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+        return cell
+
+    def append(self, entries: Iterable[RecordedEntry]) -> None:
+        for row in export_rows(entries, unmasked=self.unmasked):
+            self.sheet.append(
+                [
+                    self._amount(v) if i == AMOUNT_COLUMN else self._text(v) if isinstance(v, str) else v
+                    for i, v in enumerate(row)
+                ]
+            )
+
+    def finish(self) -> bytes:
+        buffer = io.BytesIO()
+        self.book.save(buffer)
+        return buffer.getvalue()
+
+
+def entries_xlsx(entries: Iterable[RecordedEntry], *, unmasked: bool, title: str) -> bytes:
+    writer = XlsxWriter(unmasked=unmasked, title=title)
+    writer.append(entries)
+    return writer.finish()
 
 
 def entries_json(
     entries: list[RecordedEntry], *, unmasked: bool, project: str, title: str, tree_size: int, root_hash: bytes
 ) -> bytes:
-    """The CSV's rows as objects (``kind`` and ``channel`` as their Chinese labels, ``kind_code`` the
-    identifier), with the tree head they were read at so a reader can check them against a sheet."""
+    """The spreadsheets' rows as objects under JSON_KEYS (``kind`` and ``channel`` their Chinese
+    labels, ``kind_code`` the identifier, the amount a string: never a float), text exactly as
+    recorded (no spreadsheet opens it), with the tree head they were read at so that a reader can
+    hold them against a sheet."""
     items = []
-    for entry, row in zip(entries, _rows(entries, unmasked), strict=True):
+    for entry, row in zip(entries, export_rows(entries, unmasked=unmasked, spreadsheet=False), strict=True):
         item: dict[str, object] = dict(zip(JSON_KEYS, row, strict=True))
-        item["kind_code"] = entry.kind
+        item["amount"] = str(item["amount"])
         item["reverses"] = item["reverses"] or None
         item["reversed_by"] = item["reversed_by"] or None
+        item["kind_code"] = entry.kind
         items.append(item)
     document = {
         "project": project,
