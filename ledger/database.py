@@ -12,10 +12,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ledger.embedded_pg import SUPERUSER, EmbeddedPostgres
@@ -129,7 +129,7 @@ async def ensure_app_role_owns_nothing(engine: AsyncEngine) -> None:
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_overflow,
@@ -137,6 +137,34 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         # Ledger writes need durable commits: never synchronous_commit=off here.
         connect_args={"server_settings": {"application_name": "ledger", "timezone": "Asia/Shanghai"}},
     )
+    event.listen(engine.sync_engine.pool, "checkin", _discard_if_transaction_left_open)
+    return engine
+
+
+def _discard_if_transaction_left_open(dbapi_connection: Any, record: Any) -> None:
+    """A connection goes back to the pool only with no transaction open on it; otherwise it is
+    closed (the server rolls the transaction back) and the pool opens a fresh one when needed.
+
+    A request cancelled mid-flight (the client went away, the server shut down) interrupts
+    whatever statement is running. SQLAlchemy's rollback-on-return only knows transactions it
+    began itself, not the raw asyncpg ones of ledger/pg.py; and when a ``BEGIN`` is interrupted,
+    asyncpg keeps its record of the block (``_top_xact``) although no ``async with`` will ever end
+    it. Returned as it was, such a connection stayed *idle in transaction* holding its locks (a
+    project's head row: every later append to that project waited), or handed the next request a
+    transaction that became a SAVEPOINT inside the stale one: its entry answered 201 and was never
+    committed. tests/test_reliability_cancel.py cancels 1,000 requests at random points.
+    """
+    if dbapi_connection is None:
+        return
+    raw = dbapi_connection.driver_connection
+    if raw.is_closed():
+        return
+    # is_in_transaction() is the server's state at its last ReadyForQuery: true also when a COMMIT
+    # or ROLLBACK was interrupted before its answer came back.
+    if raw.is_in_transaction() or getattr(raw, "_top_xact", None) is not None:
+        log.warning("a pooled connection was returned inside a transaction (a cancelled request); closing it")
+        raw.terminate()
+        record.invalidate()
 
 
 # -- migrations ---------------------------------------------------------------------------------
