@@ -7,11 +7,12 @@ import sys
 
 import click
 
+from ledger.cli_usage import ChineseUsageGroup
 from ledger.database import DatabaseRuntime, create_engine, current_revision, head_revision, redact, upgrade
 from ledger.settings import Settings, get_settings
 
 
-@click.group()
+@click.group(cls=ChineseUsageGroup)
 def main() -> None:
     """共同缔造公开账本 — ledger for neighbourhood co-creation projects."""
 
