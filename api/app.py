@@ -26,6 +26,7 @@ from api.openapi import build_openapi
 from api.pages import pages_router, static_router, template_config
 from api.routes import (
     attachments,
+    awards,
     communities,
     contributors,
     decisions,
@@ -33,6 +34,7 @@ from api.routes import (
     entries,
     evaluations,
     health,
+    imports,
     ledger_log,
     pledges,
     progress,
@@ -59,6 +61,8 @@ API_V1_ROUTES = [
     *vouchers.ROUTES,
     *attachments.ROUTES,
     *pledges.ROUTES,
+    *imports.ROUTES,
+    *awards.ROUTES,
     *evaluations.ROUTES,
     *progress.ROUTES,
 ]

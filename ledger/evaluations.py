@@ -33,6 +33,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -611,6 +612,26 @@ async def evaluation_results(conn: AsyncConnection, project_id: int, project_cod
         tallies=tallies,
         comments_count=int(row.comments),
     )
+
+
+_SATISFACTION = pg.Query(
+    """
+    SELECT (SELECT count(*) FROM evaluations WHERE project_id = :pid AND score >= 4)
+           + (SELECT coalesce(sum(count_4 + count_5), 0) FROM evaluation_tallies WHERE project_id = :pid)
+               AS satisfied,
+           (SELECT count(*) FROM evaluations WHERE project_id = :pid)
+           + (SELECT coalesce(sum(count_1 + count_2 + count_3 + count_4 + count_5), 0)
+              FROM evaluation_tallies WHERE project_id = :pid) AS evaluated
+    """
+)
+
+
+async def satisfaction_counts(conn: asyncpg.Connection, project_id: int) -> tuple[int, int]:
+    """(satisfied, evaluated) online and on paper together: what :attr:`Results.overall` counts,
+    for the 以奖代补 award's minimum satisfaction (ledger/awards.py), on the award's connection."""
+    row = await pg.fetchrow(conn, _SATISFACTION, pid=project_id)
+    assert row is not None
+    return int(row["satisfied"]), int(row["evaluated"])
 
 
 @dataclass(frozen=True)

@@ -279,3 +279,32 @@ async def test_scores_race_for_one_code(world: World, engine: AsyncEngine) -> No
     )
     assert sum(not isinstance(o, Exception) for o in outcomes) == 1
     assert all(isinstance(o, Conflict) for o in outcomes if isinstance(o, Exception)), outcomes
+
+
+async def test_the_award_counts_the_residents_verdict(world: World) -> None:
+    """以奖代补's minimum satisfaction is met or not by these very results (online and paper)."""
+    from tests.api_support import contribution, unique
+    from tests.test_awards import award, publish_policy
+
+    code = unique("policy")
+    await publish_policy(world, code, min_satisfaction="0.8")
+    project = await world.project(award_policy=code)
+    await world.entry(project, contribution("2000", "张三", "3栋2单元501"))
+    await world.entry(project, contribution("1000", "李四", "5栋1单元302"))  # 2 of 400 households ≥ 0.4%
+    before = await award(world, project)
+    assert (before["evaluated"], before["satisfaction_met"], before["eligible"]) == (None, False, False)
+    codes = (await issue(world, project, 4))["codes"]
+    await decide(world, project, "acceptance")
+    for c, score in zip(codes, (5, 4, 2, 1), strict=True):
+        assert (await evaluate(world, project, c, score)).status_code == 201
+    x = await award(world, project)
+    assert (x["satisfied"], x["evaluated"], x["satisfaction_met"]) == (2, 4, False)
+    sheet = await upload_png(world, project, tally_sheet_png(5))
+    assert (await tally(world, project, {"4": 6, "5": 6, "3": 2}, sheet)).status_code == 201
+    x = await award(world, project)
+    results = (await world.api.get(f"/api/v1/projects/{project}/evaluations")).json()
+    assert (x["satisfied"], x["evaluated"]) == (results["counts"]["4"] + results["counts"]["5"], results["total"])
+    assert (x["satisfied"], x["evaluated"], x["satisfaction_met"], x["eligible"]) == (14, 18, False, False)
+    assert (await tally(world, project, {"5": 2}, sheet)).status_code == 201
+    x = await award(world, project)
+    assert (x["satisfied"], x["evaluated"], x["satisfaction_met"], x["eligible"]) == (16, 20, True, True)

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
+from litestar.params import Parameter
 from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.errors import validation_errors
+from api.http import INT64_MAX, PathId
 from api.pages.cache import project_page as cached_page
 from api.pages.views import stage_steps
-from api.presenters import community_out, decision_out, entry_out, pledge_out, pledge_totals_out, project_out
+from api.presenters import award_out, community_out, decision_out, entry_out, pledge_out, pledge_totals_out, project_out
 from api.routes.disclosures import disclosure_out, objection_out
 from api.routes.evaluations import comment_out, results_out
 from api.routes.progress import progress_out
+from ledger.awards import project_award_by_code
 from ledger.canonical import SHANGHAI
 from ledger.communities import find_community, list_communities
 from ledger.decisions import list_decisions
@@ -58,6 +61,9 @@ EVAL_COMMENT_TYPED_MAX = 600
 RECEIPT_NO_MAX = 64  # as the entries table allows
 ROOT_TYPED_MAX = 200  # 64 hex digits with whatever spacing the resident typed
 KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
+# Ids in addresses are bounded as in the API (``PathId``: one that cannot exist is the 404 page, not
+# a BIGINT overflow in PostgreSQL); so is the seq a list page starts after (the 400 page).
+After = Annotated[int, Parameter(le=INT64_MAX)]
 
 
 def template(name: str) -> str:
@@ -119,6 +125,7 @@ async def _project_context(engine: AsyncEngine, project: str) -> dict[str, Any]:
         notes = await list_notes(conn, found.id, found.code, limit=NOTES_SHOWN + 1)
     decisions = [decision_out(d) for d in await list_decisions(engine, found.code)]
     sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+    award = await project_award_by_code(engine, found.code)
     by_source: dict[str, int] = {}
     for line in found.budget_lines:
         label = SOURCE_LABELS.get(line.source, line.source)
@@ -134,6 +141,7 @@ async def _project_context(engine: AsyncEngine, project: str) -> dict[str, Any]:
         "sheets": list(reversed(sheets)),
         "newest": [entry_out(e, unmasked=False) for e in reversed(newest)],
         "pledges_open": [pledge_out(p, unmasked=False) for p in open_pledges],
+        "award": award_out(award) if award is not None else None,
         # The API's own presenters: the page shows exactly what /api/v1 answers.
         "evaluation": results_out(
             found.code, found.stage, results, [comment_out(c, unmasked=False) for c in comments], None
@@ -225,7 +233,7 @@ def _eval_labelled(exc: ValidationError) -> list[dict[str, str]]:
 
 @get("/p/{project:str}/entries", name="page_entries")
 async def entries_page(
-    request: Request, engine: AsyncEngine, project: str, kind: str | None = None, after: int = 0
+    request: Request, engine: AsyncEngine, project: str, kind: str | None = None, after: After = 0
 ) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
         found = await get_project(engine, project)
@@ -249,7 +257,7 @@ async def entries_page(
 
 @get("/p/{project:str}/pledges", name="page_pledges")
 async def pledges_page(
-    request: Request, engine: AsyncEngine, project: str, status: str | None = None, after: int = 0
+    request: Request, engine: AsyncEngine, project: str, status: str | None = None, after: After = 0
 ) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
         found = await get_project(engine, project)
@@ -293,7 +301,7 @@ async def progress_page(request: Request, engine: AsyncEngine, project: str, bef
 
 
 @get("/p/{project:str}/e/{seq:int}", name="page_entry")
-async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: int) -> Response[bytes]:
+async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: PathId) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
         found = await get_project(engine, project)
         async with engine.connect() as conn:
@@ -359,7 +367,7 @@ def _today() -> date:
 
 
 @get("/d/{disclosure_id:int}", name="page_disclosure")
-async def disclosure_page(engine: AsyncEngine, disclosure_id: int, filed: str | None = None) -> Template:
+async def disclosure_page(engine: AsyncEngine, disclosure_id: PathId, filed: str | None = None) -> Template:
     context = await _disclosure_context(engine, disclosure_id)
     context["filed"] = filed == "1"
     return page("disclosure", **context)
@@ -372,7 +380,7 @@ async def disclosure_page(engine: AsyncEngine, disclosure_id: int, filed: str | 
     opt={"public_write": True},
     status_code=303,
 )
-async def objection_form(request: Request, engine: AsyncEngine, disclosure_id: int) -> Redirect | Template:
+async def objection_form(request: Request, engine: AsyncEngine, disclosure_id: PathId) -> Redirect | Template:
     form = await request.form()
     message = str(form.get("message") or "").strip()
     contact = str(form.get("contact") or "").strip() or None

@@ -1,7 +1,7 @@
 """共评 (evaluation codes, online scores, paper tallies) and 进展公开 (progress notes).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-08
 
 - ``evaluation_batches``: a batch of codes issued by a treasurer. The codes themselves are never
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 from migrations.helpers import grant_sequences, make_append_only, run_script
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
