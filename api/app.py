@@ -33,6 +33,7 @@ from api.routes import (
     disclosures,
     entries,
     health,
+    imports,
     ledger_log,
     pledges,
     tokens,
@@ -58,6 +59,7 @@ API_V1_ROUTES = [
     *vouchers.ROUTES,
     *attachments.ROUTES,
     *pledges.ROUTES,
+    *imports.ROUTES,
     *awards.ROUTES,
 ]
 
