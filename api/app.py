@@ -32,10 +32,12 @@ from api.routes import (
     decisions,
     disclosures,
     entries,
+    evaluations,
     health,
     imports,
     ledger_log,
     pledges,
+    progress,
     tokens,
     vouchers,
 )
@@ -61,6 +63,8 @@ API_V1_ROUTES = [
     *pledges.ROUTES,
     *imports.ROUTES,
     *awards.ROUTES,
+    *evaluations.ROUTES,
+    *progress.ROUTES,
 ]
 
 

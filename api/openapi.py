@@ -174,8 +174,8 @@ _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tr
 
 # The writes that take an Idempotency-Key, by the end of their path (the README's "API" section
 # says the same; tests/test_docs_truth.py holds the two and the routes' behaviour together).
-IDEMPOTENCY_KEY_REQUIRED = ("/entries", "/entries/batch", "/disclosures", "/vouchers")
-IDEMPOTENCY_KEY_OPTIONAL = ("/decisions", "/attachments", "/approve", "/reject")
+IDEMPOTENCY_KEY_REQUIRED = ("/entries", "/entries/batch", "/disclosures", "/vouchers", "/evaluation-codes")
+IDEMPOTENCY_KEY_OPTIONAL = ("/decisions", "/attachments", "/approve", "/reject", "/evaluation-tallies", "/progress")
 
 
 def _document_idempotency_keys(document: dict[str, Any]) -> None:
