@@ -37,6 +37,7 @@ from api.routes import (
     pledges,
     tokens,
     vouchers,
+    witnesses,
 )
 from api.workspace import workspace_router
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
@@ -59,6 +60,7 @@ API_V1_ROUTES = [
     *attachments.ROUTES,
     *pledges.ROUTES,
     *awards.ROUTES,
+    *witnesses.ROUTES,
 ]
 
 
