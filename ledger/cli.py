@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ledger.cli_usage import ChineseUsageGroup
 from ledger.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 # witness signs on a laptop without a database, and should not wait seconds for imports.
 
 
-@click.group()
+@click.group(cls=ChineseUsageGroup)
 def main() -> None:
     """共同缔造公开账本 — ledger for neighbourhood co-creation projects."""
 
@@ -261,6 +262,14 @@ def witness_sign(key_file: str, root: str | None, size: int | None, as_json: boo
         click.echo(json.dumps({"witness": name, "signature": w.b64(signature)}, ensure_ascii=False))
     else:
         click.echo(checkpoint.text + "\n" + w.signature_line(name, public, signature), nl=False)
+
+
+# The treasurer's and the 街道's jobs live in their own modules; registered here so `ledger --help`
+# lists them with the rest.
+from ledger import cli_backup, cli_jobs  # noqa: E402
+
+for _command in (*cli_jobs.COMMANDS, *cli_backup.COMMANDS):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":
