@@ -33,6 +33,7 @@ from api.routes import (
     disclosures,
     entries,
     health,
+    imports,
     ledger_log,
     pledges,
     tokens,
@@ -59,6 +60,7 @@ API_V1_ROUTES = [
     *vouchers.ROUTES,
     *attachments.ROUTES,
     *pledges.ROUTES,
+    *imports.ROUTES,
     *awards.ROUTES,
     *witnesses.ROUTES,
 ]

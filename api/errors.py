@@ -86,7 +86,7 @@ class ApiError(Exception):
 
 
 def problem(
-    code: str, detail: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
+    code: str, detail: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
 ) -> Response[dict[str, Any]]:
     status = STATUS_BY_CODE[code]
     body = {
@@ -238,7 +238,7 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[Any
         errors = [{"field": str(item.get("key", "")), "message": _parameter_message(item)} for item in extra]
         return problem("validation_failed", "请求参数未通过校验", errors)
     if exc.status_code == 413:
-        return problem("payload_too_large", "请求体超过上限（JSON 64 KiB，批量导入 8 MiB）")
+        return problem("payload_too_large", "请求体超过上限（JSON 64 KiB，批量导入 8 MiB，表格和附件 10 MiB）")
     if exc.status_code == 415:
         return problem("unsupported_media_type", "请求体须为 application/json")
     if exc.status_code == 400:

@@ -265,10 +265,10 @@ def witness_sign(key_file: str, root: str | None, size: int | None, as_json: boo
 
 
 # The treasurer's and the 街道's jobs live in their own modules; registered here so `ledger --help`
-# lists them with the rest.
-from ledger import cli_backup, cli_jobs  # noqa: E402
+# lists them with the rest (`ledger import`: ledger/cli_import.py).
+from ledger import cli_backup, cli_import, cli_jobs  # noqa: E402
 
-for _command in (*cli_jobs.COMMANDS, *cli_backup.COMMANDS):
+for _command in (*cli_jobs.COMMANDS, *cli_backup.COMMANDS, cli_import.import_command):
     main.add_command(_command)
 
 
