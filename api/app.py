@@ -32,10 +32,12 @@ from api.routes import (
     decisions,
     disclosures,
     entries,
+    evaluations,
     health,
     imports,
     ledger_log,
     pledges,
+    progress,
     tokens,
     vouchers,
     witnesses,
@@ -63,6 +65,8 @@ API_V1_ROUTES = [
     *imports.ROUTES,
     *awards.ROUTES,
     *witnesses.ROUTES,
+    *evaluations.ROUTES,
+    *progress.ROUTES,
 ]
 
 

@@ -521,6 +521,121 @@ class DecisionList(BaseModel):
     next: str | None = None
 
 
+# -- 共评 (evaluation) and 进展公开 (progress notes) --------------------------------------------
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+TallyCount = Annotated[int, Field(ge=0, le=100_000), Integral]
+ScoreCounts = dict[str, int]  # {"1": n, …, "5": n}
+
+
+class EvaluationCodesIn(RequestBody):
+    count: Annotated[int, Field(ge=1, le=1000), Integral] = Field(description="本批份数（一户一份），1–1000")
+
+
+class EvaluationCodesOut(BaseModel):
+    project: str
+    batch: int = Field(description="本项目的第几批")
+    count: int
+    issued_total: int = Field(description="本项目已发放的评价码总数（含本批）")
+    codes: list[str] = Field(description="评价码（只在此响应和打印的评价卡上出现，服务只保存其哈希）")
+    slips_pdf_url: str = Field(description="可打印的评价卡 PDF（每张一个二维码）；只有发码的令牌能取")
+    issued_at: datetime
+
+
+class EvaluationIn(RequestBody):
+    household_code: Annotated[str, Field(min_length=1, max_length=40)] = Field(description="评价卡上的评价码")
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=500)] | None = None
+
+
+class EvaluationOut(BaseModel):
+    id: int
+    project: str
+    score: int
+    comment: str | None = Field(description="公开输出中手机号、身份证号已遮盖")
+    created_at: datetime
+
+
+class TallyCountsIn(RequestBody):
+    one: TallyCount = Field(0, alias="1")
+    two: TallyCount = Field(0, alias="2")
+    three: TallyCount = Field(0, alias="3")
+    four: TallyCount = Field(0, alias="4")
+    five: TallyCount = Field(0, alias="5")
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return (self.one, self.two, self.three, self.four, self.five)
+
+
+class TallyIn(RequestBody):
+    held_on: date
+    method: Literal["questionnaire", "meeting"]
+    counts: TallyCountsIn = Field(description='各分数的票数：{"1": n, …, "5": n}')
+    sheet_sha256: Sha256Hex = Field(description="统计表（已上传附件）的 SHA-256")
+
+
+class TallyOut(BaseModel):
+    id: int
+    project: str
+    held_on: date
+    method: Literal["questionnaire", "meeting"]
+    counts: ScoreCounts
+    total: int
+    sheet_sha256: str
+    recorded_at: datetime
+
+
+class ScoreSummaryOut(BaseModel):
+    total: int
+    average: float | None = Field(description="平均分，两位小数")
+    satisfied_rate: float | None = Field(description="满意率（4、5 分的比例），0–1，四位小数")
+
+
+class EvaluationCommentOut(BaseModel):
+    id: int
+    score: int
+    comment: str
+    created_at: datetime
+
+
+class EvaluationResultsOut(BaseModel):
+    project: str
+    accepting: bool = Field(description="现在是否受理评价（验收后、结项前）")
+    online: ScoreCounts = Field(description="线上（评价码）各分数的份数")
+    paper: ScoreCounts = Field(description="线下（问卷、共评会）各分数的份数")
+    counts: ScoreCounts = Field(description="线上线下合计")
+    total: int
+    average: float | None
+    satisfied_rate: float | None
+    by_source: dict[str, ScoreSummaryOut] = Field(description="online、paper 各自的份数、平均分、满意率")
+    codes_issued: int
+    tallies: list[TallyOut]
+    comments: list[EvaluationCommentOut] = Field(description="意见，新的在前（分页：cursor）")
+    next: str | None = None
+
+
+class ProgressIn(RequestBody):
+    happened_on: date
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+    attachments: Annotated[list[Sha256Hex], Field(max_length=10)] = []
+
+
+class ProgressOut(BaseModel):
+    id: int
+    project: str
+    happened_on: date
+    text: str
+    attachments: list[str] = Field(description="照片、文件的 SHA-256（公开：/api/v1/attachments/{sha256}）")
+    document: str = Field(description="RFC 8785 JSON：日期、内容与附件摘要")
+    document_sha256: str
+    posted_at: datetime
+
+
+class ProgressPage(BaseModel):
+    items: list[ProgressOut]
+    next: str | None
+
+
 class FieldErrorOut(BaseModel):
     field: str
     message: str

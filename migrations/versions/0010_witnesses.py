@@ -1,7 +1,7 @@
 """Witnesses (见证): the bodies that cosign a community's sheets, and their cosignatures.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07
 
 - ``witnesses``: a community's 居委会, 业委会, 监督委员会 or 街道 with its Ed25519 public key
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from migrations.helpers import grant_sequences, make_append_only, run_script
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
