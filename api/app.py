@@ -40,6 +40,7 @@ from api.routes import (
     progress,
     tokens,
     vouchers,
+    witnesses,
 )
 from api.workspace import workspace_router
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
@@ -63,6 +64,7 @@ API_V1_ROUTES = [
     *pledges.ROUTES,
     *imports.ROUTES,
     *awards.ROUTES,
+    *witnesses.ROUTES,
     *evaluations.ROUTES,
     *progress.ROUTES,
 ]

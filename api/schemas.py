@@ -692,6 +692,8 @@ class DisclosureOut(BaseModel):
     notice_end: date
     status: Literal["公示中", "公示期满"]
     published_at: datetime
+    checkpoint_url: str = Field(default="", description="C2SP 检查点（见证人对其签名）")
+    cosignatures: list[CosignatureOut] = Field(default=[], description="见证人的签名")
 
 
 class DisclosurePage(BaseModel):
@@ -864,3 +866,50 @@ class AwardOut(BaseModel):
     granted: MoneyOut = Field(description="注明依据本核算的以奖代补拨款（冲正已扣除）")
     remaining: MoneyOut = Field(description="应奖 − 已拨付（负数为超拨）")
     steps: list[str] = Field(description="核算的每一步，中文")
+
+
+# -- witnesses (见证) ---------------------------------------------------------------------------
+
+WitnessKind = Literal["residents_committee", "owners_committee", "supervisory_committee", "street"]
+
+
+class WitnessIn(RequestBody):
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\s+]+$")]
+    public_key: Annotated[str, Field(min_length=40, max_length=300)] = Field(
+        description="32 字节 Ed25519 公钥的 base64，或 ledger witness keygen 给出的 vkey"
+    )
+    kind: WitnessKind | None = None
+
+
+class WitnessOut(BaseModel):
+    name: str
+    kind: WitnessKind | None
+    kind_label: str | None = Field(description="居委会、业委会、监督委员会、街道")
+    public_key: str = Field(description="32 字节 Ed25519 公钥，base64")
+    key_id: str = Field(description="签名行中的密钥编号：SHA-256(名称 ‖ 0x0A ‖ 0x01 ‖ 公钥) 的前 4 字节，十六进制")
+    vkey: str = Field(description="C2SP signed-note 验证密钥")
+    created_at: datetime
+
+
+class WitnessList(BaseModel):
+    items: list[WitnessOut]
+
+
+class CosignatureIn(RequestBody):
+    witness: Annotated[str, Field(min_length=1, max_length=100)]
+    signature: Annotated[str, Field(min_length=80, max_length=100)] = Field(
+        description="对检查点三行文本的 Ed25519 签名（64 字节，base64），或签名行中的 68 字节"
+    )
+
+
+class CosignatureOut(BaseModel):
+    disclosure_id: int
+    witness: WitnessOut
+    signature: str = Field(description="64 字节 Ed25519 签名，base64")
+    line: str = Field(description="C2SP signed-note 签名行：— 名称 base64(密钥编号 ‖ 签名)")
+    checkpoint: str = Field(description="所签的检查点文本")
+    created_at: datetime
+
+
+class CosignatureList(BaseModel):
+    items: list[CosignatureOut]

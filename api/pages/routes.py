@@ -46,6 +46,7 @@ from ledger.pledges import list_pledges, pledge_totals
 from ledger.progress import list_notes
 from ledger.projects import Project, get_project, list_projects
 from ledger.summary import project_summary
+from ledger.witnesses import sheet_cosignatures
 from reports.labels import SOURCE_LABELS
 
 LIST_MAX = 500  # communities and projects on one page: a district, not a province
@@ -350,8 +351,9 @@ async def check_page(
 async def _disclosure_context(engine: AsyncEngine, disclosure_id: int) -> dict[str, Any]:
     d = await get_disclosure(engine, disclosure_id)
     found = await get_project(engine, d.project_code)
+    signed = await sheet_cosignatures(engine, [d.id])
     return {
-        "sheet": disclosure_out(d),
+        "sheet": disclosure_out(d, cosignatures=signed[d.id]),
         "project": project_out(found),
         "community_name": found.community_name,
         "objections": [objection_out(o) for o in await list_objections(engine, disclosure_id)],
