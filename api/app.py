@@ -32,11 +32,15 @@ from api.routes import (
     decisions,
     disclosures,
     entries,
+    evaluations,
     health,
+    imports,
     ledger_log,
     pledges,
+    progress,
     tokens,
     vouchers,
+    witnesses,
 )
 from api.workspace import workspace_router
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
@@ -58,7 +62,11 @@ API_V1_ROUTES = [
     *vouchers.ROUTES,
     *attachments.ROUTES,
     *pledges.ROUTES,
+    *imports.ROUTES,
     *awards.ROUTES,
+    *witnesses.ROUTES,
+    *evaluations.ROUTES,
+    *progress.ROUTES,
 ]
 
 

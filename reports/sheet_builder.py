@@ -15,10 +15,13 @@ from ledger.awards import project_award
 from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
 from ledger.entries import RecordedEntry, get_entry, list_entries
+from ledger.evaluations import evaluation_results
 from ledger.masking import mask_person_name, public_contributor
 from ledger.pledges import PAGE_SIZE_MAX as PLEDGE_PAGE
 from ledger.pledges import PledgeLine, list_pledges
 from ledger.summary import project_summary
+from ledger.witnesses import KINDS as WITNESS_KINDS
+from ledger.witnesses import list_cosignatures
 from reports import sheet_model as m
 from reports.labels import CHANNEL_LABELS, SOURCE_LABELS
 
@@ -127,11 +130,13 @@ async def build_sheet_model(
         decisions=[_decision_row(d) for d in decisions],
         pledges=[_pledge_row(p) for p in await _pledges(conn, snap, room=m.SHEET_ROWS_MAX - len(entries))],
         award=await _award(conn, snap),
+        evaluation=await _evaluation(conn, snap),
         verification=m.VerificationBlock(
             tree_size=snap.tree_size,
             root_hash_hex=snap.root_hash.hex(),
             previous=previous,
             verify_url=verify_url(public_base_url, project.code, snap.disclosure_id),
+            witnessed=await _witnessed(conn, snap),
         ),
         objection_contact=objection_contact or f"{project.community_name}居民委员会",
         public_url=f"{public_base_url.rstrip('/')}/p/{project.code}",
@@ -153,6 +158,46 @@ async def _period_entries(conn: AsyncConnection, snap: SheetSnapshot) -> list[Re
         out.extend(page)
         if len(page) < SHEET_PAGE or len(out) >= m.SHEET_ROWS_MAX:
             return out[: m.SHEET_ROWS_MAX]
+
+
+async def _evaluation(conn: AsyncConnection, snap: SheetSnapshot) -> m.EvaluationBlock | None:
+    """共评 results in the publishing snapshot: the same figures as the API and the page."""
+    results = await evaluation_results(conn, snap.project.id, snap.project.code)
+    if not results.codes_issued and not results.overall.total:
+        return None
+    rows = [
+        m.ScoreRow(label=label, counts=x.counts, average=x.average, satisfied_rate=x.satisfied_rate)
+        for label, x in (
+            ("线上（评价码）", results.online),
+            ("线下（问卷、共评会）", results.paper),
+            ("合计", results.overall),
+        )
+    ]
+    return m.EvaluationBlock(rows=rows, codes_issued=results.codes_issued, tallies=len(results.tallies))
+
+
+async def _witnessed(conn: AsyncConnection, snap: SheetSnapshot) -> list[m.WitnessedSheet]:
+    """Earlier sheets of the project and who had cosigned them by now (this snapshot)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None, "a connection in a transaction has its driver connection"
+    sheets = await raw.fetch(
+        "SELECT id, sheet_number, tree_size FROM disclosures WHERE project_id = $1 AND sheet_number < $2 "
+        "ORDER BY sheet_number",
+        snap.project.id,
+        snap.sheet_number,
+    )
+    signed = await list_cosignatures(raw, [r["id"] for r in sheets])
+    out = []
+    for r in sheets:
+        names = dict.fromkeys(
+            f"{c.witness.name}（{WITNESS_KINDS[c.witness.kind]}）" if c.witness.kind else c.witness.name
+            for c in signed[r["id"]]
+        )
+        if names:
+            out.append(
+                m.WitnessedSheet(sheet_number=r["sheet_number"], tree_size=r["tree_size"], witnesses=list(names))
+            )
+    return out
 
 
 async def _award(conn: AsyncConnection, snap: SheetSnapshot) -> m.AwardBlock | None:

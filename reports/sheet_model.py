@@ -307,6 +307,21 @@ class PreviousSheet:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WitnessedSheet:
+    """An earlier sheet whose checkpoint witnesses had cosigned when this one was published."""
+
+    sheet_number: int
+    tree_size: int
+    witnesses: Sequence[str]  # 锦绣花园业委会（业委会）, in signing order
+
+    def __post_init__(self) -> None:
+        _freeze(self, "witnesses")
+        _check_count(self, "tree_size")
+        if not self.witnesses:
+            raise ValueError("WitnessedSheet.witnesses must name at least one witness")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VerificationBlock:
     """七、核验信息: the Merkle tree pinned by this sheet."""
 
@@ -314,6 +329,7 @@ class VerificationBlock:
     root_hash_hex: str  # RFC 9162 root, 64 lowercase hex digits
     previous: PreviousSheet | None
     verify_url: str  # the QR code points here
+    witnessed: Sequence[WitnessedSheet] = ()  # earlier sheets cosigned by witnesses, by number
 
     def __post_init__(self) -> None:
         _check_count(self, "tree_size")
@@ -323,6 +339,7 @@ class VerificationBlock:
             raise ValueError("the previous sheet cannot pin a larger tree than this one")
         if not self.verify_url:
             raise ValueError("VerificationBlock.verify_url is required")
+        _freeze(self, "witnessed")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,6 +357,52 @@ class AwardBlock:
         _check_fen(self, "granted_fen", negative_ok=False)
         if not self.steps or not all(isinstance(x, str) and 0 < len(x) <= TEXT_LENGTH_MAX for x in self.steps):
             raise ValueError("AwardBlock.steps must be non-empty sentences")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScoreRow:
+    """共评: one way of scoring (online by code, on paper, both) — the distribution 1–5 and what
+    ledger/evaluations.py computes of it (the same values the API and the page give)."""
+
+    label: str  # 线上（评价码） / 线下（问卷、共评会） / 合计
+    counts: Sequence[int]  # scores 1..5
+    average: Decimal | None  # two places; None without scores
+    satisfied_rate: Decimal | None  # share of 4 and 5, four places; None without scores
+
+    def __post_init__(self) -> None:
+        _freeze(self, "counts")
+        if len(self.counts) != 5 or any(type(n) is not int or n < 0 for n in self.counts):
+            raise ValueError("ScoreRow.counts are five non-negative ints (scores 1 to 5)")
+        for name in ("average", "satisfied_rate"):
+            value = getattr(self, name)
+            if (value is None) != (self.total == 0) or (value is not None and not isinstance(value, Decimal)):
+                raise ValueError(f"ScoreRow.{name} is a Decimal exactly when there are scores")
+        if self.satisfied_rate is not None and not 0 <= self.satisfied_rate <= 1:
+            raise ValueError("ScoreRow.satisfied_rate is a fraction in [0, 1]")
+        _check_texts(self)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvaluationBlock:
+    """共评结果 as of the sheet: online, paper and together, and how many codes were issued."""
+
+    rows: Sequence[ScoreRow]  # online, paper, overall
+    codes_issued: int
+    tallies: int  # paper questionnaires and meetings recorded
+
+    def __post_init__(self) -> None:
+        _freeze(self, "rows")
+        if len(self.rows) != 3 or any(type(r) is not ScoreRow for r in self.rows):
+            raise ValueError("EvaluationBlock.rows are online, paper and overall")
+        online, paper, overall = self.rows
+        if list(overall.counts) != [a + b for a, b in zip(online.counts, paper.counts, strict=True)]:
+            raise ValueError("EvaluationBlock: the overall row is online plus paper")
+        _check_count(self, "codes_issued")
+        _check_count(self, "tallies")
 
 
 # --- The sheet ---------------------------------------------------------------------------------
@@ -377,6 +440,7 @@ class SheetModel:
     objection_reply_days: int = 3  # 个工作日内公开答复
     pledges: Sequence[PledgeRow] = ()  # every pledge not reversed, as of the sheet, by seq
     award: AwardBlock | None = None  # None: the project follows no 以奖代补 policy
+    evaluation: EvaluationBlock | None = None  # None: no codes issued and no scores yet
 
     def __post_init__(self) -> None:
         row_fields = {
