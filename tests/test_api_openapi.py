@@ -145,8 +145,10 @@ async def test_document_is_valid_and_declares_problems(world: World) -> None:
             for status, response in operation["responses"].items():
                 if status[0] in "45":
                     assert list(response["content"]) == ["application/problem+json"], (method, path, status)
-            if method == "post" and path.endswith(("/objections", "/evaluations")):
-                assert "security" not in operation, "objections and scores are public (rate-limited) writes"
+            if method == "post" and path.endswith(("/objections", "/evaluations", "/cosignatures")):
+                # Objections and scores are public (rate-limited) writes; a cosignature's own
+                # signature authenticates it.
+                assert "security" not in operation, (method, path)
             elif method in ("post", "delete"):
                 assert operation["security"] == [{"bearer": []}], (method, path)
                 if method == "post":
