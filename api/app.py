@@ -27,6 +27,7 @@ from api.openapi import build_openapi
 from api.pages import pages_router, static_router, template_config
 from api.routes import (
     attachments,
+    awards,
     communities,
     contributors,
     decisions,
@@ -59,6 +60,7 @@ API_V1_ROUTES = [
     *vouchers.ROUTES,
     *attachments.ROUTES,
     *pledges.ROUTES,
+    *awards.ROUTES,
 ]
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from decimal import ROUND_DOWN, Decimal
+from fractions import Fraction
 
 from api import schemas as s
+from ledger.awards import AwardComputation, AwardPolicy
 from ledger.canonical import SHANGHAI, Signer
 from ledger.communities import Community
 from ledger.decisions import Decision
@@ -34,6 +37,7 @@ def project_out(p: Project, summary: Summary | None = None) -> s.ProjectOut:
         stage=p.stage,
         spending_gate=p.spending_gate,  # type: ignore[arg-type]
         countersign_over=format_fen(p.countersign_over_fen) if p.countersign_over_fen is not None else None,
+        award_policy=p.award_policy,
         created_at=p.created_at,
         budget_lines=[
             s.BudgetLineOut(category=b.category, label=b.label, source=b.source, amount=format_fen(b.amount_fen))
@@ -147,6 +151,7 @@ def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = 
         checker=signer_out(e.checker),
         attachments=list(e.attachments),
         pledge=e.pledge_seq,
+        award=e.award_basis,
         warnings=[s.WarningOut(code=w.code, message=w.message) for w in e.warnings],
         document=e.document,
         leaf_hash=e.leaf_hash.hex(),
@@ -243,4 +248,76 @@ def pledge_totals_out(t: PledgeTotals) -> s.PledgeTotalsOut:
         excess=format_fen(t.excess_fen),
         count=t.count,
         open=t.open_count,
+    )
+
+
+def ratio_text(value: Fraction | Decimal | None) -> str | None:
+    """An exact ratio as four decimals, cut (never rounded up past a minimum)."""
+    if value is None:
+        return None
+    exact = Decimal(value.numerator) / Decimal(value.denominator) if isinstance(value, Fraction) else value
+    return str(exact.quantize(Decimal("0.0001"), rounding=ROUND_DOWN))
+
+
+def award_policy_out(p: AwardPolicy) -> s.AwardPolicyOut:
+    return s.AwardPolicyOut(
+        code=p.code,
+        version=p.version,
+        name=p.name,
+        issuer=p.issuer,
+        document_no=p.document_no,
+        rate=ratio_text(p.rate) or "",
+        cap=format_fen(p.cap_fen) if p.cap_fen is not None else None,
+        min_participation=ratio_text(p.min_participation) or "",
+        min_satisfaction=ratio_text(p.min_satisfaction) or "",
+        created_at=p.created_at.astimezone(SHANGHAI),
+    )
+
+
+def award_out(a: AwardComputation | None) -> s.AwardOut:
+    if a is None:
+        return s.AwardOut(
+            policy=None,
+            crowdfunded="0.00",
+            residents_paid="0.00",
+            residents_refunded="0.00",
+            others_contributed="0.00",
+            contributors=0,
+            households_in_scope=0,
+            participation_rate=None,
+            participation_met=False,
+            satisfied=None,
+            evaluated=None,
+            satisfied_rate=None,
+            satisfaction_met=False,
+            eligible=False,
+            proportional="0.00",
+            cap=None,
+            award="0.00",
+            granted="0.00",
+            remaining="0.00",
+            steps=["本项目未适用以奖代补政策。"],
+        )
+    x = a.inputs
+    return s.AwardOut(
+        policy=award_policy_out(a.policy),
+        crowdfunded=format_fen(x.crowdfunded_fen),
+        residents_paid=format_fen(x.residents_paid_fen),
+        residents_refunded=format_fen(x.residents_refunded_fen),
+        others_contributed=format_fen(x.others_net_fen),
+        contributors=x.contributors,
+        households_in_scope=x.households_in_scope,
+        participation_rate=ratio_text(x.participation),
+        participation_met=a.participation_met,
+        satisfied=x.satisfied,
+        evaluated=x.evaluated,
+        satisfied_rate=ratio_text(x.satisfaction),
+        satisfaction_met=a.satisfaction_met,
+        eligible=a.eligible,
+        proportional=format_fen(a.proportional_fen),
+        cap=format_fen(a.policy.cap_fen) if a.policy.cap_fen is not None else None,
+        award=format_fen(a.award_fen),
+        granted=format_fen(x.granted_fen),
+        remaining=format_fen(a.remaining_fen),
+        steps=a.steps,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema, field_validator
@@ -108,6 +109,8 @@ class ProjectIn(RequestBody):
     spending_gate: Literal["resolution", "waived"] = "resolution"
     # Expenditures and refunds above this need a voucher approved by an auditor ("0": all).
     countersign_over: BudgetAmount | None = None
+    # The 以奖代补 policy code the project follows (POST /award-policies).
+    award_policy: Code | None = None
 
 
 class ErasureIn(RequestBody):
@@ -190,6 +193,8 @@ class GrantIn(_EntryIn):
     amount: EntryAmount
     grantor: Text200
     document_no: Text100 | None = None
+    # Cite the project's 以奖代补 computation: its inputs and result go into the hashed entry.
+    cites_award: bool = False
 
 
 class ExpenditureIn(_EntryIn):
@@ -336,6 +341,7 @@ class ProjectOut(BaseModel):
     stage: str
     spending_gate: Literal["resolution", "waived"]
     countersign_over: MoneyOut | None = None
+    award_policy: str | None = Field(default=None, description="项目适用的以奖代补政策编号")
     created_at: datetime
     budget_lines: list[BudgetLineOut]
     summary: SummaryOut | None = None
@@ -402,6 +408,9 @@ class EntryOut(BaseModel):
     checker: SignerOut | None = None
     attachments: list[str] = []
     pledge: int | None = Field(default=None, description="本笔出资所兑现的认筹的记账序号")
+    award: dict[str, int | str] | None = Field(
+        default=None, description="以奖代补拨款所引用的奖补核算（政策、版本、各项输入与应奖金额，分为单位）"
+    )
     warnings: list[WarningOut] = Field(
         default=[], description="记账时的提示（如超额兑现认筹）；只出现在记账的响应中，记录照常入账"
     )
@@ -655,3 +664,89 @@ class AttachmentOut(BaseModel):
     media_type: Literal["image/jpeg", "image/png", "application/pdf"]
     size: int
     url: str
+
+
+# -- awards (以奖代补) ---------------------------------------------------------------------------
+
+RATE_PATTERN = r"^(0|[1-9][0-9]?)(\.[0-9]{1,4})?$"
+RATIO_PATTERN = r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$"
+
+
+def _decimal(pattern: str, what: str) -> Any:
+    compiled = re.compile(pattern)
+
+    def parse(value: Any) -> Decimal:
+        if not isinstance(value, str) or not compiled.fullmatch(value):
+            raise ValueError(f'{what}须为字符串形式的小数，最多四位小数，如 "0.5"（不接受 JSON 数字）')
+        return Decimal(value)
+
+    return parse
+
+
+Rate = Annotated[
+    Decimal,
+    BeforeValidator(_decimal(RATE_PATTERN, "奖补比例")),
+    WithJsonSchema({"type": "string", "pattern": RATE_PATTERN, "examples": ["0.5"]}),
+]
+Ratio = Annotated[
+    Decimal,
+    BeforeValidator(_decimal(RATIO_PATTERN, "比例")),
+    WithJsonSchema({"type": "string", "pattern": RATIO_PATTERN, "examples": ["0.3"]}),
+]
+RatioOut = Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]{4}$", examples=["0.3000"])]
+
+
+class AwardPolicyIn(RequestBody):
+    code: Code
+    name: Text100
+    issuer: Text200
+    document_no: Text100 | None = None
+    rate: Rate
+    cap: BudgetAmount | None = None
+    min_participation: Ratio = Decimal(0)
+    min_satisfaction: Ratio = Decimal(0)
+
+
+class AwardPolicyAssignIn(RequestBody):
+    policy: Code
+
+
+class AwardPolicyOut(BaseModel):
+    code: str
+    version: int = Field(description="同一编号的第几版；修改政策即发布新一版，旧版永久保留")
+    name: str
+    issuer: str
+    document_no: str | None
+    rate: RatioOut
+    cap: MoneyOut | None
+    min_participation: RatioOut
+    min_satisfaction: RatioOut
+    created_at: datetime
+
+
+class AwardPolicyPage(BaseModel):
+    items: list[AwardPolicyOut]
+    next: str | None
+
+
+class AwardOut(BaseModel):
+    policy: AwardPolicyOut | None = Field(description="项目适用的政策（该编号的最新一版）；未适用时为 null")
+    crowdfunded: MoneyOut = Field(description="居民众筹净额：居民和住户出资减退款")
+    residents_paid: MoneyOut
+    residents_refunded: MoneyOut
+    others_contributed: MoneyOut = Field(description="企业、单位、党组织的出资（不计入）")
+    contributors: int
+    households_in_scope: int
+    participation_rate: RatioOut | None = Field(description="出资户数 ÷ 范围内户数，四位小数，舍去其后")
+    participation_met: bool
+    satisfied: int | None
+    evaluated: int | None
+    satisfied_rate: RatioOut | None
+    satisfaction_met: bool
+    eligible: bool
+    proportional: MoneyOut = Field(description="居民众筹净额 × 比例，不足一分舍去")
+    cap: MoneyOut | None
+    award: MoneyOut = Field(description="应奖金额")
+    granted: MoneyOut = Field(description="注明依据本核算的以奖代补拨款（冲正已扣除）")
+    remaining: MoneyOut = Field(description="应奖 − 已拨付（负数为超拨）")
+    steps: list[str] = Field(description="核算的每一步，中文")

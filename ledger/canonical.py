@@ -91,6 +91,7 @@ def entry_document(
     checker: Signer | None = None,
     attachments: Sequence[str] = (),
     pledge_seq: int | None = None,
+    award_basis: dict[str, Any] | None = None,
 ) -> bytes:
     doc: dict[str, Any] = {
         "v": DOCUMENT_VERSION,
@@ -124,4 +125,7 @@ def entry_document(
     # Which promise this payment keeps is the treasurer's statement: hashed, so it cannot be moved.
     if pledge_seq is not None:
         doc["pledge"] = pledge_seq
+    # A grant citing the 以奖代补 computation carries its inputs and result (ledger/awards.py).
+    if award_basis is not None:
+        doc["award"] = award_basis
     return rfc8785.dumps(doc)

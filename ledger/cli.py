@@ -164,5 +164,13 @@ def contributor_erase(public_id: str, reason: str) -> None:
     click.echo(message)
 
 
+# The treasurer's and the 街道's jobs live in their own modules; registered here so `ledger --help`
+# lists them with the rest.
+from ledger import cli_backup, cli_jobs  # noqa: E402
+
+for _command in (*cli_jobs.COMMANDS, *cli_backup.COMMANDS):
+    main.add_command(_command)
+
+
 if __name__ == "__main__":
     main()

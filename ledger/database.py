@@ -12,17 +12,17 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ledger.embedded_pg import SUPERUSER, EmbeddedPostgres
 from ledger.settings import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ async def ensure_app_role_owns_nothing(engine: AsyncEngine) -> None:
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_overflow,
@@ -137,12 +137,46 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         # Ledger writes need durable commits: never synchronous_commit=off here.
         connect_args={"server_settings": {"application_name": "ledger", "timezone": "Asia/Shanghai"}},
     )
+    event.listen(engine.sync_engine.pool, "checkin", _discard_if_transaction_left_open)
+    return engine
+
+
+def _discard_if_transaction_left_open(dbapi_connection: Any, record: Any) -> None:
+    """A connection goes back to the pool only with no transaction open on it; otherwise it is
+    closed (the server rolls the transaction back) and the pool opens a fresh one when needed.
+
+    A request cancelled mid-flight (the client went away, the server shut down) interrupts
+    whatever statement is running. SQLAlchemy's rollback-on-return only knows transactions it
+    began itself, not the raw asyncpg ones of ledger/pg.py; and when a ``BEGIN`` is interrupted,
+    asyncpg keeps its record of the block (``_top_xact``) although no ``async with`` will ever end
+    it. Returned as it was, such a connection stayed *idle in transaction* holding its locks (a
+    project's head row: every later append to that project waited), or handed the next request a
+    transaction that became a SAVEPOINT inside the stale one: its entry answered 201 and was never
+    committed. tests/test_reliability_cancel.py cancels 1,000 requests at random points.
+    """
+    if dbapi_connection is None:
+        return
+    raw = dbapi_connection.driver_connection
+    if raw.is_closed():
+        return
+    # is_in_transaction() is the server's state at its last ReadyForQuery: true also when a COMMIT
+    # or ROLLBACK was interrupted before its answer came back.
+    if raw.is_in_transaction() or getattr(raw, "_top_xact", None) is not None:
+        log.warning("a pooled connection was returned inside a transaction (a cancelled request); closing it")
+        raw.terminate()
+        record.invalidate()
 
 
 # -- migrations ---------------------------------------------------------------------------------
 
 
+# Alembic is imported where it is used: it is half the start-up time of a command that never
+# migrates (ledger verify, export, backup from a cron).
+
+
 def alembic_config(owner_url: str, app_role: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", owner_url.replace("%", "%%"))
@@ -152,15 +186,21 @@ def alembic_config(owner_url: str, app_role: str) -> Config:
 
 def upgrade(owner_url: str, app_role: str, revision: str = "head") -> None:
     """Apply migrations (synchronous; runs its own event loop, so call it from a thread)."""
+    from alembic import command
+
     command.upgrade(alembic_config(owner_url, app_role), revision)
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config("postgresql://unused", "unused"))
     return script.get_current_head()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     async with engine.connect() as conn:
         return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 

@@ -7,11 +7,13 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import tree
+from ledger.awards import NewPolicy, create_policy, project_award_by_code
 from ledger.canonical import SHANGHAI, Signer
 from ledger.communities import NewCommunity, create_community
 from ledger.contributors import ContributorRef
@@ -55,6 +57,20 @@ async def load_demo(engine: AsyncEngine, *, defer_later: bool = False) -> bool:
     await create_community(
         engine, NewCommunity(code="jinxiu", name="锦绣花园小区", district="下陆区团城山街道", households=1200)
     )
+    # 1 yuan of award for each yuan residents raise, up to 100,000, once 5% of households take part.
+    await create_policy(
+        engine,
+        NewPolicy(
+            code="xialu-2026",
+            name="下陆区共同缔造以奖代补实施办法",
+            issuer="下陆区住房和城乡建设局",
+            document_no="下住建〔2026〕3号",
+            rate=Decimal(1),
+            cap_fen=10_000_000,
+            min_participation=Decimal("0.05"),
+        ),
+        created_by="demo",
+    )
     await create_project(
         engine,
         NewProject(
@@ -70,6 +86,8 @@ async def load_demo(engine: AsyncEngine, *, defer_later: bool = False) -> bool:
             ],
             # Every expenditure and refund is countersigned (经办人 and 审核人), as on paper.
             countersign_over_fen=0,
+            award_policy="xialu-2026",
+            created_by="demo",
         ),
     )
     start = today - timedelta(days=60)
@@ -129,14 +147,6 @@ async def load_demo(engine: AsyncEngine, *, defer_later: bool = False) -> bool:
             memo="驻区企业捐资",
         ),
         EntryDraft(
-            kind="grant",
-            occurred_on=start + timedelta(days=20),
-            amount_fen=5_000_000,
-            grantor="下陆区住房和城乡建设局",
-            document_no="下住建〔2026〕12号",
-            memo="以奖代补第一批",
-        ),
-        EntryDraft(
             kind="pledge",
             occurred_on=start + timedelta(days=12),
             amount_fen=100_000,
@@ -166,6 +176,26 @@ async def load_demo(engine: AsyncEngine, *, defer_later: bool = False) -> bool:
                 receipt_no="SJ-0101",
                 memo="兑现认筹（第一次）",
                 pledge_seq=pledged,
+            )
+        ],
+        recorded_by="demo",
+        render=lambda es: len(es),
+    )
+    # The district pays the award as computed so far, citing the computation.
+    computed = await project_award_by_code(engine, "jinxiu-road-2026")
+    assert computed is not None and computed.award_fen > 0, "the demo's residents earn an award"
+    await append_entries(
+        engine,
+        "jinxiu-road-2026",
+        [
+            EntryDraft(
+                kind="grant",
+                occurred_on=start + timedelta(days=23),
+                amount_fen=computed.award_fen,
+                grantor="下陆区住房和城乡建设局",
+                document_no="下住建〔2026〕12号",
+                memo="以奖代补第一批（按核算拨付）",
+                cites_award=True,
             )
         ],
         recorded_by="demo",

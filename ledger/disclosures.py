@@ -5,29 +5,42 @@ sheet is built from are one snapshot. The PDF is made by a callback (``reports``
 ledger never imports a renderer) while the project's publishing lock is held, then stored with
 its SHA-256 in an append-only table and served as stored, forever. Publishing the same period
 again makes a new sheet (第 N+1 期) that names the previous one.
+
+The publishing lock and the idempotency key are taken before that transaction begins (see
+:func:`_holding`): a REPEATABLE READ snapshot is fixed when the transaction's first statement
+starts, before any lock that statement waits for is granted, so a publisher that waited inside
+the transaction would number its sheet from a snapshot older than the sheet it waited for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ledger import pg
 from ledger.canonical import SHANGHAI
-from ledger.errors import Conflict, NotFound, ValidationFailed
-from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
+from ledger.errors import Conflict, IdempotencyInFlight, NotFound, ValidationFailed
+from ledger.idempotency import KEY_LOCK_ID, IdempotencyRequest, StoredResponse, claim, store
 from ledger.masking import refuse_personal_numbers
 from ledger.projects import Project, load_project
 
 NOTICE_DAYS_DEFAULT = 7
 NOTICE_DAYS_MAX = 90
 PERIOD_DAYS_MAX = 3660
+# How long a publisher waits for another publish of the same project before a 409: rendering a
+# sheet takes well under a second for a typical project, seconds for the largest.
+PUBLISH_WAIT_S = 60.0
+PUBLISH_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,60 @@ async def snapshot(
     )
 
 
+# Session-level (not transaction-level) advisory locks: they are taken before the transaction
+# exists and released explicitly after it ends. The project's lock is keyed by its code (unique and
+# never changed), so it is taken without reading anything.
+_HOLD_KEY = pg.Query(f"SELECT pg_try_advisory_lock({KEY_LOCK_ID})")
+_HOLD_PROJECT = pg.Query("SELECT pg_try_advisory_lock(hashtextextended('disclosures:' || :code, 11))")
+
+
+@asynccontextmanager
+async def _holding(
+    conn: AsyncConnection, project_code: str, idempotency: IdempotencyRequest | None
+) -> AsyncIterator[None]:
+    """Hold the request's idempotency key, then the project's publishing lock, on ``conn``'s
+    session and outside any transaction, until the publish (its transaction) is over.
+
+    The order is that of every write: a copy of a request still in flight gets 409
+    ``idempotency_in_flight`` at once; only then does a publisher queue behind another publish of
+    the project (polling, so a cancelled request never leaves a waiting statement behind), for at
+    most ``PUBLISH_WAIT_S`` (then 409 ``conflict``). Both are granted before the transaction's
+    snapshot exists, so it sees the sheet and the stored response of whoever held them before.
+
+    Session locks outlive a transaction: they are released when the publish ends, and a session in
+    doubt (a statement cancelled half-way) is closed, which releases them in the server.
+    """
+    raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
+    try:
+        if idempotency is not None:
+            params = {"scope": idempotency.scope, "key": idempotency.key}
+            if not await raw.fetchval(_HOLD_KEY.sql, *_HOLD_KEY.args(params)):
+                raise IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PUBLISH_WAIT_S
+        while not await raw.fetchval(_HOLD_PROJECT.sql, project_code):
+            if loop.time() >= deadline:
+                raise Conflict("本项目正有另一张公示表在发布，请稍后重试")
+            await asyncio.sleep(PUBLISH_POLL_S)
+        yield
+    except Exception:
+        await _release(conn, raw)
+        raise
+    except BaseException:
+        # Cancelled, possibly mid-statement: the session's state is unknown, so close it.
+        await conn.invalidate()
+        raise
+    else:
+        await _release(conn, raw)
+
+
+async def _release(conn: AsyncConnection, raw: asyncpg.Connection) -> None:
+    try:
+        await raw.execute("SELECT pg_advisory_unlock_all()")
+    except Exception:
+        await conn.invalidate()  # closing the session releases its locks in the server
+
+
 async def publish_disclosure(
     engine: AsyncEngine,
     project_code: str,
@@ -163,19 +230,16 @@ async def publish_disclosure(
     """
     today = today or datetime.now(SHANGHAI).date()
     check_draft(draft, today)
-    async with engine.connect() as conn:
+    async with engine.connect() as conn, _holding(conn, project_code, idempotency):
         await conn.execution_options(isolation_level="REPEATABLE READ")
+        # The snapshot starts here, with the key and the project's publishing lock held: one
+        # publisher per project at a time, so sheet numbers and "previous" are exact.
         async with conn.begin():
             if idempotency is not None:
                 stored = await claim(conn, idempotency)
                 if stored is not None:
                     return stored, True
             project = await load_project(conn, project_code)
-            # One publisher per project at a time, so sheet numbers and "previous" are exact.
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended('disclosures:' || :pid, 11))"),
-                {"pid": str(project.id)},
-            )
             reserved = (
                 await conn.execute(text("SELECT nextval(pg_get_serial_sequence('disclosures', 'id'))"))
             ).scalar_one()

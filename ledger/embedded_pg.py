@@ -45,10 +45,12 @@ class EmbeddedPostgresError(RuntimeError):
     pass
 
 
-def find_binaries(preferred: str = "auto") -> Path:
-    """Return the bin directory holding initdb/pg_ctl/postgres.
+def binary_candidates(preferred: str = "auto") -> list[Path]:
+    """PostgreSQL ``bin/`` directories to try, in order of preference (they may not all exist).
 
-    ``preferred`` is ``auto`` (pgserver, else system), ``pgserver``, ``system`` or a path.
+    ``preferred`` is ``auto`` (pgserver, then the system's, newest first), ``pgserver``,
+    ``system`` or a path. ``ledger backup``/``restore`` pick their client programs from the same
+    list, so they match the server binaries the embedded cluster runs.
     """
     candidates: list[Path] = []
     if preferred not in ("auto", "pgserver", "system"):
@@ -73,6 +75,12 @@ def find_binaries(preferred: str = "auto") -> Path:
             with contextlib.suppress(subprocess.SubprocessError, OSError):
                 out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
                 candidates.append(Path(out.stdout.strip()))
+    return candidates
+
+
+def find_binaries(preferred: str = "auto") -> Path:
+    """Return the bin directory holding initdb/pg_ctl/postgres (see :func:`binary_candidates`)."""
+    candidates = binary_candidates(preferred)
     for bin_dir in candidates:
         if (bin_dir / "initdb").exists() and (bin_dir / "pg_ctl").exists():
             return bin_dir
@@ -273,7 +281,7 @@ class EmbeddedPostgres:
             result = subprocess.run(
                 [str(pg_isready), "-q", "-h", str(self.socket_dir), "-p", str(PORT), "-U", SUPERUSER],
                 check=False,
-                env=_clean_env(self.bin_dir),
+                env=clean_env(self.bin_dir),
             )
             if result.returncode == 0:
                 return
@@ -294,7 +302,7 @@ class EmbeddedPostgres:
                 capture_output=True,
                 text=True,
                 check=False,
-                env=_clean_env(self.bin_dir),
+                env=clean_env(self.bin_dir),
                 **kwargs,  # type: ignore[call-overload]
             )
         if check and result.returncode != 0:
@@ -312,7 +320,8 @@ def _pid_from_lockfile(path: Path) -> int | None:
     return int(first) if re.fullmatch(r"\d+", first) else None
 
 
-def _clean_env(bin_dir: Path) -> dict[str, str]:
+def clean_env(bin_dir: Path) -> dict[str, str]:
+    """The environment for a PostgreSQL program: no inherited PG* variables, ``bin_dir`` first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["PATH"] = f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
     env["LC_ALL"] = "C.UTF-8"

@@ -33,7 +33,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger import merkle, pg
+from ledger import awards, merkle, pg
 from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account, parse_posting_lines, postings_for
 from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, Signer, entry_document
 from ledger.contributors import Contributor, ContributorRef, resolve_contributors
@@ -88,6 +88,8 @@ class EntryDraft:
     reason: str | None = None
     # The pledge (认筹 entry) a contribution fulfils: its seq in the same project.
     pledge_seq: int | None = None
+    # A grant that cites the project's 以奖代补 computation (its basis goes into the document).
+    cites_award: bool = False
     # SHA-256 digests (hex) of files uploaded by the project's community.
     attachments: tuple[str, ...] = ()
     # Set only by a voucher's approval (ledger/vouchers.py), never from a request body.
@@ -139,6 +141,7 @@ class RecordedEntry:
     checker: Signer | None = None
     attachments: tuple[str, ...] = ()
     pledge_seq: int | None = None
+    award_basis: dict[str, Any] | None = None
     # What the write noticed but did not refuse (a pledge paid beyond its promise); only in the
     # response to the write that recorded the entry, never on a read.
     warnings: list[EntryWarning] = field(default_factory=list)
@@ -338,12 +341,15 @@ class _Batch:
         self.gate_error: LedgerError | None = None
         self.countersign_over_fen: int | None = None
         self.pledges = PledgeBook()
+        self.award: awards.AwardComputation | None = None
+        self.award_granted_fen = 0  # cited grants so far, this batch's included
 
     async def load(self, drafts: list[EntryDraft]) -> None:
         """What the drafts need besides the head and accounts: contributors, originals, the gate."""
         await self._load_contributors(drafts)
         await self._load_originals(drafts)
         await self._load_pledges(drafts)
+        await self._load_award(drafts)
         await self._load_gate(drafts)
         await self._load_countersign(drafts)
         await self._check_attachments(drafts)
@@ -439,6 +445,14 @@ class _Batch:
                 seqs.add(o.pledge_seq)
         await self.pledges.load(self.conn, self.head.project_id, seqs)
 
+    async def _load_award(self, drafts: list[EntryDraft]) -> None:
+        """The award as the ledger stands before this batch (under the lock: no other append moves
+        it meanwhile), for grants that cite it."""
+        if any(d.cites_award for d in drafts):
+            self.award = await awards.project_award(self.conn, self.head.project_id)
+            if self.award is not None:
+                self.award_granted_fen = self.award.inputs.granted_fen
+
     # -- per draft, in memory, under the lock --------------------------------------------------
 
     def prepare(self, index: int, draft: EntryDraft, recorded_by: str) -> RecordedEntry:
@@ -471,6 +485,8 @@ class _Batch:
 
         seq = self.head.size + 1
         warnings = self._apply_pledges(seq, draft, contributor, original, amount_fen)
+        award_basis, award_warnings = self._cite_award(draft, amount_fen)
+        warnings += award_warnings
         recorded_at = datetime.now(SHANGHAI)
         fields = draft.kind_fields()
         stamp = None
@@ -501,6 +517,7 @@ class _Batch:
             checker=draft.checker,
             attachments=draft.attachments,
             pledge_seq=draft.pledge_seq,
+            award_basis=award_basis,
         )
         leaf = merkle.leaf_hash(document)
         self.nodes.extend(self.head.frontier.append(leaf))
@@ -540,6 +557,7 @@ class _Batch:
             checker=draft.checker,
             attachments=draft.attachments,
             pledge_seq=draft.pledge_seq,
+            award_basis=award_basis,
             warnings=warnings,
         )
 
@@ -615,6 +633,33 @@ class _Batch:
             return self.pledges.fulfil(draft.pledge_seq, contributor.id, anonymous, amount_fen)
         return []
 
+    def _cite_award(self, draft: EntryDraft, amount_fen: int) -> tuple[dict[str, Any] | None, list[EntryWarning]]:
+        """A grant citing the award: its basis, and a warning when it is not (or no longer) due.
+        The grant is recorded all the same: the money arrived, and the sheet shows both figures."""
+        if not draft.cites_award:
+            return None, []
+        if self.award is None:
+            raise ValidationFailed.on("cites_award", "本项目未适用以奖代补政策，无可引用的核算")
+        award = self.award
+        warnings = []
+        if not award.eligible:
+            warnings.append(
+                EntryWarning(
+                    "award_not_eligible", "按政策核算本项目暂不符合以奖代补条件（应奖 0.00 元），本笔仍照实入账"
+                )
+            )
+        elif self.award_granted_fen + amount_fen > award.award_fen:
+            due = max(award.award_fen - self.award_granted_fen, 0)
+            warnings.append(
+                EntryWarning(
+                    "award_exceeded",
+                    f"本笔 {format_fen_grouped(amount_fen)} 元超出按政策核算尚待拨付的 {format_fen_grouped(due)} 元"
+                    f"（应奖 {format_fen_grouped(award.award_fen)} 元），本笔仍照实入账",
+                )
+            )
+        self.award_granted_fen += amount_fen
+        return award.basis(), warnings
+
     def _apply_postings(self, postings: list[Posting]) -> None:
         for posting in postings:
             account = self.accounts.get(posting.account)
@@ -660,6 +705,7 @@ class _Batch:
             # A text[] column inside an unnest of arrays: carried as one JSON text per entry.
             e_cols["attachments"].append(json.dumps(list(r.attachments)) if r.attachments else None)
             e_cols["pledge_seq"].append(r.pledge_seq)
+            e_cols["award_basis"].append(awards.basis_text(r.award_basis) if r.award_basis else None)
             for line_no, p in enumerate(r.postings, start=1):
                 p_cols["seq"].append(r.seq)
                 p_cols["line_no"].append(line_no)
@@ -712,7 +758,8 @@ _WRITE_SQL = pg.Query(
                              recorded_by, contributor_id, contributor_commitment, anonymous, memo, channel,
                              receipt_no, grantor, document_no, payee, category, invoice_no, description,
                              reason, reverses_seq, document, leaf_hash, anonymous_id,
-                             maker_role, maker_name, checker_role, checker_name, attachments, pledge_seq)
+                             maker_role, maker_name, checker_role, checker_name, attachments, pledge_seq,
+                             award_basis)
         SELECT :cid, :pid, u.seq, u.kind, u.amount, u.occurred_on, u.recorded_at, u.recorded_by,
                u.contributor_id, u.commitment, u.anonymous, u.memo, u.channel, u.receipt_no, u.grantor,
                u.document_no, u.payee, u.category, u.invoice_no, u.description, u.reason, u.reverses_seq,
@@ -720,7 +767,7 @@ _WRITE_SQL = pg.Query(
                u.checker_name,
                CASE WHEN u.attachments IS NULL THEN NULL
                     ELSE ARRAY(SELECT jsonb_array_elements_text(CAST(u.attachments AS jsonb))) END,
-               u.pledge_seq
+               u.pledge_seq, u.award_basis
         FROM unnest(
             CAST(:e_seq AS bigint[]), CAST(:e_kind AS text[]), CAST(:e_amount AS bigint[]),
             CAST(:e_occurred_on AS date[]), CAST(:e_recorded_at AS timestamptz[]),
@@ -732,11 +779,11 @@ _WRITE_SQL = pg.Query(
             CAST(:e_reverses_seq AS bigint[]), CAST(:e_document AS text[]), CAST(:e_leaf_hash AS bytea[]),
             CAST(:e_anonymous_id AS uuid[]), CAST(:e_maker_role AS text[]), CAST(:e_maker_name AS text[]),
             CAST(:e_checker_role AS text[]), CAST(:e_checker_name AS text[]), CAST(:e_attachments AS text[]),
-            CAST(:e_pledge_seq AS bigint[]))
+            CAST(:e_pledge_seq AS bigint[]), CAST(:e_award_basis AS text[]))
             AS u(seq, kind, amount, occurred_on, recorded_at, recorded_by, contributor_id, commitment,
                  anonymous, memo, channel, receipt_no, grantor, document_no, payee, category, invoice_no,
                  description, reason, reverses_seq, document, leaf_hash, anonymous_id, maker_role,
-                 maker_name, checker_role, checker_name, attachments, pledge_seq)
+                 maker_name, checker_role, checker_name, attachments, pledge_seq, award_basis)
         RETURNING 1
     ), new_postings AS (
         INSERT INTO postings (community_id, project_id, seq, line_no, account_id, side, amount_fen)
@@ -820,6 +867,8 @@ def _check_static(draft: EntryDraft, today: date) -> None:
             raise ValidationFailed.on("payee", "支出须注明收款单位")
         if not draft.category:
             raise ValidationFailed.on("category", "支出须注明预算科目")
+    if draft.cites_award and draft.kind != "grant":
+        raise ValidationFailed.on("cites_award", "只有以奖代补拨款可以引用奖补核算")
     if draft.pledge_seq is not None and (draft.kind != "contribution" or draft.pledge_seq < 1):
         raise ValidationFailed.on("pledge", "只有众筹出资可以指明所兑现的认筹（认筹的记账序号）")
     if draft.channel is not None and draft.channel not in CHANNELS:
@@ -893,6 +942,7 @@ def _entry_from_row(row: Any) -> RecordedEntry:
         checker=signer(m["checker_role"], m["checker_name"]),
         attachments=tuple(m["attachments"] or ()),
         pledge_seq=m["pledge_seq"],
+        award_basis=awards.parse_basis(m["award_basis"]),
     )
 
 

@@ -49,7 +49,10 @@ def fingerprint(*parts: bytes) -> bytes:
     return digest.digest()
 
 
-_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended(:scope || chr(31) || :key, 7))"
+# The key's advisory lock id. The same expression is used by ledger_append_begin (migrations/0003)
+# and by a publisher holding its key for a whole session (ledger/disclosures.py): one lock per key.
+KEY_LOCK_ID = "hashtextextended(:scope || chr(31) || :key, 7)"
+_LOCK_SQL = f"SELECT pg_try_advisory_xact_lock({KEY_LOCK_ID})"
 _LOOKUP_SQL = "SELECT fingerprint, status, body FROM idempotency_keys WHERE scope = :scope AND key = :key"
 
 
@@ -69,8 +72,10 @@ async def claim(conn: AsyncConnection, request: IdempotencyRequest) -> StoredRes
     IdempotencyKeyReused."""
     params = {"scope": request.scope, "key": request.key}
     locked = (await conn.execute(text(_LOCK_SQL), params)).scalar_one()
-    # A second statement, hence a fresh snapshot: a first request that committed while we waited
-    # for nothing (try-lock) is visible here.
+    # A second statement, hence, under READ COMMITTED, a fresh snapshot: a first request that
+    # committed just before our try-lock is visible here. A REPEATABLE READ transaction keeps the
+    # snapshot of its first statement, taken before the lock was granted; such a caller must hold
+    # the key before its transaction begins (publish_disclosure does).
     row = (await conn.execute(text(_LOOKUP_SQL), params)).mappings().one_or_none() if locked else None
     return _outcome(locked, row, request)
 

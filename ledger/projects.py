@@ -11,10 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import merkle, pg
 from ledger.accounts import FLOORS_FEN, project_account_codes
+from ledger.awards import assign_policy, require_policy_code
 from ledger.communities import get_community
 from ledger.errors import Conflict, NotFound, ValidationFailed
 from ledger.masking import refuse_personal_numbers
-from ledger.tables import accounts, balances, budget_lines, communities, project_heads, projects
+from ledger.tables import (
+    accounts,
+    balances,
+    budget_lines,
+    communities,
+    project_award_policies,
+    project_heads,
+    projects,
+)
 
 BUDGET_SOURCES = ("crowdfunding", "grant", "collective", "other")
 BUDGET_LINES_MAX = 50
@@ -40,6 +49,9 @@ class NewProject:
     # Spending (expenditures, refunds) above this many fen needs a voucher approved by a second
     # person; 0 means all of it; None means no countersign.
     countersign_over_fen: int | None = None
+    # The 以奖代补 policy code the project follows (ledger/awards.py); None: none yet.
+    award_policy: str | None = None
+    created_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,10 +70,12 @@ class Project:
     created_at: datetime
     budget_lines: list[BudgetLine]
     countersign_over_fen: int | None = None
+    award_policy: str | None = None
 
 
 async def create_project(engine: AsyncEngine, new: NewProject) -> Project:
-    """Errors: NotFound (community), ValidationFailed (budget lines), Conflict (code taken)."""
+    """Errors: NotFound (community), ValidationFailed (budget lines, unknown award policy),
+    Conflict (code taken)."""
     _check_budget_lines(new.budget_lines)
     refuse_personal_numbers(
         {
@@ -74,6 +88,9 @@ async def create_project(engine: AsyncEngine, new: NewProject) -> Project:
     try:
         async with engine.begin() as conn:
             community = await get_community(conn, new.community_code)
+            raw = (await conn.get_raw_connection()).driver_connection
+            if new.award_policy is not None:
+                await require_policy_code(raw, new.award_policy)  # 422 before a taken code's 409
             project_id = (
                 await conn.execute(
                     insert(projects)
@@ -117,6 +134,8 @@ async def create_project(engine: AsyncEngine, new: NewProject) -> Project:
                 [{**ids, "account_id": a.id, "floor_fen": FLOORS_FEN.get(a.code)} for a in account_rows],
             )
             await conn.execute(insert(project_heads).values(**ids, size=0, frontier=b"", root_hash=merkle.EMPTY_ROOT))
+            if new.award_policy is not None:
+                await assign_policy(raw, project_id, community.id, new.award_policy, assigned_by=new.created_by)
             return await load_project(conn, new.code)
     except IntegrityError as exc:
         if "projects_code_unique" in str(exc.orig):
@@ -135,11 +154,19 @@ def _check_budget_lines(lines: list[BudgetLine]) -> None:
 
 
 def _project_query():
+    award_policy = (
+        select(project_award_policies.c.policy_code)
+        .where(project_award_policies.c.project_id == projects.c.id)
+        .order_by(project_award_policies.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     return select(
         projects,
         communities.c.code.label("community_code"),
         communities.c.name.label("community_name"),
         communities.c.district.label("community_district"),
+        award_policy.label("award_policy"),
     ).join(communities, communities.c.id == projects.c.community_id)
 
 
@@ -172,6 +199,7 @@ def _project_from_row(row: object, lines: list[BudgetLine]) -> Project:
         created_at=m["created_at"],
         budget_lines=lines,
         countersign_over_fen=m["countersign_over_fen"],
+        award_policy=m["award_policy"],
     )
 
 
@@ -229,7 +257,10 @@ _VERSION = pg.Query(
     SELECT p.stage, h.size, h.root_hash,
            (SELECT max(d.id) FROM decisions d WHERE d.project_id = p.id) AS decision_id,
            (SELECT max(s.sheet_number) FROM disclosures s WHERE s.project_id = p.id) AS sheet_number,
-           (SELECT max(c.erased_at) FROM contributors c WHERE c.community_id = p.community_id) AS erased_at
+           (SELECT max(c.erased_at) FROM contributors c WHERE c.community_id = p.community_id) AS erased_at,
+           -- The award page and sheet change with the policy followed and with any new version.
+           (SELECT max(a.id) FROM project_award_policies a WHERE a.project_id = p.id) AS assigned_id,
+           (SELECT max(id) FROM award_policies) AS policy_id
     FROM projects p JOIN project_heads h ON h.project_id = p.id
     WHERE p.code = :code
     """
@@ -245,4 +276,7 @@ async def project_version(engine: AsyncEngine, code: str) -> str:
     if row is None:
         raise NotFound(f"没有编号为 {code} 的项目")
     erased = row["erased_at"].isoformat() if row["erased_at"] else "-"
-    return f"{row['stage']}|{row['size']}|{bytes(row['root_hash']).hex()}|{row['decision_id']}|{row['sheet_number']}|{erased}"
+    return (
+        f"{row['stage']}|{row['size']}|{bytes(row['root_hash']).hex()}|{row['decision_id']}|{row['sheet_number']}"
+        f"|{erased}|{row['assigned_id']}|{row['policy_id']}"
+    )

@@ -225,3 +225,14 @@ idempotency_keys = Table(
     Column("body", Text),
     Column("created_at", DateTime(timezone=True)),
 )
+
+project_award_policies = Table(
+    "project_award_policies",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("community_id", BigInteger),
+    Column("project_id", BigInteger),
+    Column("policy_code", Text),
+    Column("assigned_by", Text),
+    Column("assigned_at", DateTime(timezone=True)),
+)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import merkle, pledges
 from ledger.accounts import parse_posting_lines
+from ledger.awards import parse_basis
 from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document
 from ledger.errors import NotFound, ValidationFailed
 
@@ -159,6 +160,7 @@ _VERIFY_SQL = text(
            e.grantor, e.document_no, e.payee, e.category, e.invoice_no, e.description, e.reason,
            e.reverses_seq, e.anonymous, e.contributor_commitment, e.document, e.leaf_hash,
            e.maker_role, e.maker_name, e.checker_role, e.checker_name, e.attachments, e.pledge_seq,
+           e.award_basis,
            coalesce(e.anonymous_id, c.public_id) AS public_id, c.type AS contributor_type,
            (SELECT array_agg(a.code || ' ' || p.side || ' ' || p.amount_fen ORDER BY p.line_no)
               FROM postings p JOIN accounts a ON a.id = p.account_id
@@ -198,6 +200,7 @@ def rebuild_document(project_code: str, row: object) -> bytes:
         checker=Signer(m["checker_role"], m["checker_name"]) if m["checker_name"] is not None else None,
         attachments=tuple(m["attachments"] or ()),
         pledge_seq=m["pledge_seq"],
+        award_basis=parse_basis(m["award_basis"]),
     )
 
 

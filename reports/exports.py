@@ -1,5 +1,6 @@
-"""Entries as spreadsheets (CSV for any tool, XLSX for Excel/WPS), masked unless the caller may
-see names. CSV is UTF-8 with a BOM so that Excel opens the Chinese correctly.
+"""Entries as spreadsheets (CSV for any tool, XLSX for Excel/WPS) and as JSON (``ledger export``),
+masked unless the caller may see names, all three from the same rows. CSV is UTF-8 with a BOM so
+that Excel opens the Chinese correctly.
 
 Every text cell is safe to open in a spreadsheet (OWASP "CSV injection"): a payee, memo or name
 typed by a treasurer or resident that starts like a formula gets a leading apostrophe, and XLSX
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
@@ -52,6 +54,26 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _BOLD = Font(bold=True)
 _RIGHT = Alignment(horizontal="right")
 
+# The JSON export's keys, one per HEADER column.
+JSON_KEYS = (
+    "seq",
+    "kind",
+    "occurred_on",
+    "amount",
+    "name",
+    "household",
+    "channel",
+    "receipt_no",
+    "grantor",
+    "document_no",
+    "category",
+    "note",
+    "reverses",
+    "reversed_by",
+    "recorded_at",
+    "leaf_hash",
+)
+
 
 def neutralise(text: str) -> str:
     """``-2+3`` → ``'-2+3``: a leading apostrophe makes a spreadsheet show the text as text. Kept
@@ -65,9 +87,11 @@ def _amount(fen: int) -> Decimal:
     return Decimal(fen).scaleb(-2)
 
 
-def export_rows(entries: Iterable[RecordedEntry], *, unmasked: bool) -> Iterator[list[object]]:
+def export_rows(
+    entries: Iterable[RecordedEntry], *, unmasked: bool, spreadsheet: bool = True
+) -> Iterator[list[object]]:
     """One list per entry in HEADER's order: ints for seq numbers, a Decimal for the amount,
-    neutralised text for everything else ("" for an empty cell)."""
+    text for everything else ("" for an empty cell), neutralised unless not for a ``spreadsheet``."""
     for e in entries:
         f = e.fields
         who, where = f.get("payee") or "", ""
@@ -94,7 +118,7 @@ def export_rows(entries: Iterable[RecordedEntry], *, unmasked: bool) -> Iterator
             KIND_LABELS[e.kind],
             e.occurred_on.isoformat(),
             _amount(-e.amount_fen if e.kind == "reversal" else e.amount_fen),
-            *(neutralise(t) for t in texts),
+            *(neutralise(t) if spreadsheet else t for t in texts),
             e.reverses_seq or "",
             e.reversed_by or "",
             e.recorded_at.isoformat(timespec="seconds"),
@@ -174,3 +198,30 @@ def entries_xlsx(entries: Iterable[RecordedEntry], *, unmasked: bool, title: str
     writer = XlsxWriter(unmasked=unmasked, title=title)
     writer.append(entries)
     return writer.finish()
+
+
+def entries_json(
+    entries: list[RecordedEntry], *, unmasked: bool, project: str, title: str, tree_size: int, root_hash: bytes
+) -> bytes:
+    """The spreadsheets' rows as objects under JSON_KEYS (``kind`` and ``channel`` their Chinese
+    labels, ``kind_code`` the identifier, the amount a string: never a float), text exactly as
+    recorded (no spreadsheet opens it), with the tree head they were read at so that a reader can
+    hold them against a sheet."""
+    items = []
+    for entry, row in zip(entries, export_rows(entries, unmasked=unmasked, spreadsheet=False), strict=True):
+        item: dict[str, object] = dict(zip(JSON_KEYS, row, strict=True))
+        item["amount"] = str(item["amount"])
+        item["reverses"] = item["reverses"] or None
+        item["reversed_by"] = item["reversed_by"] or None
+        item["kind_code"] = entry.kind
+        items.append(item)
+    document = {
+        "project": project,
+        "title": title,
+        "masked": not unmasked,
+        "tree_size": tree_size,
+        "root_hash": root_hash.hex(),
+        "columns": dict(zip(JSON_KEYS, HEADER, strict=True)),
+        "entries": items,
+    }
+    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"

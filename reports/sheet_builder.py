@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.awards import project_award
 from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
 from ledger.entries import RecordedEntry, get_entry, list_entries
@@ -125,6 +126,7 @@ async def build_sheet_model(
         refunds=rows["refund"],
         decisions=[_decision_row(d) for d in decisions],
         pledges=[_pledge_row(p) for p in await _pledges(conn, snap, room=m.SHEET_ROWS_MAX - len(entries))],
+        award=await _award(conn, snap),
         verification=m.VerificationBlock(
             tree_size=snap.tree_size,
             root_hash_hex=snap.root_hash.hex(),
@@ -151,6 +153,15 @@ async def _period_entries(conn: AsyncConnection, snap: SheetSnapshot) -> list[Re
         out.extend(page)
         if len(page) < SHEET_PAGE or len(out) >= m.SHEET_ROWS_MAX:
             return out[: m.SHEET_ROWS_MAX]
+
+
+async def _award(conn: AsyncConnection, snap: SheetSnapshot) -> m.AwardBlock | None:
+    """The award as the publishing snapshot sees it (the same connection, the same transaction)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    computed = await project_award(raw, snap.project.id)
+    if computed is None:
+        return None
+    return m.AwardBlock(steps=computed.steps, award_fen=computed.award_fen, granted_fen=computed.inputs.granted_fen)
 
 
 async def _pledges(conn: AsyncConnection, snap: SheetSnapshot, *, room: int) -> list[PledgeLine]:

@@ -325,6 +325,23 @@ class VerificationBlock:
             raise ValueError("VerificationBlock.verify_url is required")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwardBlock:
+    """以奖代补核算: the policy's rule applied to the project, each step a sentence (ledger/awards.py
+    writes them), with the result and what was granted citing it."""
+
+    steps: Sequence[str]
+    award_fen: int  # 应奖
+    granted_fen: int  # 已拨付 (grants citing the computation, reversals netted)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "steps")
+        _check_fen(self, "award_fen", negative_ok=False)
+        _check_fen(self, "granted_fen", negative_ok=False)
+        if not self.steps or not all(isinstance(x, str) and 0 < len(x) <= TEXT_LENGTH_MAX for x in self.steps):
+            raise ValueError("AwardBlock.steps must be non-empty sentences")
+
+
 # --- The sheet ---------------------------------------------------------------------------------
 
 
@@ -359,6 +376,7 @@ class SheetModel:
     committee_name: str = ""  # who seals the sheet; default: community_name + 居民委员会
     objection_reply_days: int = 3  # 个工作日内公开答复
     pledges: Sequence[PledgeRow] = ()  # every pledge not reversed, as of the sheet, by seq
+    award: AwardBlock | None = None  # None: the project follows no 以奖代补 policy
 
     def __post_init__(self) -> None:
         row_fields = {

@@ -216,6 +216,22 @@ def assert_money_two_decimals(body: Any) -> None:
         assert isinstance(value, str) and MONEY_OUT.fullmatch(value), f"money not two decimals: {value!r}"
 
 
+async def all_entries(client: httpx.AsyncClient, project: str, **headers: str) -> list[dict[str, Any]]:
+    """Every entry of a project, read page by page through the public list."""
+    items: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = (
+            await client.get(
+                f"/api/v1/projects/{project}/entries", params={"after_seq": after, "limit": 500}, headers=headers
+            )
+        ).json()
+        items += page["items"]
+        if page["next"] is None:
+            return items
+        after = page["next"]
+
+
 # -- the world: communities, tokens per role ----------------------------------------------------
 
 

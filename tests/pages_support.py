@@ -54,7 +54,16 @@ async def publish(world: World, project: str) -> dict[str, Any]:
 
 
 async def seed(world: World) -> Seeded:
-    project = await world.project()
+    policy = {
+        "code": f"policy-{uuid.uuid4().hex[:8]}",
+        "name": "下陆区共同缔造以奖代补办法",
+        "issuer": "下陆区住房和城乡建设局",
+    }
+    response = await world.api.post(
+        "/api/v1/award-policies", {**policy, "rate": "0.5", "cap": "100000"}, token=world.admin
+    )
+    assert response.status_code == 201, response.text
+    project = await world.project(award_policy=policy["code"])
     await world.entry(project, contribution("200", "张三", "3栋2单元501"))
     await world.entry(project, contribution("500", "欧阳小明", "5栋1单元302"))
     anonymous = await world.entry(project, contribution("300", "钱七", "7栋1单元101", anonymous=True))

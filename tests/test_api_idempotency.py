@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.api_support import LiveServer, World, contribution, new_key
+from tests.api_support import LiveServer, World, all_entries, contribution, new_key
 
 DISTINCT = 180
 DUPLICATES = 20  # exact copies (same key, same body) of the first 20 requests
@@ -91,16 +91,7 @@ async def test_concurrent_distinct_duplicate_and_reused_keys(world: World, live_
             assert response.status_code == 422 and response.json()["code"] == "idempotency_key_reused", response.text
 
         # Exactly 180 entries, seq 1..180 without a gap, one per key, each with its own amount.
-        items: list[dict[str, Any]] = []
-        after = 0
-        while True:
-            page = (
-                await client.get(f"/api/v1/projects/{project}/entries", params={"after_seq": after, "limit": 500})
-            ).json()
-            items += page["items"]
-            if page["next"] is None:
-                break
-            after = page["next"]
+        items = await all_entries(client, project)
         assert [e["seq"] for e in items] == list(range(1, DISTINCT + 1))
         recorded_amounts = sorted(e["amount"] for e in items)
         assert recorded_amounts == sorted(_amount(i) for i in range(DISTINCT))

@@ -18,8 +18,9 @@ from api import schemas as s
 from api.errors import validation_errors
 from api.pages.cache import project_page as cached_page
 from api.pages.views import stage_steps
-from api.presenters import community_out, decision_out, entry_out, pledge_out, pledge_totals_out, project_out
+from api.presenters import award_out, community_out, decision_out, entry_out, pledge_out, pledge_totals_out, project_out
 from api.routes.disclosures import disclosure_out, objection_out
+from ledger.awards import project_award_by_code
 from ledger.canonical import SHANGHAI
 from ledger.communities import find_community, list_communities
 from ledger.decisions import list_decisions
@@ -101,6 +102,7 @@ async def project_page(request: Request, engine: AsyncEngine, project: str) -> R
             open_pledges = await list_pledges(conn, found.id, status="open", limit=OPEN_PLEDGES_SHOWN)
         decisions = [decision_out(d) for d in await list_decisions(engine, found.code)]
         sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+        award = await project_award_by_code(engine, found.code)
         by_source: dict[str, int] = {}
         for line in found.budget_lines:
             label = SOURCE_LABELS.get(line.source, line.source)
@@ -116,6 +118,7 @@ async def project_page(request: Request, engine: AsyncEngine, project: str) -> R
             "sheets": list(reversed(sheets)),
             "newest": [entry_out(e, unmasked=False) for e in reversed(newest)],
             "pledges_open": [pledge_out(p, unmasked=False) for p in open_pledges],
+            "award": award_out(award) if award is not None else None,
         }
 
     return await cached_page(request, engine, project, build)

@@ -86,6 +86,8 @@ async def create_project_route(request: Request, engine: AsyncEngine) -> s.Proje
             households_in_scope=body.households_in_scope,
             spending_gate=body.spending_gate,
             countersign_over_fen=body.countersign_over,
+            award_policy=body.award_policy,
+            created_by=caller.scope,
             budget_lines=[BudgetLine(b.category, b.label, b.source, b.amount) for b in body.budget_lines],
         ),
     )

@@ -84,6 +84,7 @@ def to_draft(body: Any) -> EntryDraft:
         reverses_seq=getattr(body, "reverses", None),
         reason=getattr(body, "reason", None),
         pledge_seq=getattr(body, "pledge", None),
+        cites_award=getattr(body, "cites_award", False),
         attachments=tuple(dict.fromkeys(body.attachments)),
     )
 
