@@ -34,6 +34,7 @@ from api.routes import (
     disclosures,
     entries,
     health,
+    imports,
     ledger_log,
     pledges,
     tokens,
@@ -60,6 +61,7 @@ API_V1_ROUTES = [
     *vouchers.ROUTES,
     *attachments.ROUTES,
     *pledges.ROUTES,
+    *imports.ROUTES,
     *awards.ROUTES,
 ]
 

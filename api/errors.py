@@ -88,7 +88,7 @@ class ApiError(Exception):
 
 
 def problem(
-    code: str, detail: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
+    code: str, detail: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
 ) -> Response[dict[str, Any]]:
     status = STATUS_BY_CODE[code]
     body = {
@@ -209,9 +209,16 @@ def pydantic_error_handler(_: Request, exc: ValidationError) -> Response[dict[st
     return problem("validation_failed", "请求数据未通过校验", validation_errors(exc))
 
 
+def _names_path(exc: HTTPException) -> bool:
+    """A path parameter failed validation (e.g. an id above 2^63-1): the address names nothing
+    that can exist, so it is a 404, for pages as for the API."""
+    extra = exc.extra if isinstance(exc, ValidationException) and isinstance(exc.extra, list) else []
+    return any(isinstance(item, dict) and item.get("source") == "path" for item in extra)
+
+
 def http_exception_handler(request: Request, exc: HTTPException) -> Response[Any]:
     if exc.status_code < 500:
-        page = _page_error(request, exc.status_code)
+        page = _page_error(request, 404 if _names_path(exc) else exc.status_code)
         if page is not None:
             return page
     if isinstance(exc, NotFoundException):
@@ -227,14 +234,13 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[Any
     if isinstance(exc, TooManyRequestsException):
         return problem("rate_limited", "请求过于频繁，请稍后再试", headers=exc.headers)
     if isinstance(exc, ValidationException):
-        extra = [item for item in (exc.extra if isinstance(exc.extra, list) else []) if isinstance(item, dict)]
-        # A path id outside its declared range (e.g. above 2^63-1) names nothing that can exist.
-        if any(item.get("source") == "path" for item in extra):
+        if _names_path(exc):
             return problem("not_found", "没有这个地址或资源")
+        extra = [item for item in (exc.extra if isinstance(exc.extra, list) else []) if isinstance(item, dict)]
         errors = [{"field": str(item.get("key", "")), "message": _parameter_message(item)} for item in extra]
         return problem("validation_failed", "请求参数未通过校验", errors)
     if exc.status_code == 413:
-        return problem("payload_too_large", "请求体超过上限（JSON 64 KiB，批量导入 8 MiB）")
+        return problem("payload_too_large", "请求体超过上限（JSON 64 KiB，批量导入 8 MiB，表格和附件 10 MiB）")
     if exc.status_code == 415:
         return problem("unsupported_media_type", "请求体须为 application/json")
     if exc.status_code == 400:

@@ -68,7 +68,10 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
         operation = document.get("paths", {}).get(path, {}).get(method)
         if operation is not None:
             binary = {"schema": {"type": "string", "format": "binary"}}
-            operation["requestBody"] = {"required": True, "content": {t: binary for t in media_types}}
+            # A browser's upload form sends the file as the ``file`` field of a multipart body.
+            form = {"schema": {"type": "object", "required": ["file"], "properties": {"file": binary["schema"]}}}
+            content = {t: form if t == "multipart/form-data" else binary for t in media_types}
+            operation["requestBody"] = {"required": True, "content": content}
     # Downloads answer with the file in its own media type.
     for (path, method), media_types in _body_models(app, "raw_response").items():
         ok = document.get("paths", {}).get(path, {}).get(method, {}).get("responses", {}).get("200")

@@ -7,11 +7,12 @@ import sys
 
 import click
 
+from ledger.cli_usage import ChineseUsageGroup
 from ledger.database import DatabaseRuntime, create_engine, current_revision, head_revision, redact, upgrade
 from ledger.settings import Settings, get_settings
 
 
-@click.group()
+@click.group(cls=ChineseUsageGroup)
 def main() -> None:
     """共同缔造公开账本 — ledger for neighbourhood co-creation projects."""
 
@@ -165,10 +166,10 @@ def contributor_erase(public_id: str, reason: str) -> None:
 
 
 # The treasurer's and the 街道's jobs live in their own modules; registered here so `ledger --help`
-# lists them with the rest.
-from ledger import cli_backup, cli_jobs  # noqa: E402
+# lists them with the rest (`ledger import`: ledger/cli_import.py).
+from ledger import cli_backup, cli_import, cli_jobs  # noqa: E402
 
-for _command in (*cli_jobs.COMMANDS, *cli_backup.COMMANDS):
+for _command in (*cli_jobs.COMMANDS, *cli_backup.COMMANDS, cli_import.import_command):
     main.add_command(_command)
 
 

@@ -42,6 +42,8 @@ T = TypeVar("T")
 EXIT_MISMATCH = 1
 EXIT_FAILURE = 2
 EXPORT_PAGE = 5000
+# undefined_table, undefined_column: the code is newer than the database's schema.
+SCHEMA_BEHIND = ("42P01", "42703")
 
 
 # -- shared by every job ------------------------------------------------------------------------
@@ -72,6 +74,9 @@ def database(*, migrate: bool) -> Iterator[tuple[Settings, DatabaseRuntime, Data
     except EmbeddedPostgresError as exc:
         fail(f"内置数据库无法启动：{exc}")
     except (DBAPIError, OSError) as exc:
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) in SCHEMA_BEHIND:
+            # Read-only jobs do not migrate (a backup must be taken as it is): say what to run.
+            fail("数据库结构比本程序旧（缺少表或列）：请先运行 ledger db upgrade（或启动一次 ledger serve）")
         # The driver's own first line names what went wrong (refused, no such role, …).
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         fail(f"数据库连接或操作失败：{reason}")
@@ -95,13 +100,14 @@ class Report:
 
     def __init__(self) -> None:
         self.err = Console(stderr=True, highlight=False)
-        self.live = self.err.is_terminal and not os.environ.get("LEDGER_NO_PROGRESS")
+        self.live = self.err.is_terminal
         self._progress: Progress | None = None
 
     def say(self, line: str) -> None:
         # While a bar is drawn on the same terminal, print above it instead of through it.
         if self._progress is not None and sys.stdout.isatty():
-            self._progress.console.print(line, markup=False, highlight=False)
+            # soft_wrap: a root hash wrapped by rich would no longer copy and paste as one.
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
             click.echo(line)
 

@@ -444,11 +444,15 @@ _FIND_MARK = pg.Query(
     """
 )
 _STORED_KEY = pg.Query("SELECT 1 FROM idempotency_keys WHERE scope = :scope AND key = :key")
+# The import's id is drawn before the append, so the stored answer (rendered before the write, in
+# the same statement) can name it; a refused import leaves a gap in the ids, as sequences do.
+_NEXT_ID = "SELECT nextval(pg_get_serial_sequence('imports', 'id'))"
 _WRITE_MARK = pg.Query(
     """
-    INSERT INTO imports (community_id, project_id, file_sha256, file_format, encoding, rows, first_seq, last_seq,
-                         imported_by)
-    VALUES (:cid, :pid, :sha, :fmt, :encoding, :rows, :first, :last, :by)
+    INSERT INTO imports (id, community_id, project_id, file_sha256, file_format, encoding, rows, first_seq,
+                         last_seq, imported_by)
+    OVERRIDING SYSTEM VALUE
+    VALUES (:id, :cid, :pid, :sha, :fmt, :encoding, :rows, :first, :last, :by)
     ON CONFLICT (project_id, file_sha256) DO NOTHING
     RETURNING id
     """
@@ -492,12 +496,16 @@ async def run_import(
             return ImportResult(report, 200)
         raise ImportRefused(report)
     drafts = [r.draft for r in report.rows]
-    marks: list[int] = []
+    import_id = 0
+    if not dry_run:
+        async with pg.connection(engine) as conn:
+            import_id = await conn.fetchval(_NEXT_ID)
 
     async def write_mark(conn: asyncpg.Connection, recorded: list[RecordedEntry]) -> None:
-        import_id = await pg.fetchrow(
+        written = await pg.fetchrow(
             conn,
             _WRITE_MARK,
+            id=import_id,
             cid=project.community_id,
             pid=project.id,
             sha=report.file_sha256,
@@ -508,15 +516,14 @@ async def run_import(
             last=recorded[-1].seq,
             by=recorded_by,
         )
-        if import_id is None:
+        if written is None:
             # Another import of the same content committed while this one waited for the lock.
             earlier = await pg.fetchrow(conn, _FIND_MARK, pid=project.id, sha=report.file_sha256)
             raise Conflict(_mark(earlier).pointer() if earlier else "内容相同的文件已导入本项目")
-        marks.append(import_id["id"])
 
     def body(recorded: list[RecordedEntry]) -> Any:
         assert render is not None
-        return render(report, recorded, marks[0] if marks else 0)
+        return render(report, recorded, import_id)
 
     try:
         result: AppendResult = await append_entries(

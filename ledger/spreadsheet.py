@@ -325,7 +325,8 @@ def _table_from_rows(
                 break
             continue
         blank_run = 0
-        labels = [_label(v) for v in cells[:8]]
+        # 合计, 总计, 小计: every such label has 计 in it; most rows have none, so are not normalised.
+        labels = [_label(v) for v in cells[:8] if isinstance(v, str) and "计" in v]
         if table.total_row is not None:
             # Below the 合计 row only signatures and notes (制表人, 审核人) belong.
             if amount_index < len(cells) and not _is_blank(cells[amount_index]):

@@ -347,3 +347,33 @@ async def test_backup_and_forced_restore_through_database_urls(
     assert "覆盖了原有数据" in restored.out
     assert roots(restored) == expected
     assert not nowhere.exists()
+
+
+# -- usage errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "-f", "csv", "-o", "x.csv"], "错误：缺少必需的参数 '--project' / '-p'"),
+        (["export", "-p", "x", "-f", "pdf", "-o", "x.pdf"], "须为 csv、xlsx、json 之一"),
+        (["exprot"], "错误：没有命令 exprot（是否想写 export？）"),
+        (["verify", "--projct", "x"], "错误：没有选项 --projct（是否想写 --project？）"),
+        (
+            ["disclose", "-p", "x", "--from", "六月一日", "--to", "2025-06-30"],
+            "无法识别日期 '六月一日'，请写成 2026-11-30",
+        ),
+        (["disclose", "-p", "x", "--from", "2025-06-01", "--to", "2025-06-30", "--notice-days", "0"], "1 到 90 之间"),
+        (["verify", "--project", "x", "--all"], "错误：--project 与 --all 只能选一个"),
+    ],
+)
+def test_usage_errors_are_told_in_chinese(args: list[str], message: str) -> None:
+    """Before any database is touched: what a mistyped cron line prints, with exit status 2."""
+    from click.testing import CliRunner
+
+    from ledger.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Error:" not in result.stderr and "Traceback" not in result.stderr

@@ -7,15 +7,17 @@ read, present with ``api.presenters``, render a template.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
+from litestar.params import Parameter
 from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.errors import validation_errors
+from api.http import INT64_MAX, PathId
 from api.pages.cache import project_page as cached_page
 from api.pages.views import stage_steps
 from api.presenters import award_out, community_out, decision_out, entry_out, pledge_out, pledge_totals_out, project_out
@@ -42,6 +44,9 @@ SEARCH_MAX = 40
 RECEIPT_NO_MAX = 64  # as the entries table allows
 ROOT_TYPED_MAX = 200  # 64 hex digits with whatever spacing the resident typed
 KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
+# Ids in addresses are bounded as in the API (``PathId``: one that cannot exist is the 404 page, not
+# a BIGINT overflow in PostgreSQL); so is the seq a list page starts after (the 400 page).
+After = Annotated[int, Parameter(le=INT64_MAX)]
 
 
 def template(name: str) -> str:
@@ -126,7 +131,7 @@ async def project_page(request: Request, engine: AsyncEngine, project: str) -> R
 
 @get("/p/{project:str}/entries", name="page_entries")
 async def entries_page(
-    request: Request, engine: AsyncEngine, project: str, kind: str | None = None, after: int = 0
+    request: Request, engine: AsyncEngine, project: str, kind: str | None = None, after: After = 0
 ) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
         found = await get_project(engine, project)
@@ -150,7 +155,7 @@ async def entries_page(
 
 @get("/p/{project:str}/pledges", name="page_pledges")
 async def pledges_page(
-    request: Request, engine: AsyncEngine, project: str, status: str | None = None, after: int = 0
+    request: Request, engine: AsyncEngine, project: str, status: str | None = None, after: After = 0
 ) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
         found = await get_project(engine, project)
@@ -175,7 +180,7 @@ async def pledges_page(
 
 
 @get("/p/{project:str}/e/{seq:int}", name="page_entry")
-async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: int) -> Response[bytes]:
+async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: PathId) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
         found = await get_project(engine, project)
         async with engine.connect() as conn:
@@ -241,7 +246,7 @@ def _today() -> date:
 
 
 @get("/d/{disclosure_id:int}", name="page_disclosure")
-async def disclosure_page(engine: AsyncEngine, disclosure_id: int, filed: str | None = None) -> Template:
+async def disclosure_page(engine: AsyncEngine, disclosure_id: PathId, filed: str | None = None) -> Template:
     context = await _disclosure_context(engine, disclosure_id)
     context["filed"] = filed == "1"
     return page("disclosure", **context)
@@ -254,7 +259,7 @@ async def disclosure_page(engine: AsyncEngine, disclosure_id: int, filed: str | 
     opt={"public_write": True},
     status_code=303,
 )
-async def objection_form(request: Request, engine: AsyncEngine, disclosure_id: int) -> Redirect | Template:
+async def objection_form(request: Request, engine: AsyncEngine, disclosure_id: PathId) -> Redirect | Template:
     form = await request.form()
     message = str(form.get("message") or "").strip()
     contact = str(form.get("contact") or "").strip() or None

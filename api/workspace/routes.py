@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import schemas as s
 from api.auth import Caller
 from api.errors import ApiError
-from api.http import dump
+from api.http import PathId, dump
 from api.pages.routes import _today
 from api.presenters import entry_out, pledge_out, project_out, voucher_out
 from api.routes.attachments import attachment_out
@@ -382,7 +382,7 @@ async def _voucher_for_checker(
 
 
 @post("/vouchers/{voucher_id:int}/approve", name="ws_approve", status_code=303)
-async def approve(request: Request, engine: AsyncEngine, voucher_id: int) -> Response[Any]:
+async def approve(request: Request, engine: AsyncEngine, voucher_id: PathId) -> Response[Any]:
     session, form, found = await _voucher_for_checker(request, engine, voucher_id)
     if not may_check(session.caller, found.community_id):
         return refused(session, "只有本社区的审核人可以审核凭证。")
@@ -405,7 +405,7 @@ async def approve(request: Request, engine: AsyncEngine, voucher_id: int) -> Res
 
 
 @post("/vouchers/{voucher_id:int}/reject", name="ws_reject", status_code=303)
-async def reject(request: Request, engine: AsyncEngine, voucher_id: int) -> Response[Any]:
+async def reject(request: Request, engine: AsyncEngine, voucher_id: PathId) -> Response[Any]:
     session, form, found = await _voucher_for_checker(request, engine, voucher_id)
     if not may_check(session.caller, found.community_id):
         return refused(session, "只有本社区的审核人可以审核凭证。")
@@ -590,7 +590,7 @@ async def objections(request: Request, engine: AsyncEngine, project: str) -> Tem
 
 
 @post("/objections/{objection_id:int}/answer", name="ws_answer", status_code=303)
-async def answer(request: Request, engine: AsyncEngine, objection_id: int) -> Response[Any]:
+async def answer(request: Request, engine: AsyncEngine, objection_id: PathId) -> Response[Any]:
     session = await current_session(request)
     form = await posted_form(request, session)
     community_id = await objection_community(engine, objection_id)
