@@ -33,12 +33,15 @@ from api.routes import (
     decisions,
     disclosures,
     entries,
+    evaluations,
     health,
     imports,
     ledger_log,
     pledges,
+    progress,
     tokens,
     vouchers,
+    witnesses,
 )
 from api.workspace import workspace_router
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
@@ -63,6 +66,9 @@ API_V1_ROUTES = [
     *pledges.ROUTES,
     *imports.ROUTES,
     *awards.ROUTES,
+    *witnesses.ROUTES,
+    *evaluations.ROUTES,
+    *progress.ROUTES,
 ]
 
 

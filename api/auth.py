@@ -100,6 +100,13 @@ class ProjectWrite(Generic[M]):
     idempotency: IdempotencyRequest
 
 
+@dataclass(frozen=True)
+class OptionallyIdempotentWrite(Generic[M]):
+    caller: Caller
+    body: M
+    idempotency: IdempotencyRequest | None
+
+
 async def idempotent_project_write(request: Request, project_code: str, model: type[M]) -> ProjectWrite[M]:
     """The prelude of every idempotent write to a project, in API.md's error precedence:
     malformed body or missing key (400) → token and role (401/403) → project (404) → its
@@ -109,3 +116,14 @@ async def idempotent_project_write(request: Request, project_code: str, model: t
     caller = await require_project_writer(request, project_code)
     body = parse_body(model, raw)
     return ProjectWrite(caller, body, idempotency_request(request, caller.scope, key, raw))
+
+
+async def project_write(request: Request, project_code: str, model: type[M]) -> OptionallyIdempotentWrite[M]:
+    """The prelude of a project write that accepts and honours an ``Idempotency-Key`` without
+    requiring one (decisions, tallies, progress notes), in API.md's error precedence."""
+    raw = await read_json(request)
+    key = idempotency_key(request) if "idempotency-key" in request.headers else None
+    caller = await require_project_writer(request, project_code)
+    body = parse_body(model, raw)
+    idem = idempotency_request(request, caller.scope, key, raw) if key is not None else None
+    return OptionallyIdempotentWrite(caller, body, idem)

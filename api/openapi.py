@@ -49,20 +49,6 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": {"$ref": REF_PREFIX + name}}},
         }
-        if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
-            continue
-        required_key = path.endswith(("/entries", "/entries/batch", "/disclosures", "/vouchers"))
-        if required_key or path.endswith(("/decisions", "/reject")):
-            _document_replay_header(operation)
-            operation.setdefault("parameters", []).append(
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": required_key,
-                    "description": "1–255 个可打印 ASCII 字符；同一令牌下重试同一请求不会重复记账",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
-                }
-            )
     # Uploads take the file itself as the body, in one of these media types.
     for (path, method), media_types in _body_models(app, "raw_body").items():
         operation = document.get("paths", {}).get(path, {}).get(method)
@@ -77,6 +63,7 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
         ok = document.get("paths", {}).get(path, {}).get(method, {}).get("responses", {}).get("200")
         if ok is not None:
             ok["content"] = {t: {"schema": {"type": "string", "format": "binary"}} for t in media_types}
+    _document_idempotency_keys(document)
     _document_problems(document, schemas)
     _tidy_parameters(document)
     _link_created_resources(document)
@@ -183,6 +170,31 @@ def _tidy_parameters(document: dict[str, Any]) -> None:
 
 
 _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+# The writes that take an Idempotency-Key, by the end of their path (the README's "API" section
+# says the same; tests/test_docs_truth.py holds the two and the routes' behaviour together).
+IDEMPOTENCY_KEY_REQUIRED = ("/entries", "/entries/batch", "/disclosures", "/vouchers", "/evaluation-codes")
+IDEMPOTENCY_KEY_OPTIONAL = ("/decisions", "/attachments", "/approve", "/reject", "/evaluation-tallies", "/progress")
+
+
+def _document_idempotency_keys(document: dict[str, Any]) -> None:
+    for path, item in document.get("paths", {}).items():
+        operation = item.get("post")
+        if operation is None or any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
+            continue
+        required = path.endswith(IDEMPOTENCY_KEY_REQUIRED)
+        if required or path.endswith(IDEMPOTENCY_KEY_OPTIONAL):
+            _document_replay_header(operation)
+            operation.setdefault("parameters", []).append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": required,
+                    "description": "1–255 个可打印 ASCII 字符；同一令牌下重试同一请求不会重复记账",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
+                }
+            )
 
 
 def _document_replay_header(operation: dict[str, Any]) -> None:

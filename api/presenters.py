@@ -19,6 +19,8 @@ from ledger.projects import Project
 from ledger.summary import Summary
 from ledger.tokens import Token
 from ledger.vouchers import Voucher
+from ledger.witnesses import KINDS as WITNESS_KINDS
+from ledger.witnesses import Cosignature, Witness, b64
 
 
 def community_out(c: Community) -> s.CommunityOut:
@@ -320,4 +322,27 @@ def award_out(a: AwardComputation | None) -> s.AwardOut:
         granted=format_fen(x.granted_fen),
         remaining=format_fen(a.remaining_fen),
         steps=a.steps,
+    )
+
+
+def witness_out(w: Witness) -> s.WitnessOut:
+    return s.WitnessOut(
+        name=w.name,
+        kind=w.kind,  # type: ignore[arg-type]
+        kind_label=WITNESS_KINDS.get(w.kind) if w.kind else None,
+        public_key=b64(w.public_key),
+        key_id=w.key_id.hex(),
+        vkey=w.vkey,
+        created_at=w.created_at.astimezone(SHANGHAI),
+    )
+
+
+def cosignature_out(c: Cosignature) -> s.CosignatureOut:
+    return s.CosignatureOut(
+        disclosure_id=c.disclosure_id,
+        witness=witness_out(c.witness),
+        signature=b64(c.signature),
+        line=c.line,
+        checkpoint=c.checkpoint,
+        created_at=c.created_at.astimezone(SHANGHAI),
     )

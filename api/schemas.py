@@ -522,6 +522,121 @@ class DecisionList(BaseModel):
     next: str | None = None
 
 
+# -- 共评 (evaluation) and 进展公开 (progress notes) --------------------------------------------
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+TallyCount = Annotated[int, Field(ge=0, le=100_000), Integral]
+ScoreCounts = dict[str, int]  # {"1": n, …, "5": n}
+
+
+class EvaluationCodesIn(RequestBody):
+    count: Annotated[int, Field(ge=1, le=1000), Integral] = Field(description="本批份数（一户一份），1–1000")
+
+
+class EvaluationCodesOut(BaseModel):
+    project: str
+    batch: int = Field(description="本项目的第几批")
+    count: int
+    issued_total: int = Field(description="本项目已发放的评价码总数（含本批）")
+    codes: list[str] = Field(description="评价码（只在此响应和打印的评价卡上出现，服务只保存其哈希）")
+    slips_pdf_url: str = Field(description="可打印的评价卡 PDF（每张一个二维码）；只有发码的令牌能取")
+    issued_at: datetime
+
+
+class EvaluationIn(RequestBody):
+    household_code: Annotated[str, Field(min_length=1, max_length=40)] = Field(description="评价卡上的评价码")
+    score: Annotated[int, Field(ge=1, le=5)]
+    comment: Annotated[str, Field(max_length=500)] | None = None
+
+
+class EvaluationOut(BaseModel):
+    id: int
+    project: str
+    score: int
+    comment: str | None = Field(description="公开输出中手机号、身份证号已遮盖")
+    created_at: datetime
+
+
+class TallyCountsIn(RequestBody):
+    one: TallyCount = Field(0, alias="1")
+    two: TallyCount = Field(0, alias="2")
+    three: TallyCount = Field(0, alias="3")
+    four: TallyCount = Field(0, alias="4")
+    five: TallyCount = Field(0, alias="5")
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return (self.one, self.two, self.three, self.four, self.five)
+
+
+class TallyIn(RequestBody):
+    held_on: date
+    method: Literal["questionnaire", "meeting"]
+    counts: TallyCountsIn = Field(description='各分数的票数：{"1": n, …, "5": n}')
+    sheet_sha256: Sha256Hex = Field(description="统计表（已上传附件）的 SHA-256")
+
+
+class TallyOut(BaseModel):
+    id: int
+    project: str
+    held_on: date
+    method: Literal["questionnaire", "meeting"]
+    counts: ScoreCounts
+    total: int
+    sheet_sha256: str
+    recorded_at: datetime
+
+
+class ScoreSummaryOut(BaseModel):
+    total: int
+    average: float | None = Field(description="平均分，两位小数")
+    satisfied_rate: float | None = Field(description="满意率（4、5 分的比例），0–1，四位小数")
+
+
+class EvaluationCommentOut(BaseModel):
+    id: int
+    score: int
+    comment: str
+    created_at: datetime
+
+
+class EvaluationResultsOut(BaseModel):
+    project: str
+    accepting: bool = Field(description="现在是否受理评价（验收后、结项前）")
+    online: ScoreCounts = Field(description="线上（评价码）各分数的份数")
+    paper: ScoreCounts = Field(description="线下（问卷、共评会）各分数的份数")
+    counts: ScoreCounts = Field(description="线上线下合计")
+    total: int
+    average: float | None
+    satisfied_rate: float | None
+    by_source: dict[str, ScoreSummaryOut] = Field(description="online、paper 各自的份数、平均分、满意率")
+    codes_issued: int
+    tallies: list[TallyOut]
+    comments: list[EvaluationCommentOut] = Field(description="意见，新的在前（分页：cursor）")
+    next: str | None = None
+
+
+class ProgressIn(RequestBody):
+    happened_on: date
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+    attachments: Annotated[list[Sha256Hex], Field(max_length=10)] = []
+
+
+class ProgressOut(BaseModel):
+    id: int
+    project: str
+    happened_on: date
+    text: str
+    attachments: list[str] = Field(description="照片、文件的 SHA-256（公开：/api/v1/attachments/{sha256}）")
+    document: str = Field(description="RFC 8785 JSON：日期、内容与附件摘要")
+    document_sha256: str
+    posted_at: datetime
+
+
+class ProgressPage(BaseModel):
+    items: list[ProgressOut]
+    next: str | None
+
+
 class FieldErrorOut(BaseModel):
     field: str
     message: str
@@ -578,6 +693,8 @@ class DisclosureOut(BaseModel):
     notice_end: date
     status: Literal["公示中", "公示期满"]
     published_at: datetime
+    checkpoint_url: str = Field(default="", description="C2SP 检查点（见证人对其签名）")
+    cosignatures: list[CosignatureOut] = Field(default=[], description="见证人的签名")
 
 
 class DisclosurePage(BaseModel):
@@ -750,3 +867,50 @@ class AwardOut(BaseModel):
     granted: MoneyOut = Field(description="注明依据本核算的以奖代补拨款（冲正已扣除）")
     remaining: MoneyOut = Field(description="应奖 − 已拨付（负数为超拨）")
     steps: list[str] = Field(description="核算的每一步，中文")
+
+
+# -- witnesses (见证) ---------------------------------------------------------------------------
+
+WitnessKind = Literal["residents_committee", "owners_committee", "supervisory_committee", "street"]
+
+
+class WitnessIn(RequestBody):
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\s+]+$")]
+    public_key: Annotated[str, Field(min_length=40, max_length=300)] = Field(
+        description="32 字节 Ed25519 公钥的 base64，或 ledger witness keygen 给出的 vkey"
+    )
+    kind: WitnessKind | None = None
+
+
+class WitnessOut(BaseModel):
+    name: str
+    kind: WitnessKind | None
+    kind_label: str | None = Field(description="居委会、业委会、监督委员会、街道")
+    public_key: str = Field(description="32 字节 Ed25519 公钥，base64")
+    key_id: str = Field(description="签名行中的密钥编号：SHA-256(名称 ‖ 0x0A ‖ 0x01 ‖ 公钥) 的前 4 字节，十六进制")
+    vkey: str = Field(description="C2SP signed-note 验证密钥")
+    created_at: datetime
+
+
+class WitnessList(BaseModel):
+    items: list[WitnessOut]
+
+
+class CosignatureIn(RequestBody):
+    witness: Annotated[str, Field(min_length=1, max_length=100)]
+    signature: Annotated[str, Field(min_length=80, max_length=100)] = Field(
+        description="对检查点三行文本的 Ed25519 签名（64 字节，base64），或签名行中的 68 字节"
+    )
+
+
+class CosignatureOut(BaseModel):
+    disclosure_id: int
+    witness: WitnessOut
+    signature: str = Field(description="64 字节 Ed25519 签名，base64")
+    line: str = Field(description="C2SP signed-note 签名行：— 名称 base64(密钥编号 ‖ 签名)")
+    checkpoint: str = Field(description="所签的检查点文本")
+    created_at: datetime
+
+
+class CosignatureList(BaseModel):
+    items: list[CosignatureOut]

@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
 from ledger.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
@@ -31,7 +31,9 @@ SIZE_MAX = 10 * 1024 * 1024
 PIXELS_MAX = 50_000_000
 MEDIA_TYPES = ("image/jpeg", "image/png", "application/pdf")
 # The kinds whose attachments anyone may read: public money going out or coming in from
-# government. A contribution's receipt names a resident and is never public.
+# government. A contribution's receipt names a resident and is never public. The photos of a
+# progress note (进展公开) are public too; a tally sheet of 共评 is not (a meeting's sheet may
+# carry residents' names and signatures): its digest is public, the file stays with the community.
 PUBLIC_KINDS = ("expenditure", "grant")
 SHA256_LENGTH = 64
 
@@ -143,6 +145,27 @@ async def store_attachment(
     return StoredResponse(201, body), False
 
 
+async def require_uploaded(
+    conn: AsyncConnection, community_id: int, digests: tuple[str, ...] | list[str], *, field: str, message: str
+) -> None:
+    """Whatever a record names (an invoice, a photo, a tally sheet) must have been uploaded by the
+    record's own community. Errors: ValidationFailed on ``field``."""
+    wanted = set(digests)
+    if not wanted:
+        return
+    found = (
+        await conn.execute(
+            text(
+                "SELECT count(*) FROM attachment_uploads "
+                "WHERE community_id = :cid AND sha256 = ANY(CAST(:hashes AS text[]))"
+            ),
+            {"cid": community_id, "hashes": list(wanted)},
+        )
+    ).scalar_one()
+    if found != len(wanted):
+        raise ValidationFailed.on(field, message)
+
+
 def check_digest(sha256: str) -> str:
     if len(sha256) != SHA256_LENGTH or any(c not in "0123456789abcdef" for c in sha256):
         raise ValidationFailed.on("sha256", "附件摘要须为 64 位小写十六进制")
@@ -152,8 +175,9 @@ def check_digest(sha256: str) -> str:
 _READ = pg.Query(
     """
     SELECT a.media_type, a.size, a.content,
-           EXISTS (SELECT 1 FROM entries e
-                   WHERE e.attachments @> ARRAY[CAST(:sha256 AS text)] AND e.kind = ANY(CAST(:kinds AS text[])))
+           (EXISTS (SELECT 1 FROM entries e
+                    WHERE e.attachments @> ARRAY[CAST(:sha256 AS text)] AND e.kind = ANY(CAST(:kinds AS text[])))
+            OR EXISTS (SELECT 1 FROM progress_notes n WHERE n.attachments @> ARRAY[CAST(:sha256 AS text)]))
                AS public,
            ARRAY(SELECT u.community_id FROM attachment_uploads u WHERE u.sha256 = :sha256) AS communities
     FROM attachments a WHERE a.sha256 = :sha256
@@ -169,7 +193,7 @@ class FileAccess:
 
 
 async def read_attachment(engine: AsyncEngine, sha256: str) -> FileAccess:
-    """The file, whether it is public (backs an expenditure or a grant) and which communities
+    """The file, whether it is public (backs an expenditure or a grant, or is in a progress note) and which communities
     uploaded it (their staff may read it even when it is not public). Errors: NotFound."""
     async with pg.connection(engine) as conn:
         row = await pg.fetchrow(conn, _READ, sha256=check_digest(sha256), kinds=list(PUBLIC_KINDS))

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import pg
 from ledger.errors import Conflict, NotFound, ValidationFailed
+from ledger.evaluations import satisfaction_counts
 from ledger.masking import refuse_personal_numbers
 from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
 
@@ -395,11 +396,11 @@ _INPUTS = pg.Query(
 
 
 async def evaluation_counts(conn: asyncpg.Connection, project_id: int) -> tuple[int, int] | None:
-    """(satisfied, evaluated) from the project's 共评 results, or None while there are none.
-    The service does not record 共评 results yet (issue 13, item 1), so there are none: a policy
-    with a minimum satisfaction is then not met, which the steps say in words."""
-    del conn, project_id
-    return None
+    """(satisfied, evaluated) from the project's 共评 results (online scores and paper tallies), or
+    None while there are none: a policy with a minimum satisfaction is then not met, which the
+    steps say in words."""
+    satisfied, evaluated = await satisfaction_counts(conn, project_id)
+    return (satisfied, evaluated) if evaluated else None
 
 
 async def project_award(conn: asyncpg.Connection, project_id: int) -> AwardComputation | None:

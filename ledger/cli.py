@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from ledger.cli_usage import ChineseUsageGroup
-from ledger.database import DatabaseRuntime, create_engine, current_revision, head_revision, redact, upgrade
 from ledger.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from ledger.database import DatabaseRuntime
+
+# ledger.database (alembic, SQLAlchemy) is imported by the commands that use it, not here: a
+# witness signs on a laptop without a database, and should not wait seconds for imports.
 
 
 @click.group(cls=ChineseUsageGroup)
@@ -48,6 +54,8 @@ def db() -> None:
 
 
 def _with_database(settings: Settings) -> tuple[DatabaseRuntime, str, str]:
+    from ledger.database import DatabaseRuntime
+
     runtime = DatabaseRuntime(settings)
     urls = runtime.start()
     return runtime, urls.app, urls.owner
@@ -57,6 +65,8 @@ def _with_database(settings: Settings) -> tuple[DatabaseRuntime, str, str]:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations (as the schema owner)."""
+    from ledger.database import redact, upgrade
+
     settings = get_settings()
     runtime, _, owner = _with_database(settings)
     try:
@@ -69,6 +79,8 @@ def db_upgrade(revision: str) -> None:
 @db.command("current")
 def db_current() -> None:
     """Show the database's migration revision and the code's head."""
+    from ledger.database import create_engine, current_revision, head_revision
+
     settings = get_settings()
     runtime, app_url, _ = _with_database(settings)
 
@@ -98,6 +110,7 @@ def token() -> None:
 @click.option("--name", required=True, help="who holds it, e.g. 锦绣花园报账员")
 def token_create(role: str, community: str | None, name: str) -> None:
     """Create a token and print it once."""
+    from ledger.database import create_engine, upgrade
     from ledger.errors import LedgerError
     from ledger.tokens import create_token
 
@@ -137,6 +150,7 @@ def contributor_erase(public_id: str, reason: str) -> None:
     import uuid
 
     from ledger.contributors import erase_contributor
+    from ledger.database import create_engine, upgrade
     from ledger.errors import LedgerError, NotFound
 
     settings = get_settings()
@@ -163,6 +177,91 @@ def contributor_erase(public_id: str, reason: str) -> None:
     finally:
         runtime.stop()
     click.echo(message)
+
+
+@main.group()
+def witness() -> None:
+    """见证人：在自己的电脑上生成密钥、签名公示表的检查点（不连数据库）。"""
+
+
+@witness.command("keygen")
+@click.option("--name", required=True, help="见证人名称，与登记时一致，如 锦绣花园业委会（不能有空格或加号）")
+@click.option(
+    "-o", "--output", "output", type=click.Path(dir_okay=False), required=True, help="私钥文件（只有本人可读）"
+)
+def witness_keygen(name: str, output: str) -> None:
+    """Make an Ed25519 key pair: the private key goes to OUTPUT (mode 0600, never overwritten); the
+    public key to register is printed (raw base64 and the C2SP verifier key)."""
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ledger import signed_note as w
+    from ledger.errors import LedgerError
+
+    try:
+        w.check_name(name)
+    except LedgerError as exc:
+        click.echo(f"错误：{exc.detail}", err=True)
+        sys.exit(2)
+    private = Ed25519PrivateKey.generate()
+    public = w.public_bytes(private)
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        click.echo(f"错误：{output} 已存在，不会覆盖（那可能是您正在使用的私钥）", err=True)
+        sys.exit(2)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(w.private_key_text(name, private) + "\n")
+    click.echo(f"私钥已写入 {output}（请妥善保管，不要发给任何人）")
+    click.echo(f"公钥（登记用，base64）：{w.b64(public)}")
+    click.echo(f"验证密钥（vkey）：{w.vkey(name, public)}")
+
+
+def _read_source(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    if source.startswith(("http://", "https://")):
+        import urllib.request
+
+        with urllib.request.urlopen(source, timeout=30) as response:
+            return str(response.read(64 * 1024).decode("utf-8"))
+    with open(source, encoding="utf-8") as f:
+        return f.read(64 * 1024)
+
+
+@witness.command("sign")
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False), help="私钥文件")
+@click.option("--root", default=None, help="纸质公示表上印的根哈希（十六进制，可带空格）：不一致就不签")
+@click.option("--size", default=None, type=int, help="纸质公示表上印的账本记录数：不一致就不签")
+@click.option("--json", "as_json", is_flag=True, help="输出提交签名用的 JSON（POST …/cosignatures 的请求体）")
+@click.argument("source")
+def witness_sign(key_file: str, root: str | None, size: int | None, as_json: bool, source: str) -> None:
+    """Sign the checkpoint in SOURCE (a file, a URL of …/checkpoint, or - for standard input) with
+    the witness's key. Prints the signed note (checkpoint, blank line, signature line), or with
+    --json the body to post. Compare the checkpoint with the paper sheet first (--root, --size)."""
+    import json
+
+    from ledger import signed_note as w
+    from ledger.errors import LedgerError
+
+    try:
+        with open(key_file, encoding="utf-8") as f:
+            name, private = w.parse_private_key(f.read())
+        checkpoint = w.parse_checkpoint(_read_source(source))
+        if root is not None and checkpoint.root_hash.hex() != "".join(root.split()).lower():
+            raise LedgerError(f"检查点的根哈希 {checkpoint.root_hash.hex()} 与纸质公示表上的不同：不签")
+        if size is not None and checkpoint.size != size:
+            raise LedgerError(f"检查点的记录数 {checkpoint.size} 与纸质公示表上的 {size} 不同：不签")
+    except (LedgerError, OSError, UnicodeDecodeError) as exc:
+        click.echo(f"错误：{getattr(exc, 'detail', None) or exc}", err=True)
+        sys.exit(2)
+    signature = w.sign(checkpoint.text, private)
+    public = w.public_bytes(private)
+    if as_json:
+        click.echo(json.dumps({"witness": name, "signature": w.b64(signature)}, ensure_ascii=False))
+    else:
+        click.echo(checkpoint.text + "\n" + w.signature_line(name, public, signature), nl=False)
 
 
 # The treasurer's and the 街道's jobs live in their own modules; registered here so `ledger --help`

@@ -70,6 +70,7 @@ FIELD_LABELS = {
     "district": "所在区和街道",
     "label": "预算科目名称",
     "category": "预算科目代码",
+    "text": "进展内容",
 }
 
 

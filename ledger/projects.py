@@ -260,7 +260,12 @@ _VERSION = pg.Query(
            (SELECT max(c.erased_at) FROM contributors c WHERE c.community_id = p.community_id) AS erased_at,
            -- The award page and sheet change with the policy followed and with any new version.
            (SELECT max(a.id) FROM project_award_policies a WHERE a.project_id = p.id) AS assigned_id,
-           (SELECT max(id) FROM award_policies) AS policy_id
+           (SELECT max(id) FROM award_policies) AS policy_id,
+           -- 共评 and 进展公开: scores, tallies, issued codes and progress notes are on the page too.
+           concat_ws('.', coalesce((SELECT max(e.id) FROM evaluations e WHERE e.project_id = p.id), 0),
+                     coalesce((SELECT max(t.id) FROM evaluation_tallies t WHERE t.project_id = p.id), 0),
+                     coalesce((SELECT max(b.id) FROM evaluation_batches b WHERE b.project_id = p.id), 0),
+                     coalesce((SELECT max(n.id) FROM progress_notes n WHERE n.project_id = p.id), 0)) AS loop
     FROM projects p JOIN project_heads h ON h.project_id = p.id
     WHERE p.code = :code
     """
@@ -269,7 +274,8 @@ _VERSION = pg.Query(
 
 async def project_version(engine: AsyncEngine, code: str) -> str:
     """Everything a project's public pages show can change only with one of these: the tree head,
-    the stage and decision trail, the published sheets, an erasure in the community. One small
+    the stage and decision trail, the published sheets, an erasure in the community, the scores,
+    tallies, codes and progress notes of 共评 and 进展公开. One small
     read, so a page can answer 304 (or from a cache) without rebuilding itself. Errors: NotFound."""
     async with pg.connection(engine) as conn:
         row = await pg.fetchrow(conn, _VERSION, code=code)
@@ -278,5 +284,5 @@ async def project_version(engine: AsyncEngine, code: str) -> str:
     erased = row["erased_at"].isoformat() if row["erased_at"] else "-"
     return (
         f"{row['stage']}|{row['size']}|{bytes(row['root_hash']).hex()}|{row['decision_id']}|{row['sheet_number']}"
-        f"|{erased}|{row['assigned_id']}|{row['policy_id']}"
+        f"|{erased}|{row['assigned_id']}|{row['policy_id']}|{row['loop']}"
     )

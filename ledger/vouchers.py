@@ -29,6 +29,7 @@ import rfc8785
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.attachments import require_uploaded
 from ledger.canonical import SHANGHAI, Signer
 from ledger.contributors import ContributorRef
 from ledger.entries import (
@@ -171,18 +172,9 @@ async def submit_voucher(
             ).one_or_none()
             if known is None:
                 raise ValidationFailed.on("category", f"预算科目 {draft.category} 不在本项目预算中")
-        if draft.attachments:
-            found = (
-                await conn.execute(
-                    text(
-                        "SELECT count(*) FROM attachment_uploads "
-                        "WHERE community_id = :cid AND sha256 = ANY(CAST(:hashes AS text[]))"
-                    ),
-                    {"cid": project.community_id, "hashes": list(set(draft.attachments))},
-                )
-            ).scalar_one()
-            if found != len(set(draft.attachments)):
-                raise ValidationFailed.on("attachments", "有附件未上传到本社区")
+        await require_uploaded(
+            conn, project.community_id, draft.attachments, field="attachments", message="有附件未上传到本社区"
+        )
         submitted_at = datetime.now(SHANGHAI)
         document = voucher_document(project_code, draft, maker.signer, submitted_at)
         sha = hashlib.sha256(document).hexdigest()

@@ -17,10 +17,11 @@ import concurrent.futures
 import functools
 import multiprocessing
 import subprocess
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, TypeVar
 
 import jinja2
 from markupsafe import Markup
@@ -178,6 +179,7 @@ def check_font_subsetter() -> None:
 # --- Async renderer ----------------------------------------------------------------------------
 
 RenderMode = Literal["process", "thread"]
+M = TypeVar("M")
 
 
 class RendererBusyError(RuntimeError):
@@ -255,6 +257,11 @@ class PdfRenderer:
 
     async def render(self, model: SheetModel) -> bytes:
         """The sheet as PDF bytes. Raises :class:`RendererBusyError` when too many are waiting."""
+        return await self.run(render_sheet_pdf, model)
+
+    async def run(self, make_pdf: Callable[[M], bytes], model: M) -> bytes:
+        """``make_pdf(model)`` (a module-level function, picklable with its model) in the pool: the
+        sheet, or another document such as the evaluation slips. Raises :class:`RendererBusyError`."""
         if self._slots.locked() and self._waiting >= self.max_waiting:
             raise RendererBusyError(f"{self._waiting} sheets are already waiting to be rendered")
         self._waiting += 1
@@ -265,7 +272,7 @@ class PdfRenderer:
         try:
             executor = self._current_executor()
             try:
-                return await asyncio.get_running_loop().run_in_executor(executor, render_sheet_pdf, model)
+                return await asyncio.get_running_loop().run_in_executor(executor, make_pdf, model)
             except BrokenProcessPool as exc:
                 # A worker died (killed, out of memory): the pool is unusable, start a new one.
                 if self._executor is executor:

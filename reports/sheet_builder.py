@@ -21,6 +21,8 @@ from ledger.masking import mask_person_name, public_contributor
 from ledger.pledges import PAGE_SIZE_MAX as PLEDGE_PAGE
 from ledger.pledges import PledgeLine, list_pledges, pledge_totals
 from ledger.summary import project_summary
+from ledger.witnesses import KINDS as WITNESS_KINDS
+from ledger.witnesses import list_cosignatures
 from reports import sheet_model as m
 from reports.labels import CHANNEL_LABELS, SOURCE_LABELS
 
@@ -137,6 +139,7 @@ async def build_sheet_model(
             root_hash_hex=snap.root_hash.hex(),
             previous=previous,
             verify_url=verify_url(public_base_url, project.code, snap.disclosure_id),
+            witnessed=await _witnessed(conn, snap),
         ),
         objection_contact=objection_contact or f"{project.community_name}居民委员会",
         public_url=f"{public_base_url.rstrip('/')}/p/{project.code}",
@@ -267,6 +270,30 @@ def _omitted(
         export_url=f"{base}/api/v1/projects/{code}/entries.csv?{period}",
         pledges_url=f"{base}/p/{code}/pledges",
     )
+
+
+async def _witnessed(conn: AsyncConnection, snap: SheetSnapshot) -> list[m.WitnessedSheet]:
+    """Earlier sheets of the project and who had cosigned them by now (this snapshot)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None, "a connection in a transaction has its driver connection"
+    sheets = await raw.fetch(
+        "SELECT id, sheet_number, tree_size FROM disclosures WHERE project_id = $1 AND sheet_number < $2 "
+        "ORDER BY sheet_number",
+        snap.project.id,
+        snap.sheet_number,
+    )
+    signed = await list_cosignatures(raw, [r["id"] for r in sheets])
+    out = []
+    for r in sheets:
+        names = dict.fromkeys(
+            f"{c.witness.name}（{WITNESS_KINDS[c.witness.kind]}）" if c.witness.kind else c.witness.name
+            for c in signed[r["id"]]
+        )
+        if names:
+            out.append(
+                m.WitnessedSheet(sheet_number=r["sheet_number"], tree_size=r["tree_size"], witnesses=list(names))
+            )
+    return out
 
 
 async def _award(conn: AsyncConnection, snap: SheetSnapshot) -> m.AwardBlock | None:

@@ -312,6 +312,21 @@ class PreviousSheet:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WitnessedSheet:
+    """An earlier sheet whose checkpoint witnesses had cosigned when this one was published."""
+
+    sheet_number: int
+    tree_size: int
+    witnesses: Sequence[str]  # 锦绣花园业委会（业委会）, in signing order
+
+    def __post_init__(self) -> None:
+        _freeze(self, "witnesses")
+        _check_count(self, "tree_size")
+        if not self.witnesses:
+            raise ValueError("WitnessedSheet.witnesses must name at least one witness")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VerificationBlock:
     """七、核验信息: the Merkle tree pinned by this sheet."""
 
@@ -319,6 +334,7 @@ class VerificationBlock:
     root_hash_hex: str  # RFC 9162 root, 64 lowercase hex digits
     previous: PreviousSheet | None
     verify_url: str  # the QR code points here
+    witnessed: Sequence[WitnessedSheet] = ()  # earlier sheets cosigned by witnesses, by number
 
     def __post_init__(self) -> None:
         _check_count(self, "tree_size")
@@ -328,6 +344,7 @@ class VerificationBlock:
             raise ValueError("the previous sheet cannot pin a larger tree than this one")
         if not self.verify_url:
             raise ValueError("VerificationBlock.verify_url is required")
+        _freeze(self, "witnessed")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -103,6 +103,7 @@ def page_paths(seeded: Seeded) -> list[str]:
         f"/p/{p}/entries",
         f"/p/{p}/entries?kind=contribution",
         f"/p/{p}/pledges",
+        f"/p/{p}/progress",
         f"/p/{p}/e/1",
         f"/p/{p}/e/{seeded.hostile_seq}",
         f"/p/{p}/e/{seeded.reversal_seq}",

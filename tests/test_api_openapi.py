@@ -50,7 +50,13 @@ async def _seed(world: World) -> dict[str, str | int]:
     assert sheet.status_code == 201, sheet.text
     objection = await world.api.post(f"/api/v1/disclosures/{sheet.json()['id']}/objections", {"message": "请公开发票"})
     assert objection.status_code == 201, objection.text
+    # Issued with the run's (admin) token: only the issuing token may print a batch's slips.
+    batch = await world.api.post(
+        f"/api/v1/projects/{project}/evaluation-codes", {"count": 2}, token=world.admin, key=new_key()
+    )
+    assert batch.status_code == 201, batch.text
     return {
+        "path.batch": batch.json()["batch"],
         "path.project": project,
         "path.code": world.community,
         "path.seq": 2,
@@ -68,6 +74,10 @@ STATEFUL_RULES = [
     ("POST", "^/api/v1/projects$"),
     ("POST", "^/api/v1/projects/\\{project\\}/(entries|entries/batch|decisions|disclosures)$"),
     ("GET", "^/api/v1/projects/\\{project\\}/(disclosures/preview\\.pdf|ledger|ledger/inclusion|ledger/consistency)$"),
+    # 共评 and progress: a code must be one issued for the project, a tally sheet or a photo one
+    # uploaded to the community, codes no more than its households, slips only for their issuer.
+    ("POST", "^/api/v1/projects/\\{project\\}/(evaluation-codes|evaluations|evaluation-tallies|progress)$"),
+    ("GET", "^/api/v1/projects/\\{project\\}/evaluation-codes/\\{batch\\}/slips\\.pdf$"),
 ]
 ACCEPTED_OR_REFUSED_BY_STATE = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 
@@ -135,8 +145,8 @@ async def test_document_is_valid_and_declares_problems(world: World) -> None:
             for status, response in operation["responses"].items():
                 if status[0] in "45":
                     assert list(response["content"]) == ["application/problem+json"], (method, path, status)
-            if method == "post" and path.endswith("/objections"):
-                assert "security" not in operation, "objections are a public (rate-limited) write"
+            if method == "post" and path.endswith(("/objections", "/evaluations")):
+                assert "security" not in operation, "objections and scores are public (rate-limited) writes"
             elif method in ("post", "delete"):
                 assert operation["security"] == [{"bearer": []}], (method, path)
                 if method == "post":

@@ -6,6 +6,7 @@ read, present with ``api.presenters``, render a template.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -22,17 +23,30 @@ from api.pages.cache import project_page as cached_page
 from api.pages.views import stage_steps
 from api.presenters import award_out, community_out, decision_out, entry_out, pledge_out, pledge_totals_out, project_out
 from api.routes.disclosures import disclosure_out, objection_out
+from api.routes.evaluations import comment_out, results_out
+from api.routes.progress import progress_out
 from ledger.awards import project_award_by_code
 from ledger.canonical import SHANGHAI
 from ledger.communities import find_community, list_communities
 from ledger.decisions import list_decisions
 from ledger.disclosures import file_objection, get_disclosure, list_disclosures, list_objections
 from ledger.entries import get_entry, list_entries, seqs_by_receipt_no
-from ledger.errors import Conflict
+from ledger.errors import Conflict, ValidationFailed
+from ledger.evaluations import (
+    CodeUsed,
+    display_code,
+    evaluation_results,
+    list_comments,
+    normalise_code,
+    submit_evaluation,
+    window_refusal,
+)
 from ledger.money import format_fen
 from ledger.pledges import list_pledges, pledge_totals
+from ledger.progress import list_notes
 from ledger.projects import Project, get_project, list_projects
 from ledger.summary import project_summary
+from ledger.witnesses import sheet_cosignatures
 from reports.labels import SOURCE_LABELS
 
 LIST_MAX = 500  # communities and projects on one page: a district, not a province
@@ -41,6 +55,10 @@ NEWEST_ENTRIES = 5
 OPEN_PLEDGES_SHOWN = 10
 PLEDGE_STATUSES = (("open", "未兑现"), ("fulfilled", "已兑现"), ("reversed", "已冲正"))
 SEARCH_MAX = 40
+COMMENTS_SHOWN = 20
+NOTES_SHOWN = 10
+EVAL_CODE_TYPED_MAX = 40
+EVAL_COMMENT_TYPED_MAX = 600
 RECEIPT_NO_MAX = 64  # as the entries table allows
 ROOT_TYPED_MAX = 200  # 64 hex digits with whatever spacing the resident typed
 KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
@@ -53,8 +71,8 @@ def template(name: str) -> str:
     return f"pages/{name}.html.j2"
 
 
-def page(name: str, status_code: int = 200, **context: Any) -> Template:
-    return Template(template_name=template(name), context=context, status_code=status_code)
+def page(name: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Template:
+    return Template(template_name=template(name), context=context, status_code=status_code, headers=headers)
 
 
 async def _with_summary(engine: AsyncEngine, project: Project) -> s.ProjectOut:
@@ -97,36 +115,121 @@ async def community_page(engine: AsyncEngine, community: str) -> Template:
     )
 
 
+async def _project_context(engine: AsyncEngine, project: str) -> dict[str, Any]:
+    found = await get_project(engine, project)
+    async with engine.connect() as conn:
+        summary = await project_summary(conn, found)
+        newest = await list_entries(conn, found.code, after_seq=max(summary.ledger_size - NEWEST_ENTRIES, 0))
+        open_pledges = await list_pledges(conn, found.id, status="open", limit=OPEN_PLEDGES_SHOWN)
+        results = await evaluation_results(conn, found.id, found.code)
+        comments = await list_comments(conn, found.id, limit=COMMENTS_SHOWN)
+        notes = await list_notes(conn, found.id, found.code, limit=NOTES_SHOWN + 1)
+    decisions = [decision_out(d) for d in await list_decisions(engine, found.code)]
+    sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+    award = await project_award_by_code(engine, found.code)
+    by_source: dict[str, int] = {}
+    for line in found.budget_lines:
+        label = SOURCE_LABELS.get(line.source, line.source)
+        by_source[label] = by_source.get(label, 0) + line.amount_fen
+    return {
+        "project": project_out(found, summary),
+        "steps": stage_steps(found.stage, decisions),
+        "sources": {line.category: line.source for line in found.budget_lines},
+        "by_source": [(label, format_fen(fen)) for label, fen in by_source.items()],
+        "community_name": found.community_name,
+        "community_district": found.community_district,
+        "decisions": decisions,
+        "sheets": list(reversed(sheets)),
+        "newest": [entry_out(e, unmasked=False) for e in reversed(newest)],
+        "pledges_open": [pledge_out(p, unmasked=False) for p in open_pledges],
+        "award": award_out(award) if award is not None else None,
+        # The API's own presenters: the page shows exactly what /api/v1 answers.
+        "evaluation": results_out(
+            found.code, found.stage, results, [comment_out(c, unmasked=False) for c in comments], None
+        ),
+        "evaluation_refusal": window_refusal(found.stage),
+        "notes": [progress_out(n) for n in notes[:NOTES_SHOWN]],
+        "more_notes": len(notes) > NOTES_SHOWN,
+        "eval_form": EvalForm(),
+    }
+
+
+@dataclass
+class EvalForm:
+    """The evaluation form as a resident left it (kept when refused), and how it went."""
+
+    code: str = ""
+    score: str = ""
+    comment: str = ""
+    errors: list[str] = field(default_factory=list)
+    done: bool = False
+
+
 @get("/p/{project:str}", name="page_project")
-async def project_page(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def project_page(
+    request: Request, engine: AsyncEngine, project: str, code: str | None = None, evaluated: str | None = None
+) -> Response[bytes] | Template:
+    if code is not None:
+        # Opened from a slip's QR code: the form with the code filled in. Never cached (the code is
+        # a credential), and nothing here says whether the code is valid: that would let anyone
+        # test codes without the rate limit of a submission.
+        context = await _project_context(engine, project)
+        typed = code.strip()[:EVAL_CODE_TYPED_MAX]
+        normalised = normalise_code(typed)
+        # As the slip prints it (two groups of five), so the resident can compare the two.
+        context["eval_form"] = EvalForm(code=display_code(normalised) if normalised else typed)
+        return page("project", headers={"Cache-Control": "no-store"}, **context)
+
     async def build() -> tuple[str, dict[str, Any]]:
-        found = await get_project(engine, project)
-        async with engine.connect() as conn:
-            summary = await project_summary(conn, found)
-            newest = await list_entries(conn, found.code, after_seq=max(summary.ledger_size - NEWEST_ENTRIES, 0))
-            open_pledges = await list_pledges(conn, found.id, status="open", limit=OPEN_PLEDGES_SHOWN)
-        decisions = [decision_out(d) for d in await list_decisions(engine, found.code)]
-        sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
-        award = await project_award_by_code(engine, found.code)
-        by_source: dict[str, int] = {}
-        for line in found.budget_lines:
-            label = SOURCE_LABELS.get(line.source, line.source)
-            by_source[label] = by_source.get(label, 0) + line.amount_fen
-        return template("project"), {
-            "project": project_out(found, summary),
-            "steps": stage_steps(found.stage, decisions),
-            "sources": {line.category: line.source for line in found.budget_lines},
-            "by_source": [(label, format_fen(fen)) for label, fen in by_source.items()],
-            "community_name": found.community_name,
-            "community_district": found.community_district,
-            "decisions": decisions,
-            "sheets": list(reversed(sheets)),
-            "newest": [entry_out(e, unmasked=False) for e in reversed(newest)],
-            "pledges_open": [pledge_out(p, unmasked=False) for p in open_pledges],
-            "award": award_out(award) if award is not None else None,
-        }
+        context = await _project_context(engine, project)
+        context["eval_form"] = EvalForm(done=evaluated == "1")
+        return template("project"), context
 
     return await cached_page(request, engine, project, build)
+
+
+@post(
+    "/p/{project:str}/evaluations",
+    name="page_evaluation",
+    # The same per-address limit as the API's evaluation route (the app's RateLimitConfig).
+    opt={"public_write": True},
+    status_code=303,
+)
+async def evaluation_form(request: Request, engine: AsyncEngine, project: str) -> Redirect | Template:
+    form = await request.form()
+    typed = EvalForm(
+        code=str(form.get("household_code") or "").strip()[:EVAL_CODE_TYPED_MAX],
+        score=str(form.get("score") or "").strip()[:1],
+        comment=str(form.get("comment") or "").strip()[:EVAL_COMMENT_TYPED_MAX],
+    )
+    done = Redirect(f"/p/{project}?evaluated=1#evaluate", status_code=303)
+    status_code = 422
+    try:
+        body = s.EvaluationIn.model_validate(
+            {
+                "household_code": typed.code,
+                "score": int(typed.score) if typed.score.isdigit() else 0,
+                "comment": typed.comment or None,
+            }
+        )
+        await submit_evaluation(engine, project, body.household_code, body.score, body.comment)
+        return done
+    except ValidationError as exc:
+        typed.errors = [e["message"] for e in _eval_labelled(exc)]
+    except CodeUsed as exc:
+        if exc.same:
+            return done  # the same form sent twice (a double tap): it was recorded once
+        typed.errors, status_code = [exc.detail], 409
+    except (ValidationFailed, Conflict) as exc:
+        typed.errors, status_code = [exc.detail], 409 if isinstance(exc, Conflict) else 422
+    context = await _project_context(engine, project)
+    context["eval_form"] = typed
+    return page("project", status_code=status_code, headers={"Cache-Control": "no-store"}, **context)
+
+
+def _eval_labelled(exc: ValidationError) -> list[dict[str, str]]:
+    names = {"household_code": "评价码", "score": "评分", "comment": "意见"}
+    return [{"message": f"{names.get(e['field'], e['field'])}：{e['message']}"} for e in validation_errors(exc)]
 
 
 @get("/p/{project:str}/entries", name="page_entries")
@@ -174,6 +277,25 @@ async def pledges_page(
             "statuses": PLEDGE_STATUSES,
             "next_after": rows[-1].seq if more else None,
             "after": after,
+        }
+
+    return await cached_page(request, engine, project, build)
+
+
+@get("/p/{project:str}/progress", name="page_progress")
+async def progress_page(request: Request, engine: AsyncEngine, project: str, before: int = 0) -> Response[bytes]:
+    async def build() -> tuple[str, dict[str, Any]]:
+        found = await get_project(engine, project)
+        async with engine.connect() as conn:
+            notes = await list_notes(
+                conn, found.id, found.code, before_id=before if before > 0 else None, limit=ENTRIES_PAGE + 1
+            )
+        return template("progress"), {
+            "project": project_out(found),
+            "community_name": found.community_name,
+            "notes": [progress_out(n) for n in notes[:ENTRIES_PAGE]],
+            "before": before,
+            "next_before": notes[ENTRIES_PAGE - 1].id if len(notes) > ENTRIES_PAGE else None,
         }
 
     return await cached_page(request, engine, project, build)
@@ -229,8 +351,9 @@ async def check_page(
 async def _disclosure_context(engine: AsyncEngine, disclosure_id: int) -> dict[str, Any]:
     d = await get_disclosure(engine, disclosure_id)
     found = await get_project(engine, d.project_code)
+    signed = await sheet_cosignatures(engine, [d.id])
     return {
-        "sheet": disclosure_out(d),
+        "sheet": disclosure_out(d, cosignatures=signed[d.id]),
         "project": project_out(found),
         "community_name": found.community_name,
         "objections": [objection_out(o) for o in await list_objections(engine, disclosure_id)],
@@ -297,8 +420,10 @@ ROUTES = [
     index,
     community_page,
     project_page,
+    evaluation_form,
     entries_page,
     pledges_page,
+    progress_page,
     entry_page,
     check_page,
     disclosure_page,

@@ -18,9 +18,11 @@ from api import schemas as s
 from ledger.attachments import PUBLIC_KINDS
 from ledger.canonical import SHANGHAI
 from ledger.decisions import STAGE_LABELS, STAGES
+from ledger.evaluations import METHOD_LABELS, SCORE_LABELS
 from ledger.masking import mask_person_name
 from ledger.money import format_fen_grouped
 from reports.formatting import date_cn, hex_groups
+from reports.formatting import percent as sheet_percent
 from reports.labels import CHANNEL_LABELS, CONTRIBUTOR_TYPE_LABELS, KIND_LABELS, SOURCE_LABELS, account_label
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -50,6 +52,16 @@ def rate(part: str, whole: str) -> str:
 
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{Decimal(str(value)) * 100:.1f}%"
+
+
+def score_average(value: float | None) -> str:
+    """The API's average (a JSON number of two places) as the sheet prints it: ``4.40``."""
+    return "—" if value is None else f"{Decimal(str(value)):.2f}"
+
+
+def score_rate(value: float | None) -> str:
+    """The API's satisfied rate (four places) as the sheet prints it, rounded half up: ``81.3%``."""
+    return sheet_percent(None if value is None else Decimal(str(value)))
 
 
 def when(moment: datetime | date) -> str:
@@ -113,6 +125,8 @@ def make_environment() -> Environment:
         stage_label=stage_label,
         counterparty=counterparty,
         masked_person=mask_person_name,
+        score_average=score_average,
+        score_rate=score_rate,
     )
     env.globals.update(
         KIND_LABELS=KIND_LABELS,
@@ -123,5 +137,7 @@ def make_environment() -> Environment:
         rate=rate,
         account_label=account_label,
         ATTACHMENT_PUBLIC_KINDS=PUBLIC_KINDS,
+        TALLY_METHOD_LABELS=METHOD_LABELS,
+        SCORE_LABELS=SCORE_LABELS,
     )
     return env

@@ -7,8 +7,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
-from api.auth import require_project_writer
-from api.http import JSON_BODY_MAX, dump, idempotency_key, idempotency_request, json_response, parse_body, read_json
+from api.auth import project_write
+from api.http import JSON_BODY_MAX, dump, json_response
 from api.presenters import decision_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
 from ledger.decisions import DecisionDraft, list_decisions, record_decision
@@ -24,18 +24,13 @@ from ledger.decisions import DecisionDraft, list_decisions, record_decision
     responses={201: ResponseSpec(s.DecisionOut, description="已记录"), **problems(400, 401, 403, 404, 409, 413, 422)},
 )
 async def create_decision(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
-    raw = await read_json(request)
-    key = idempotency_key(request) if "idempotency-key" in request.headers else None
-    caller = await require_project_writer(request, project)
-    body = parse_body(s.DecisionIn, raw)
-    draft = DecisionDraft(**body.model_dump())
-    idem = idempotency_request(request, caller.scope, key, raw) if key is not None else None
+    write = await project_write(request, project, s.DecisionIn)
     stored, replayed = await record_decision(
         engine,
         project,
-        draft,
-        recorded_by=caller.scope,
-        idempotency=idem,
+        DecisionDraft(**write.body.model_dump()),
+        recorded_by=write.caller.scope,
+        idempotency=write.idempotency,
         render=lambda decision: dump(decision_out(decision)),
     )
     return json_response(stored.status, stored.body, replayed=replayed)

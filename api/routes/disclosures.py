@@ -27,6 +27,7 @@ from api.http import (
     parse_body,
     read_json,
 )
+from api.presenters import cosignature_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
 from ledger.canonical import SHANGHAI
 from ledger.disclosures import (
@@ -46,6 +47,7 @@ from ledger.disclosures import (
     respond_to_objection,
 )
 from ledger.masking import mask_phones
+from ledger.witnesses import Cosignature, sheet_cosignatures
 from reports.render import PdfRenderer
 from reports.sheet_builder import build_sheet_model
 
@@ -54,7 +56,9 @@ NoticeDays = Annotated[int, Parameter(ge=1, le=90)]
 TAGS = ["disclosures"]
 
 
-def disclosure_out(d: Disclosure, today: date | None = None) -> s.DisclosureOut:
+def disclosure_out(
+    d: Disclosure, today: date | None = None, cosignatures: list[Cosignature] | None = None
+) -> s.DisclosureOut:
     today = today or datetime.now(SHANGHAI).date()
     previous = (
         s.PreviousSheetOut(
@@ -78,6 +82,8 @@ def disclosure_out(d: Disclosure, today: date | None = None) -> s.DisclosureOut:
         previous=previous,
         pdf_sha256=d.pdf_sha256,
         pdf_url=f"/api/v1/disclosures/{d.id}/pdf",
+        checkpoint_url=f"/api/v1/disclosures/{d.id}/checkpoint",
+        cosignatures=[cosignature_out(c) for c in cosignatures or []],
         notice_days=d.notice_days,
         notice_start=d.notice_start,
         notice_end=d.notice_end,
@@ -161,7 +167,8 @@ async def list_route(
     size = clamp_limit(limit)
     items = await list_disclosures(engine, project, after_id=cursor_id(cursor), limit=size + 1)
     nxt = str(items[size - 1].id) if len(items) > size else None
-    return s.DisclosurePage(items=[disclosure_out(d) for d in items[:size]], next=nxt)
+    signed = await sheet_cosignatures(engine, [d.id for d in items[:size]])
+    return s.DisclosurePage(items=[disclosure_out(d, cosignatures=signed[d.id]) for d in items[:size]], next=nxt)
 
 
 @get(
@@ -198,7 +205,9 @@ async def preview_route(
     responses=problems(401, 404),
 )
 async def get_route(engine: AsyncEngine, disclosure_id: PathId) -> s.DisclosureOut:
-    return disclosure_out(await get_disclosure(engine, disclosure_id))
+    found = await get_disclosure(engine, disclosure_id)
+    signed = await sheet_cosignatures(engine, [found.id])
+    return disclosure_out(found, cosignatures=signed[found.id])
 
 
 @get(
