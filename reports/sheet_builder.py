@@ -17,6 +17,7 @@ from ledger.awards import project_award
 from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
 from ledger.entries import RecordedEntry, get_entry, list_entries
+from ledger.evaluations import evaluation_results
 from ledger.masking import mask_person_name, public_contributor
 from ledger.pledges import PAGE_SIZE_MAX as PLEDGE_PAGE
 from ledger.pledges import PledgeLine, list_pledges, pledge_totals
@@ -134,6 +135,7 @@ async def build_sheet_model(
         table_totals=tuple(totals.items()),
         omitted=omitted,
         award=await _award(conn, snap),
+        evaluation=await _evaluation(conn, snap),
         verification=m.VerificationBlock(
             tree_size=snap.tree_size,
             root_hash_hex=snap.root_hash.hex(),
@@ -270,6 +272,22 @@ def _omitted(
         export_url=f"{base}/api/v1/projects/{code}/entries.csv?{period}",
         pledges_url=f"{base}/p/{code}/pledges",
     )
+
+
+async def _evaluation(conn: AsyncConnection, snap: SheetSnapshot) -> m.EvaluationBlock | None:
+    """共评 results in the publishing snapshot: the same figures as the API and the page."""
+    results = await evaluation_results(conn, snap.project.id, snap.project.code)
+    if not results.codes_issued and not results.overall.total:
+        return None
+    rows = [
+        m.ScoreRow(label=label, counts=x.counts, average=x.average, satisfied_rate=x.satisfied_rate)
+        for label, x in (
+            ("线上（评价码）", results.online),
+            ("线下（问卷、共评会）", results.paper),
+            ("合计", results.overall),
+        )
+    ]
+    return m.EvaluationBlock(rows=rows, codes_issued=results.codes_issued, tallies=len(results.tallies))
 
 
 async def _witnessed(conn: AsyncConnection, snap: SheetSnapshot) -> list[m.WitnessedSheet]:
