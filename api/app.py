@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, suppress
 from datetime import date
 from typing import Any
 
+import anyio
 from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -46,6 +47,7 @@ from api.workspace import workspace_router
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
 from ledger.settings import Settings, get_settings
+from ledger.tree import VerificationCache
 from reports.render import PdfRenderer, check_cjk_font
 from reports.sheet_builder import build_sheet_model
 
@@ -163,6 +165,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.engine = engine
         app.state.settings = settings
         app.state.renderer = renderer
+        # Created here, on the loop that serves the requests: XLSX exports built at once.
+        app.state.xlsx_limiter = anyio.CapacityLimiter(entries.XLSX_BUILDS_MAX)
+        # Verifications by tree size, in this process's memory (ledger/tree.py says why).
+        app.state.verify_cache = VerificationCache()
         demo_later: asyncio.Task[None] | None = None
         try:
             log.info("ledger ready on %s", redact(urls.app))

@@ -483,6 +483,7 @@ class VerifyOut(BaseModel):
     unbalanced_accounts: list[str] = Field(default=[], description="余额与分录合计不符的科目")
     contributor_totals_ok: bool = Field(default=True, description="各出资人累计（已出资、已退款等）与记录重算一致")
     pledge_totals_ok: bool = Field(default=True, description="各笔认筹的认筹额与实缴额与记录重算一致")
+    checked_at: datetime = Field(description="这次重算的时间：树大小不变时沿用上次结果，有新记录后重算")
 
 
 class TokenOut(BaseModel):

@@ -950,20 +950,14 @@ def signer(role: str | None, name: str | None) -> Signer | None:
     return Signer(role, name) if role is not None and name is not None else None
 
 
-async def list_entries(
-    conn: AsyncConnection,
-    project_code: str,
+def _filters(
     *,
-    kind: str | None = None,
-    after_seq: int = 0,
-    limit: int = 50,
-    seq_max: int | None = None,
-    occurred_from: date | None = None,
-    occurred_to: date | None = None,
-) -> list[RecordedEntry]:
-    """Entries in seq order after ``after_seq``. The caller checks the project exists."""
-    where = "AND e.seq > :after"
-    params: dict[str, Any] = {"code": project_code, "after": after_seq, "limit": min(limit, BATCH_SIZE_MAX)}
+    kind: str | None,
+    seq_max: int | None,
+    occurred_from: date | None,
+    occurred_to: date | None,
+) -> tuple[str, dict[str, Any]]:
+    where, params = "", dict[str, Any]()
     if kind is not None:
         where += " AND e.kind = :kind"
         params["kind"] = kind
@@ -976,8 +970,41 @@ async def list_entries(
     if occurred_to is not None:
         where += " AND e.occurred_on <= :occurred_to"
         params["occurred_to"] = occurred_to
-    rows = await conn.execute(text(_READ_SQL.format(where=where)), params)
+    return where, params
+
+
+async def list_entries(
+    conn: AsyncConnection,
+    project_code: str,
+    *,
+    kind: str | None = None,
+    after_seq: int = 0,
+    limit: int = 50,
+    seq_max: int | None = None,
+    occurred_from: date | None = None,
+    occurred_to: date | None = None,
+) -> list[RecordedEntry]:
+    """Entries in seq order after ``after_seq``. The caller checks the project exists."""
+    where, params = _filters(kind=kind, seq_max=seq_max, occurred_from=occurred_from, occurred_to=occurred_to)
+    params.update(code=project_code, after=after_seq, limit=min(limit, BATCH_SIZE_MAX))
+    rows = await conn.execute(text(_READ_SQL.format(where="AND e.seq > :after" + where)), params)
     return [_entry_from_row(r) for r in rows]
+
+
+async def count_entries(
+    conn: AsyncConnection,
+    project_code: str,
+    *,
+    kind: str | None = None,
+    seq_max: int | None = None,
+    occurred_from: date | None = None,
+    occurred_to: date | None = None,
+) -> int:
+    """How many entries :func:`list_entries` would give with the same filters (all pages)."""
+    where, params = _filters(kind=kind, seq_max=seq_max, occurred_from=occurred_from, occurred_to=occurred_to)
+    params["code"] = project_code
+    sql = "SELECT count(*) FROM entries e JOIN projects p ON p.id = e.project_id WHERE p.code = :code" + where
+    return int((await conn.execute(text(sql), params)).scalar_one())
 
 
 async def get_entry(conn: AsyncConnection, project_code: str, seq: int) -> RecordedEntry:

@@ -7,8 +7,10 @@ the few nodes the plan names, fetched in one query.
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -262,6 +264,50 @@ async def verify(engine: AsyncEngine, project_code: str) -> Verification:
             contributor_totals_ok=not totals_off,
             pledge_totals_ok=not pledges_off,
         )
+
+
+@dataclass(frozen=True)
+class CheckedVerification:
+    result: Verification
+    checked_at: datetime  # when the leaves were last recomputed
+
+
+class VerificationCache:
+    """Full verifications by project, kept in the memory of one service process.
+
+    A verification reads every entry, so anyone could make the service spend seconds per request.
+    The ledger only grows: while a project's tree still has the size and root a verification saw,
+    its answer stands, and the next caller gets it without recomputing; an append (a new size)
+    makes the next caller recompute. Concurrent callers for one project wait for one computation.
+    What this does not see is the owner role rewriting history without appending; ``ledger
+    verify`` on the command line always recomputes, and the answer says when it was computed."""
+
+    def __init__(self) -> None:
+        self._checked: dict[str, CheckedVerification] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        # Full recomputations per project: the cache's own account of its work.
+        self.computed: Counter[str] = Counter()
+
+    async def _fresh(self, engine: AsyncEngine, project_code: str) -> CheckedVerification | None:
+        async with engine.connect() as conn:
+            now = await head(conn, project_code)  # 404 for a project that does not exist
+        checked = self._checked.get(project_code)
+        if checked is not None and (checked.result.size, checked.result.root_hash) == (now.size, now.root_hash):
+            return checked
+        return None
+
+    async def verify(self, engine: AsyncEngine, project_code: str) -> CheckedVerification:
+        checked = await self._fresh(engine, project_code)
+        if checked is not None:
+            return checked
+        async with self._locks.setdefault(project_code, asyncio.Lock()):
+            # Someone may have verified this size while we waited.
+            checked = await self._fresh(engine, project_code)
+            if checked is None:
+                self.computed[project_code] += 1
+                checked = CheckedVerification(await verify(engine, project_code), datetime.now(UTC))
+                self._checked[project_code] = checked
+            return checked
 
 
 _UNBALANCED_SQL = text(

@@ -34,6 +34,7 @@ from reports.sheet_model import (
     InKindRow,
     PledgeRow,
     RefundRow,
+    TableTotal,
 )
 
 # Entries per band: a rule every five lines, as on ledger paper.
@@ -105,6 +106,7 @@ class Band:
     size: int
 
     is_band = True
+    is_note = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +117,27 @@ class SingleRow:
     is_reversal: bool
 
     is_band = False
+    is_note = False
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRow:
+    """A line across the table: the rows a sheet too long to print whole leaves out."""
+
+    text: str
+
+    is_band = False
+    is_note = True
 
 
 @dataclass(frozen=True, slots=True)
 class DetailTable:
     key: str  # css hook: contributions, grants, expenditures, in_kind, refunds
     columns: tuple[Column, ...]
-    blocks: tuple[Band | SingleRow, ...]
-    row_count: int
-    total_fen: int  # signed sum of the amounts printed (reversals included)
+    blocks: tuple[Band | SingleRow | NoteRow, ...]
+    row_count: int  # entries the table holds in the ledger, printed or not
+    total_fen: int  # the ledger's signed total of those entries (reversals included)
+    listed: int  # entries printed (fewer than row_count only on a sheet cut at its row limit)
     # The closing row: its label, then one text per column from the amount column on.
     total_label: str = "本期合计"
     total_cells: tuple[str, ...] = ()
@@ -241,10 +255,17 @@ def band_line(cells: Sequence[str], columns: Sequence[Column]) -> str | None:
     return "".join(parts).rstrip()
 
 
-def detail_table(row_type: type[EntryRow], rows: Sequence[EntryRow]) -> DetailTable:
-    """Lay out ``rows`` (all of ``row_type``, in seq order) as bands and single rows."""
+def detail_table(
+    row_type: type[EntryRow], rows: Sequence[EntryRow], total: TableTotal | None = None, omitted_note: str = ""
+) -> DetailTable:
+    """Lay out ``rows`` (all of ``row_type``, in seq order) as bands and single rows. ``total``
+    is the ledger's count and sum (default: the rows'); where it holds more rows than printed,
+    ``omitted_note`` closes the printed rows."""
     key, columns = _COLUMNS_BY_ROW_TYPE[row_type]
-    blocks: list[Band | SingleRow] = []
+    if total is None:
+        paid = sum(r.fulfilled_fen for r in rows) if row_type is PledgeRow else 0  # type: ignore[attr-defined]
+        total = TableTotal(rows=len(rows), amount_fen=sum(r.amount_fen for r in rows), paid_fen=paid)
+    blocks: list[Band | SingleRow | NoteRow] = []
     pending: list[str] = []
 
     def flush() -> None:
@@ -263,16 +284,19 @@ def detail_table(row_type: type[EntryRow], rows: Sequence[EntryRow]) -> DetailTa
         if len(pending) == BAND_ROWS:
             flush()
     flush()
+    if total.rows > len(rows):
+        blocks.append(NoteRow(omitted_note))
     table = DetailTable(
         key=key,
         columns=columns,
         blocks=tuple(blocks),
-        row_count=len(rows),
-        total_fen=sum(row.amount_fen for row in rows),
+        row_count=total.rows,
+        total_fen=total.amount_fen,
+        listed=len(rows),
     )
     if row_type is PledgeRow:
-        paid = sum(r.fulfilled_fen for r in rows)  # type: ignore[attr-defined]
+        owed = total.amount_fen - total.paid_fen
         return replace(
-            table, total_label="累计", total_cells=(yuan(table.total_fen), yuan(paid), yuan(table.total_fen - paid))
+            table, total_label="累计", total_cells=(yuan(total.amount_fen), yuan(total.paid_fen), yuan(owed))
         )
     return table

@@ -43,6 +43,11 @@ def hex_groups(hex_digits: str, size: int = 4) -> str:
     return " ".join(hex_digits[i : i + size] for i in range(0, len(hex_digits), size))
 
 
+def thousands(value: int) -> str:
+    """``20000`` → ``"20,000"``."""
+    return f"{value:,}"
+
+
 def count_or_dash(value: int | None) -> str:
     return "—" if value is None else str(value)
 
@@ -60,5 +65,6 @@ FILTERS = {
     "percent": percent,
     "hex_groups": hex_groups,
     "count_or_dash": count_or_dash,
+    "thousands": thousands,
     "hours": hours,
 }

@@ -80,6 +80,21 @@ def _two_lines(hex_digits: str) -> tuple[str, str]:
     return " ".join(groups[:half]), " ".join(groups[half:])
 
 
+def _omitted_note(model: SheetModel, name: str) -> str:
+    """The line closing a table whose rows the sheet could not all print."""
+    omitted = model.omitted
+    left_out = model.total_of(name).rows - len(getattr(model, name))
+    if omitted is None or left_out <= 0:
+        return ""
+    if name != "pledges":
+        head = f"另有 {left_out:,} 笔（记账序号 {omitted.entries_from_seq} 及以后）"
+    elif omitted.pledges_after_seq:
+        head = f"另有 {left_out:,} 笔（记账序号 {omitted.pledges_after_seq} 之后）"
+    else:
+        head = f"这 {left_out:,} 笔认筹均"
+    return f"{head}因篇幅所限未印出，见本表开头的说明；合计含这些记录。"
+
+
 def render_sheet_html(model: SheetModel) -> str:
     """The sheet as one self-contained HTML document (inline CSS and SVG, no external resource)."""
     spent_fen = sum(line.spent_fen for line in model.budget_lines)
@@ -88,12 +103,15 @@ def render_sheet_html(model: SheetModel) -> str:
     context = {
         "m": model,
         "tables": {
-            "contributions": detail_table(ContributionRow, model.contributions),
-            "grants": detail_table(GrantRow, model.grants),
-            "expenditures": detail_table(ExpenditureRow, model.expenditures),
-            "in_kind": detail_table(InKindRow, model.in_kind),
-            "refunds": detail_table(RefundRow, model.refunds),
-            "pledges": detail_table(PledgeRow, model.pledges),
+            name: detail_table(row_type, getattr(model, name), model.total_of(name), _omitted_note(model, name))
+            for name, row_type in (
+                ("contributions", ContributionRow),
+                ("grants", GrantRow),
+                ("expenditures", ExpenditureRow),
+                ("in_kind", InKindRow),
+                ("refunds", RefundRow),
+                ("pledges", PledgeRow),
+            )
         },
         "budget_total_fen": budget_fen,
         "budget_spent_fen": spent_fen,

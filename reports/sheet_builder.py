@@ -9,8 +9,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger import accounts as acc
 from ledger.awards import project_award
 from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
@@ -18,7 +20,7 @@ from ledger.entries import RecordedEntry, get_entry, list_entries
 from ledger.evaluations import evaluation_results
 from ledger.masking import mask_person_name, public_contributor
 from ledger.pledges import PAGE_SIZE_MAX as PLEDGE_PAGE
-from ledger.pledges import PledgeLine, list_pledges
+from ledger.pledges import PledgeLine, list_pledges, pledge_totals
 from ledger.summary import project_summary
 from ledger.witnesses import KINDS as WITNESS_KINDS
 from ledger.witnesses import list_cosignatures
@@ -26,6 +28,15 @@ from reports import sheet_model as m
 from reports.labels import CHANNEL_LABELS, SOURCE_LABELS
 
 SHEET_PAGE = 5000
+# The detail table of each kind of entry (a reversal goes to its original's); pledges have a
+# table of their own, cumulative.
+TABLE_OF_KIND = {
+    "contribution": "contributions",
+    "grant": "grants",
+    "expenditure": "expenditures",
+    "in_kind": "in_kind",
+    "refund": "refunds",
+}
 
 
 def verify_url(public_base_url: str, project_code: str, disclosure_id: int | None) -> str:
@@ -39,33 +50,25 @@ async def build_sheet_model(
     conn: AsyncConnection, snap: SheetSnapshot, *, public_base_url: str, objection_contact: str = ""
 ) -> m.SheetModel:
     project = snap.project
-    entries = await _period_entries(conn, snap)
-    by_seq = await _with_originals(conn, snap, entries)
+    limit = m.SHEET_ROWS_MAX
     labels = {line.category: line.label for line in project.budget_lines}
-    rows: dict[str, list[Any]] = {k: [] for k in ("contribution", "grant", "expenditure", "in_kind", "refund")}
-    period = {"contribution": 0, "grant": 0, "expenditure": 0, "refund": 0}
-    for e in entries:
-        source = by_seq[e.reverses_seq] if e.kind == "reversal" and e.reverses_seq else e
-        if source.kind not in rows:
-            continue  # pledges are summarised, not listed
-        row = _row(source.kind, e, source, labels)
-        rows[source.kind].append(row)
-        if source.kind in period:
-            period[source.kind] += row.amount_fen
+    rows: dict[str, list[Any]] = {k: [] for k in TABLE_OF_KIND}
+    printed, cut_seq = await _print_rows(conn, snap, rows, labels, limit)
+    # Every figure comes from the ledger, never from the printed rows: a sheet cut at its row
+    # limit still adds up every entry of its period.
+    period = await _period_money(conn, snap)
+    totals = await _table_totals(conn, snap)
+    pledge_sum = await pledge_totals(conn, project.id)
+    totals["pledges"] = m.TableTotal(
+        rows=pledge_sum.count, amount_fen=pledge_sum.pledged_fen, paid_fen=pledge_sum.fulfilled_fen
+    )
+    pledge_lines = await _pledges(conn, snap, room=limit - printed)
+    omitted = _omitted(snap, public_base_url, totals, printed, cut_seq, pledge_lines, limit)
     summary = await project_summary(conn, project)
     decisions = await list_decisions_in(conn, project.id, project.code)
-    grants = [e for e in entries if e.kind == "grant"]
-    grant_note = "；".join(
-        dict.fromkeys(f"{g.fields.get('grantor')} {g.fields.get('document_no') or ''}".strip() for g in grants)
-    )
+    grant_note = "；".join(await _grant_sources(conn, snap))
     sheet_summary = m.SheetSummary(
-        period=m.MoneyTotals(
-            contributed_fen=period["contribution"],
-            granted_fen=period["grant"],
-            other_income_fen=0,
-            spent_fen=period["expenditure"],
-            refunded_fen=period["refund"],
-        ),
+        period=period,
         cumulative=m.MoneyTotals(
             contributed_fen=summary.contributed_fen,
             granted_fen=summary.granted_fen,
@@ -128,7 +131,9 @@ async def build_sheet_model(
         in_kind=rows["in_kind"],
         refunds=rows["refund"],
         decisions=[_decision_row(d) for d in decisions],
-        pledges=[_pledge_row(p) for p in await _pledges(conn, snap, room=m.SHEET_ROWS_MAX - len(entries))],
+        pledges=[_pledge_row(p) for p in pledge_lines],
+        table_totals=tuple(totals.items()),
+        omitted=omitted,
         award=await _award(conn, snap),
         evaluation=await _evaluation(conn, snap),
         verification=m.VerificationBlock(
@@ -143,21 +148,130 @@ async def build_sheet_model(
     )
 
 
-async def _period_entries(conn: AsyncConnection, snap: SheetSnapshot) -> list[RecordedEntry]:
-    out: list[RecordedEntry] = []
+async def _print_rows(
+    conn: AsyncConnection, snap: SheetSnapshot, rows: dict[str, list[Any]], labels: dict[str, str], limit: int
+) -> tuple[int, int | None]:
+    """Fill ``rows`` (by kind) with the period's entries in seq order, at most ``limit`` rows in
+    all. Returns how many were printed and the seq of the first entry left out (None: none)."""
+    printed = 0
+    by_seq: dict[int, RecordedEntry] = {}
+    after = 0
     while True:
         page = await list_entries(
             conn,
             snap.project.code,
-            after_seq=out[-1].seq if out else 0,
+            after_seq=after,
             limit=SHEET_PAGE,
             seq_max=snap.tree_size,
             occurred_from=snap.period_start,
             occurred_to=snap.period_end,
         )
-        out.extend(page)
-        if len(page) < SHEET_PAGE or len(out) >= m.SHEET_ROWS_MAX:
-            return out[: m.SHEET_ROWS_MAX]
+        by_seq.update((e.seq, e) for e in page)
+        await _with_originals(conn, snap, page, by_seq)
+        for e in page:
+            source = by_seq[e.reverses_seq] if e.kind == "reversal" and e.reverses_seq else e
+            if source.kind not in rows:
+                continue  # pledges are summarised, not listed
+            if printed == limit:
+                return printed, e.seq
+            rows[source.kind].append(_row(source.kind, e, source, labels))
+            printed += 1
+        if len(page) < SHEET_PAGE:
+            return printed, None
+        after = page[-1].seq
+
+
+# A period's money by account, from the postings of its entries (reversals post the mirror image
+# of their original, so they net out), as of the sheet's tree size.
+_PERIOD_MONEY_SQL = text(
+    """
+    SELECT a.code, sum(CASE WHEN po.side = 'debit' THEN po.amount_fen ELSE -po.amount_fen END) AS net
+    FROM entries e
+    JOIN postings po ON po.project_id = e.project_id AND po.seq = e.seq
+    JOIN accounts a ON a.id = po.account_id
+    WHERE e.project_id = :pid AND e.seq <= :size AND e.occurred_on BETWEEN :start AND :end
+    GROUP BY a.code
+    """
+)
+
+# Each detail table's count and signed total over the period: a reversal counts in its
+# original's table, negated, as it is printed.
+_TABLE_TOTALS_SQL = text(
+    """
+    SELECT coalesce(o.kind, e.kind) AS kind, count(*) AS rows,
+           sum(CASE WHEN e.kind = 'reversal' THEN -e.amount_fen ELSE e.amount_fen END) AS fen
+    FROM entries e
+    LEFT JOIN entries o ON e.kind = 'reversal' AND o.project_id = e.project_id AND o.seq = e.reverses_seq
+    WHERE e.project_id = :pid AND e.seq <= :size AND e.occurred_on BETWEEN :start AND :end
+    GROUP BY 1
+    """
+)
+
+# 拨款单位 and 文号 of the period's grants, each once, in the order they were first recorded.
+_GRANT_SOURCES_SQL = text(
+    """
+    SELECT grantor, document_no FROM entries
+    WHERE project_id = :pid AND kind = 'grant' AND seq <= :size AND occurred_on BETWEEN :start AND :end
+    GROUP BY grantor, document_no ORDER BY min(seq)
+    """
+)
+
+
+def _period_params(snap: SheetSnapshot) -> dict[str, Any]:
+    return {"pid": snap.project.id, "size": snap.tree_size, "start": snap.period_start, "end": snap.period_end}
+
+
+async def _period_money(conn: AsyncConnection, snap: SheetSnapshot) -> m.MoneyTotals:
+    net = {r.code: int(r.net) for r in await conn.execute(_PERIOD_MONEY_SQL, _period_params(snap))}
+    return m.MoneyTotals(
+        contributed_fen=-net.get(acc.CONTRIBUTIONS, 0),
+        granted_fen=-net.get(acc.GRANTS, 0),
+        other_income_fen=0,
+        spent_fen=sum(v for k, v in net.items() if k.startswith(acc.EXPENSES_PREFIX)),
+        refunded_fen=net.get(acc.REFUNDS, 0),
+    )
+
+
+async def _table_totals(conn: AsyncConnection, snap: SheetSnapshot) -> dict[str, m.TableTotal]:
+    found = {r.kind: r for r in await conn.execute(_TABLE_TOTALS_SQL, _period_params(snap))}
+    return {
+        table: m.TableTotal(rows=int(found[kind].rows), amount_fen=int(found[kind].fen))
+        if kind in found
+        else m.TableTotal(rows=0, amount_fen=0)
+        for kind, table in TABLE_OF_KIND.items()
+    }
+
+
+async def _grant_sources(conn: AsyncConnection, snap: SheetSnapshot) -> list[str]:
+    rows = await conn.execute(_GRANT_SOURCES_SQL, _period_params(snap))
+    return [f"{r.grantor} {r.document_no or ''}".strip() for r in rows]
+
+
+def _omitted(
+    snap: SheetSnapshot,
+    public_base_url: str,
+    totals: dict[str, m.TableTotal],
+    printed: int,
+    cut_seq: int | None,
+    pledge_lines: list[PledgeLine],
+    limit: int,
+) -> m.OmittedRows | None:
+    """What a sheet too long to print whole leaves out, and where a reader finds it."""
+    pledges_cut = len(pledge_lines) < totals["pledges"].rows
+    if cut_seq is None and not pledges_cut:
+        return None
+    base, code = public_base_url.rstrip("/"), snap.project.code
+    period = f"from={snap.period_start.isoformat()}&to={snap.period_end.isoformat()}"
+    return m.OmittedRows(
+        limit=limit,
+        rows_total=sum(t.rows for t in totals.values()),
+        rows_printed=printed + len(pledge_lines),
+        entries_from_seq=cut_seq,
+        pledges_after_seq=(pledge_lines[-1].seq if pledge_lines else 0) if pledges_cut else None,
+        entries_url=f"{base}/p/{code}/entries",
+        export_url=f"{base}/api/v1/projects/{code}/entries.csv?{period}",
+        pledges_url=f"{base}/p/{code}/pledges",
+    )
 
 
 async def _evaluation(conn: AsyncConnection, snap: SheetSnapshot) -> m.EvaluationBlock | None:
@@ -238,15 +352,13 @@ def _pledge_row(p: PledgeLine) -> m.PledgeRow:
 
 
 async def _with_originals(
-    conn: AsyncConnection, snap: SheetSnapshot, entries: list[RecordedEntry]
-) -> dict[int, RecordedEntry]:
-    """The period's entries by seq, plus the originals of its reversals (which may lie before the
-    period): a reversal is printed with its original's kind, payee, contributor and category."""
-    by_seq = {e.seq: e for e in entries}
+    conn: AsyncConnection, snap: SheetSnapshot, entries: list[RecordedEntry], by_seq: dict[int, RecordedEntry]
+) -> None:
+    """Adds to ``by_seq`` the originals of the reversals among ``entries`` (which may lie before
+    the period): a reversal is printed with its original's kind, payee, contributor and category."""
     for e in entries:
         if e.kind == "reversal" and e.reverses_seq is not None and e.reverses_seq not in by_seq:
             by_seq[e.reverses_seq] = await get_entry(conn, snap.project.code, e.reverses_seq)
-    return by_seq
 
 
 def _who(e: RecordedEntry) -> tuple[str, str]:

@@ -24,10 +24,15 @@ from datetime import date
 from decimal import Decimal
 
 # Detail rows on one sheet, all tables together. A monthly sheet of a busy project has a few
-# hundred; 20,000 is about 400 A4 pages and half a minute of rendering.
+# hundred; 20,000 is about 400 A4 pages and half a minute of rendering. A period with more is
+# printed all the same, its first rows and every total, and says on its face how many rows it
+# leaves out and where to read them (:class:`OmittedRows`).
 SHEET_ROWS_MAX = 20_000
 # Any single text field (a name, a payee, a memo); longer text is a builder bug, not data.
 TEXT_LENGTH_MAX = 500
+
+# The detail tables, by the SheetModel field that holds their rows.
+DETAIL_TABLES = ("contributions", "grants", "expenditures", "in_kind", "refunds", "pledges")
 
 _HASH_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -360,6 +365,50 @@ class AwardBlock:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TableTotal:
+    """A detail table's figures from the ledger: every entry that belongs in it, printed or not
+    (the period's entries of its kind, reversals netted in; for 认筹兑现 every pledge to date)."""
+
+    rows: int
+    amount_fen: int
+    paid_fen: int = 0  # 认筹兑现 only: 实缴
+
+    def __post_init__(self) -> None:
+        _check_count(self, "rows")
+        _check_fen(self, "amount_fen")
+        _check_fen(self, "paid_fen", negative_ok=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OmittedRows:
+    """More detail rows than one sheet prints: what was left out, and where to read it."""
+
+    limit: int  # SHEET_ROWS_MAX when the sheet was built
+    rows_total: int  # detail rows the sheet would hold without a limit
+    rows_printed: int
+    # Period entries from this seq on are not printed (the cut follows the seq order); None when
+    # every entry is printed and only pledges are left out.
+    entries_from_seq: int | None
+    # Pledges after this seq are not printed (0: none is); None when every pledge is printed.
+    pledges_after_seq: int | None
+    entries_url: str  # the public entries page
+    export_url: str  # the period's entries as a spreadsheet
+    pledges_url: str  # the public pledges page
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "rows_total", "rows_printed"):
+            _check_count(self, name)
+        if not self.rows_printed <= self.limit < self.rows_total:
+            raise ValueError("OmittedRows: printed <= limit < total rows")
+        if self.entries_from_seq is None and self.pledges_after_seq is None:
+            raise ValueError("OmittedRows: something must be left out")
+
+    @property
+    def rows_omitted(self) -> int:
+        return self.rows_total - self.rows_printed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScoreRow:
     """共评: one way of scoring (online by code, on paper, both) — the distribution 1–5 and what
     ledger/evaluations.py computes of it (the same values the API and the page give)."""
@@ -440,6 +489,11 @@ class SheetModel:
     objection_reply_days: int = 3  # 个工作日内公开答复
     pledges: Sequence[PledgeRow] = ()  # every pledge not reversed, as of the sheet, by seq
     award: AwardBlock | None = None  # None: the project follows no 以奖代补 policy
+    # Each detail table's count and total from the ledger, as (table name, total) pairs: the
+    # name is a field of this model ("contributions", …, "pledges"). A table without one is
+    # whole, and its rows give its total.
+    table_totals: Sequence[tuple[str, TableTotal]] = ()
+    omitted: OmittedRows | None = None  # rows left out because the sheet would be too long
     evaluation: EvaluationBlock | None = None  # None: no codes issued and no scores yet
 
     def __post_init__(self) -> None:
@@ -460,6 +514,7 @@ class SheetModel:
                     raise TypeError(f"SheetModel.{name} holds {row_type.__name__}, got {type(row).__name__}")
         if self.detail_row_count > SHEET_ROWS_MAX:
             raise ValueError(f"a sheet holds at most {SHEET_ROWS_MAX} detail rows")
+        self._check_totals()
         for name in ("contributions", "grants", "expenditures", "in_kind", "refunds", "pledges"):
             seqs = [row.seq for row in getattr(self, name)]
             if seqs != sorted(seqs):
@@ -473,6 +528,47 @@ class SheetModel:
         _check_count(self, "notice_days")
         _check_count(self, "objection_reply_days")
         _check_texts(self)
+
+    def _check_totals(self) -> None:
+        """The ledger's totals against the rows: equal where a table is whole, never fewer rows
+        than printed, and a cut sheet says so (builder bugs, never printed)."""
+        _freeze(self, "table_totals")
+        totals = dict(self.table_totals)
+        if not set(totals) <= set(DETAIL_TABLES) or len(totals) != len(self.table_totals):
+            raise ValueError("SheetModel.table_totals: unknown or repeated tables")
+        missing_rows = 0
+        for name, total in totals.items():
+            rows: Sequence[EntryRow] = getattr(self, name)
+            if total.rows < len(rows):
+                raise ValueError(f"SheetModel.{name}: more rows printed than the ledger holds")
+            missing_rows += total.rows - len(rows)
+            if total.rows == len(rows):
+                paid = sum(r.fulfilled_fen for r in rows) if name == "pledges" else 0  # type: ignore[attr-defined]
+                if (total.amount_fen, total.paid_fen) != (sum(r.amount_fen for r in rows), paid):
+                    raise ValueError(f"SheetModel.{name}: the rows do not add up to the ledger's total")
+        period = self.summary.period
+        for name, figure in (
+            ("contributions", period.contributed_fen),
+            ("grants", period.granted_fen),
+            ("expenditures", period.spent_fen),
+            ("refunds", period.refunded_fen),
+        ):
+            if name in totals and totals[name].amount_fen != figure:
+                raise ValueError(f"SheetModel.{name}: the table's total differs from the period's")
+        if self.omitted is None:
+            if missing_rows:
+                raise ValueError("SheetModel: rows are left out but the sheet does not say so")
+        elif (self.omitted.rows_printed, self.omitted.rows_omitted) != (self.detail_row_count, missing_rows):
+            raise ValueError("SheetModel.omitted does not match the tables")
+
+    def total_of(self, name: str) -> TableTotal:
+        """A detail table's ledger total (from its rows where the builder gave none)."""
+        for table, total in self.table_totals:
+            if table == name:
+                return total
+        rows: Sequence[EntryRow] = getattr(self, name)
+        paid = sum(r.fulfilled_fen for r in rows) if name == "pledges" else 0  # type: ignore[attr-defined]
+        return TableTotal(rows=len(rows), amount_fen=sum(r.amount_fen for r in rows), paid_fen=paid)
 
     @property
     def detail_row_count(self) -> int:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Annotated, Any
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
+from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
@@ -29,12 +35,18 @@ from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
 from ledger import tree
 from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
-from ledger.entries import ENTRY_KINDS, EntryDraft, RecordedEntry, append_entries, get_entry, list_entries
+from ledger.entries import (
+    ENTRY_KINDS,
+    EntryDraft,
+    RecordedEntry,
+    append_entries,
+    count_entries,
+    get_entry,
+    list_entries,
+)
 from ledger.errors import LedgerError
 from ledger.projects import Project, get_project
-from reports.exports import entries_csv, entries_xlsx
-
-EXPORT_ROWS_MAX = 100_000
+from reports.exports import XlsxWriter, csv_chunk, csv_header
 
 
 def to_draft(body: Any) -> EntryDraft:
@@ -203,36 +215,114 @@ async def get_entry_route(engine: AsyncEngine, caller: Caller, project: str, seq
     return entry_out(entry, unmasked=caller.can_read_unmasked(found.community_id), receipt_root=root)
 
 
-async def _all_entries(engine: AsyncEngine, project: Project, kind: str | None) -> list[RecordedEntry]:
-    rows: list[RecordedEntry] = []
+# XLSX exports larger than this are refused (413): Excel opens a million rows, but a sheet that
+# large is built for minutes and is no use to a reader. The CSV has no limit: it is streamed.
+EXPORT_ROWS_MAX = 100_000
+# Entries read per query while exporting; the connection goes back to the pool between batches,
+# so a client that reads slowly holds no connection.
+EXPORT_BATCH = 1000
+# XLSX exports built at once (each in a worker thread); more wait their turn. openpyxl holds the
+# GIL while it writes, so more than two would slow every other request of the process.
+XLSX_BUILDS_MAX = 2
+
+ExportFrom = Annotated[date | None, QueryParameter(name="from", description="发生日期起（含），YYYY-MM-DD")]
+ExportTo = Annotated[date | None, QueryParameter(name="to", description="发生日期止（含），YYYY-MM-DD")]
+
+
+@dataclass(frozen=True)
+class Export:
+    """What one export holds: the project's entries up to the tree size when it began (entries
+    appended meanwhile wait for the next export), filtered by kind and date."""
+
+    project: Project
+    kind: str | None
+    occurred_from: date | None
+    occurred_to: date | None
+    seq_max: int
+    unmasked: bool
+
+    async def batches(self, engine: AsyncEngine) -> AsyncGenerator[list[RecordedEntry], None]:
+        after = 0
+        while True:
+            async with engine.connect() as conn:
+                page = await list_entries(
+                    conn,
+                    self.project.code,
+                    kind=self.kind,
+                    after_seq=after,
+                    limit=EXPORT_BATCH,
+                    seq_max=self.seq_max,
+                    occurred_from=self.occurred_from,
+                    occurred_to=self.occurred_to,
+                )
+            if page:
+                yield page
+            if len(page) < EXPORT_BATCH:
+                return
+            after = page[-1].seq
+
+    async def count(self, engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            return await count_entries(
+                conn,
+                self.project.code,
+                kind=self.kind,
+                seq_max=self.seq_max,
+                occurred_from=self.occurred_from,
+                occurred_to=self.occurred_to,
+            )
+
+    def filename(self, suffix: str) -> str:
+        return f"{self.project.code}-entries-{datetime.now(SHANGHAI).date().isoformat()}.{suffix}"
+
+
+async def _export(
+    engine: AsyncEngine,
+    caller: Caller,
+    project: str,
+    kind: str | None,
+    occurred_from: date | None,
+    occurred_to: date | None,
+) -> Export:
+    found = await get_project(engine, project)
+    kind = _kind_filter(kind)
+    if occurred_from is not None and occurred_to is not None and occurred_from > occurred_to:
+        raise ApiError("validation_failed", "起始日期晚于截止日期", [{"field": "from", "message": "须不晚于 to"}])
     async with engine.connect() as conn:
-        while len(rows) < EXPORT_ROWS_MAX:
-            page = await list_entries(conn, project.code, kind=kind, after_seq=rows[-1].seq if rows else 0, limit=5000)
-            rows.extend(page)
-            if len(page) < 5000:
-                break
-    return rows
+        size = (await tree.head(conn, found.code)).size
+    return Export(found, kind, occurred_from, occurred_to, size, caller.can_read_unmasked(found.community_id))
 
 
 @get(
     "/projects/{project:str}/entries.csv",
     tags=["entries"],
-    summary="导出 CSV（UTF-8 带 BOM，Excel 可直接打开）",
+    summary="导出 CSV（UTF-8 带 BOM，Excel 可直接打开；不限行数，边查边传）",
     security=OPTIONAL_BEARER,
     media_type="text/csv",  # Litestar appends "; charset=utf-8" to text/* types
     responses=problems(401, 404, 422),
 )
 async def entries_csv_route(
-    engine: AsyncEngine, caller: Caller, project: str, kind: s.EntryKind | None = None
-) -> Response[bytes]:
-    found = await get_project(engine, project)
-    rows = await _all_entries(engine, found, _kind_filter(kind))
-    data = entries_csv(rows, unmasked=caller.can_read_unmasked(found.community_id))
-    filename = f"{found.code}-entries-{datetime.now(SHANGHAI).date().isoformat()}.csv"
-    return Response(
-        data,
+    engine: AsyncEngine,
+    caller: Caller,
+    project: str,
+    kind: s.EntryKind | None = None,
+    occurred_from: ExportFrom = None,
+    occurred_to: ExportTo = None,
+) -> Stream:
+    export = await _export(engine, caller, project, kind, occurred_from, occurred_to)
+
+    # Streamed a batch at a time, so memory stays flat and the event loop serves other requests
+    # between batches. Errors are found before the first byte (404, 422); a failure after it
+    # breaks the chunked body, so a client never takes a cut file for a whole one.
+    async def lines() -> AsyncIterator[bytes]:
+        yield csv_header()
+        async for batch in export.batches(engine):
+            yield csv_chunk(batch, unmasked=export.unmasked)
+
+    return Stream(
+        lines(),
         media_type="text/csv",  # Litestar appends "; charset=utf-8" to text/* types
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": f'attachment; filename="{export.filename("csv")}"'},
     )
 
 
@@ -242,20 +332,54 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
 @get(
     "/projects/{project:str}/entries.xlsx",
     tags=["entries"],
-    summary="导出 Excel 表格",
+    summary=f"导出 Excel 表格（至多 {EXPORT_ROWS_MAX:,} 行，超出须按类型或日期分批）",
     security=OPTIONAL_BEARER,
     media_type=XLSX_MEDIA_TYPE,
-    responses=problems(401, 404, 422),
+    responses=problems(401, 404, 413, 422),
 )
 async def entries_xlsx_route(
-    engine: AsyncEngine, caller: Caller, project: str, kind: s.EntryKind | None = None
+    request: Request,
+    engine: AsyncEngine,
+    caller: Caller,
+    project: str,
+    kind: s.EntryKind | None = None,
+    occurred_from: ExportFrom = None,
+    occurred_to: ExportTo = None,
 ) -> Response[bytes]:
-    found = await get_project(engine, project)
-    rows = await _all_entries(engine, found, _kind_filter(kind))
-    data = entries_xlsx(rows, unmasked=caller.can_read_unmasked(found.community_id), title=found.title)
-    filename = f"{found.code}-entries-{datetime.now(SHANGHAI).date().isoformat()}.xlsx"
+    export = await _export(engine, caller, project, kind, occurred_from, occurred_to)
+    rows = await export.count(engine)
+    if rows > EXPORT_ROWS_MAX:
+        raise ApiError(
+            "export_too_large",
+            f"共 {rows:,} 笔记录，超过 Excel 导出上限 {EXPORT_ROWS_MAX:,} 行，未生成文件。"
+            "请按类型（kind=）或发生日期（from=、to=）缩小范围分批导出，或改用 entries.csv（不限行数）。",
+            [
+                {"field": "kind", "message": "按类型分批，如 kind=contribution"},
+                {"field": "from", "message": "按发生日期分批，如 from=2026-01-01&to=2026-06-30"},
+            ],
+        )
+    batches = export.batches(engine)
+
+    async def next_batch() -> list[RecordedEntry]:
+        return await anext(batches, [])
+
+    def build() -> bytes:
+        # In a worker thread: openpyxl is pure Python and would hold the event loop for seconds.
+        # Each batch is read on the event loop (the database driver lives there), then written
+        # here, so memory holds one batch and the file.
+        writer = XlsxWriter(unmasked=export.unmasked, title=export.project.title)
+        while batch := anyio.from_thread.run(next_batch):
+            writer.append(batch)
+        return writer.finish()
+
+    try:
+        data = await anyio.to_thread.run_sync(build, limiter=request.app.state.xlsx_limiter)
+    finally:
+        await batches.aclose()
     return Response(
-        data, media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        data,
+        media_type=XLSX_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{export.filename("xlsx")}"'},
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import get
+from litestar import Request, get
 from litestar.params import Parameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -12,6 +12,7 @@ from api import schemas as s
 from api.http import INT64_MAX
 from api.routes.common import OPTIONAL_BEARER, problems
 from ledger import tree
+from ledger.canonical import SHANGHAI
 
 TAGS = ["ledger"]
 # Tree sizes and sequence numbers are BIGINTs; their upper bound against the current tree is the
@@ -78,13 +79,15 @@ async def ledger_consistency(
 @get(
     "/projects/{project:str}/ledger/verify",
     tags=TAGS,
-    summary="从存储字段重算每片叶子并核对整棵树",
+    summary="从存储字段重算每片叶子并核对整棵树（同一树大小只重算一次）",
     security=OPTIONAL_BEARER,
     responses=problems(404),
 )
-async def ledger_verify(engine: AsyncEngine, project: str) -> s.VerifyOut:
-    result = await tree.verify(engine, project)
+async def ledger_verify(request: Request, engine: AsyncEngine, project: str) -> s.VerifyOut:
+    checked = await request.app.state.verify_cache.verify(engine, project)
+    result = checked.result
     return s.VerifyOut(
+        checked_at=checked.checked_at.astimezone(SHANGHAI),
         ok=result.ok,
         size=result.size,
         root_hash=result.root_hash.hex(),
