@@ -71,18 +71,16 @@ class Plan:
         if body["kind"] != "refund":
             self.reversible.append((len(self.entries), body["kind"], amount, who))
 
+    def named(self, kind: str, low: int, high: int) -> tuple[dict[str, Any], int, int]:
+        """A body naming a random person, with a random amount in [low, high) fen."""
+        who, amount = self.rng.randrange(PEOPLE), self.rng.randrange(low, high)
+        return {"kind": kind, "amount": yuan(amount), "contributor": self.person(who)}, amount, who
+
     def next_entry(self) -> None:
         rng, roll = self.rng, self.rng.random()
         if self.cash < 200_000 or roll < 0.30:
-            who = rng.randrange(PEOPLE)
-            amount = rng.randrange(1_000, 50_000)
-            body = {
-                "kind": "contribution",
-                "amount": yuan(amount),
-                "contributor": self.person(who),
-                "channel": "wechat",
-            }
-            self.add(body, "contributed", amount, who)
+            body, amount, who = self.named("contribution", 1_000, 50_000)
+            self.add(body | {"channel": "wechat"}, "contributed", amount, who)
             self.paid[who] = self.paid.get(who, 0) + amount
         elif roll < 0.40:
             amount = rng.randrange(100_000, 500_000)
@@ -98,19 +96,11 @@ class Plan:
             self.add({"kind": "refund", "amount": yuan(amount), "contributor": self.person(who)}, "refunded", amount)
             self.paid[who] -= amount
         elif roll < 0.85:
-            who = rng.randrange(PEOPLE)
-            amount = rng.randrange(1_000, 30_000)
-            body = {
-                "kind": "in_kind",
-                "amount": yuan(amount),
-                "contributor": self.person(who),
-                "description": "义务劳动",
-            }
-            self.add(body, "in_kind_value", amount)
+            body, amount, _ = self.named("in_kind", 1_000, 30_000)
+            self.add(body | {"description": "义务劳动"}, "in_kind_value", amount)
         elif roll < 0.92:
-            who = rng.randrange(PEOPLE)
-            amount = rng.randrange(1_000, 30_000)
-            self.add({"kind": "pledge", "amount": yuan(amount), "contributor": self.person(who)}, "pledged", amount)
+            body, amount, _ = self.named("pledge", 1_000, 30_000)
+            self.add(body, "pledged", amount)
         else:
             self.reverse_one()
 
