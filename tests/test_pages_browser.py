@@ -408,6 +408,8 @@ async def test_the_browser_checks_witnesses_cosignatures(
     result, shown = await outcome(page, "#witness-result")
     assert result == "ok" and "1 位见证人的签名都有效" in shown and "WebCrypto" in shown, shown
     assert await page.locator("#witness-list .witness-result").get_attribute("data-result") == "ok"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"d_{sheet['id']}_witnessed.png"), full_page=True)
 
     async def altered(route: Route) -> None:
         # The same signature line under another root: the browser must notice.
