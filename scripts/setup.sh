@@ -3,7 +3,8 @@
 # the system libraries WeasyPrint needs (Pango, HarfBuzz's subsetter, Noto CJK fonts), PostgreSQL
 # server binaries where no pgserver wheel exists (Python 3.13+, ARM), and a virtualenv in .venv.
 # Usage: scripts/setup.sh [--test]   (--test adds what the test suite needs: poppler-utils, and for the
-# resident pages' browser tests Debian's chromium (driven by Playwright) and zbar-tools (QR decoding))
+# resident pages' browser tests Debian's chromium (driven by Playwright, whose bundled Node driver needs
+# libatomic1, absent from a minimal Debian 12) and zbar-tools (QR decoding))
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ needs_system_pg() {
 
 packages=(fonts-noto-cjk libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0)
 # Tests also run the embedded cluster on the system's binaries, so both sources stay tested.
-[ "$want_test" = 1 ] && packages+=(poppler-utils postgresql chromium zbar-tools)
+[ "$want_test" = 1 ] && packages+=(poppler-utils postgresql chromium zbar-tools libatomic1)
 # The pages' Merkle verifier (JavaScript) is tested under Node too; any Node >= 18 will do.
 [ "$want_test" = 1 ] && ! command -v node >/dev/null 2>&1 && packages+=(nodejs)
 # Debian ships venv without ensurepip unless python3-venv is installed: try it for real.

@@ -362,9 +362,12 @@ def live_server(database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", backlog=512)
+    # A long keep-alive: with uvicorn's 5 s default, a client that reuses a pooled connection just as
+    # the server closes it gets a ReadError — seen on a loaded box, a race in the test, not the app.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", backlog=512, timeout_keep_alive=300
     )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -185,7 +185,14 @@ async def home(request: Request, engine: AsyncEngine) -> Template:
 
 @get("/p/{project:str}", name="ws_project")
 async def project_desk(
-    request: Request, engine: AsyncEngine, project: str, done: int | None = None, submitted: int | None = None
+    request: Request,
+    engine: AsyncEngine,
+    project: str,
+    done: int | None = None,
+    submitted: int | None = None,
+    imported: int | None = None,
+    first: int | None = None,
+    last: int | None = None,
 ) -> Template:
     session = await current_session(request)
     found = await readable_project(engine, session, project)
@@ -211,6 +218,7 @@ async def project_desk(
         done=done,
         done_pledge=pledge_out(kept, unmasked=True) if kept else None,
         submitted=submitted,
+        imported={"id": imported, "first": first, "last": last} if imported and first and last else None,
     )
 
 
