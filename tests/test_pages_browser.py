@@ -387,7 +387,7 @@ async def test_the_check_by_receipt_number(browser: Browser, live_server: LiveSe
 
 
 async def test_the_browser_checks_witnesses_cosignatures(
-    browser: Browser, live_server: LiveServer, seeded: Seeded, world: World, tmp_path: Path
+    browser: Browser, live_server: LiveServer, seeded: Seeded, world: World, tmp_path: Path, screenshots: Path
 ) -> None:
     """A witness signs the sheet's checkpoint with `ledger witness sign`; /d/{id} verifies it in
     the browser (WebCrypto's Ed25519), catches a server that alters the checkpoint, and without
@@ -408,8 +408,7 @@ async def test_the_browser_checks_witnesses_cosignatures(
     result, shown = await outcome(page, "#witness-result")
     assert result == "ok" and "1 位见证人的签名都有效" in shown and "WebCrypto" in shown, shown
     assert await page.locator("#witness-list .witness-result").get_attribute("data-result") == "ok"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"d_{sheet['id']}_witnessed.png"), full_page=True)
+    await page.screenshot(path=str(screenshots / f"d_{sheet['id']}_witnessed.png"), full_page=True)
 
     async def altered(route: Route) -> None:
         # The same signature line under another root: the browser must notice.
