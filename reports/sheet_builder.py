@@ -15,6 +15,7 @@ from ledger.awards import project_award
 from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
 from ledger.entries import RecordedEntry, get_entry, list_entries
+from ledger.evaluations import evaluation_results
 from ledger.masking import mask_person_name, public_contributor
 from ledger.pledges import PAGE_SIZE_MAX as PLEDGE_PAGE
 from ledger.pledges import PledgeLine, list_pledges
@@ -129,6 +130,7 @@ async def build_sheet_model(
         decisions=[_decision_row(d) for d in decisions],
         pledges=[_pledge_row(p) for p in await _pledges(conn, snap, room=m.SHEET_ROWS_MAX - len(entries))],
         award=await _award(conn, snap),
+        evaluation=await _evaluation(conn, snap),
         verification=m.VerificationBlock(
             tree_size=snap.tree_size,
             root_hash_hex=snap.root_hash.hex(),
@@ -156,6 +158,22 @@ async def _period_entries(conn: AsyncConnection, snap: SheetSnapshot) -> list[Re
         out.extend(page)
         if len(page) < SHEET_PAGE or len(out) >= m.SHEET_ROWS_MAX:
             return out[: m.SHEET_ROWS_MAX]
+
+
+async def _evaluation(conn: AsyncConnection, snap: SheetSnapshot) -> m.EvaluationBlock | None:
+    """共评 results in the publishing snapshot: the same figures as the API and the page."""
+    results = await evaluation_results(conn, snap.project.id, snap.project.code)
+    if not results.codes_issued and not results.overall.total:
+        return None
+    rows = [
+        m.ScoreRow(label=label, counts=x.counts, average=x.average, satisfied_rate=x.satisfied_rate)
+        for label, x in (
+            ("线上（评价码）", results.online),
+            ("线下（问卷、共评会）", results.paper),
+            ("合计", results.overall),
+        )
+    ]
+    return m.EvaluationBlock(rows=rows, codes_issued=results.codes_issued, tallies=len(results.tallies))
 
 
 async def _witnessed(conn: AsyncConnection, snap: SheetSnapshot) -> list[m.WitnessedSheet]:

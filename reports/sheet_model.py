@@ -359,6 +359,52 @@ class AwardBlock:
             raise ValueError("AwardBlock.steps must be non-empty sentences")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScoreRow:
+    """共评: one way of scoring (online by code, on paper, both) — the distribution 1–5 and what
+    ledger/evaluations.py computes of it (the same values the API and the page give)."""
+
+    label: str  # 线上（评价码） / 线下（问卷、共评会） / 合计
+    counts: Sequence[int]  # scores 1..5
+    average: Decimal | None  # two places; None without scores
+    satisfied_rate: Decimal | None  # share of 4 and 5, four places; None without scores
+
+    def __post_init__(self) -> None:
+        _freeze(self, "counts")
+        if len(self.counts) != 5 or any(type(n) is not int or n < 0 for n in self.counts):
+            raise ValueError("ScoreRow.counts are five non-negative ints (scores 1 to 5)")
+        for name in ("average", "satisfied_rate"):
+            value = getattr(self, name)
+            if (value is None) != (self.total == 0) or (value is not None and not isinstance(value, Decimal)):
+                raise ValueError(f"ScoreRow.{name} is a Decimal exactly when there are scores")
+        if self.satisfied_rate is not None and not 0 <= self.satisfied_rate <= 1:
+            raise ValueError("ScoreRow.satisfied_rate is a fraction in [0, 1]")
+        _check_texts(self)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvaluationBlock:
+    """共评结果 as of the sheet: online, paper and together, and how many codes were issued."""
+
+    rows: Sequence[ScoreRow]  # online, paper, overall
+    codes_issued: int
+    tallies: int  # paper questionnaires and meetings recorded
+
+    def __post_init__(self) -> None:
+        _freeze(self, "rows")
+        if len(self.rows) != 3 or any(type(r) is not ScoreRow for r in self.rows):
+            raise ValueError("EvaluationBlock.rows are online, paper and overall")
+        online, paper, overall = self.rows
+        if list(overall.counts) != [a + b for a, b in zip(online.counts, paper.counts, strict=True)]:
+            raise ValueError("EvaluationBlock: the overall row is online plus paper")
+        _check_count(self, "codes_issued")
+        _check_count(self, "tallies")
+
+
 # --- The sheet ---------------------------------------------------------------------------------
 
 
@@ -394,6 +440,7 @@ class SheetModel:
     objection_reply_days: int = 3  # 个工作日内公开答复
     pledges: Sequence[PledgeRow] = ()  # every pledge not reversed, as of the sheet, by seq
     award: AwardBlock | None = None  # None: the project follows no 以奖代补 policy
+    evaluation: EvaluationBlock | None = None  # None: no codes issued and no scores yet
 
     def __post_init__(self) -> None:
         row_fields = {

@@ -66,3 +66,53 @@ async def test_evaluating_on_a_phone(browser: Browser, live_server: LiveServer, 
     fits_a_phone(await page.evaluate(MEASURE))
     await page.screenshot(path=str(SCREENSHOTS / "evaluation-refused.png"), full_page=True)
     await page.context.close()
+
+
+async def test_the_treasurers_pages_on_a_phone(browser: Browser, live_server: LiveServer, world: World) -> None:  # noqa: F811
+    """Issue codes, see them, post a progress note with a photo, record a meeting's tally: the
+    workspace's forms in Chromium at 360 px (the file inputs included)."""
+    from tests.test_workspace_browser import sign_in
+
+    shots = SCREENSHOTS / "workspace"
+    shots.mkdir(parents=True, exist_ok=True)
+    project = await world.project()
+    base = live_server.base_url
+    page = await new_page(browser)
+    await sign_in(page, base, world.treasurer)
+    await page.goto(f"{base}/w/p/{project}")
+    await page.click("#to-evaluation")
+    await page.fill("#f-count", "4")
+    await page.click("#issue")
+    await page.wait_for_selector("#codes")
+    assert await page.locator("ol.codes li").count() == 4
+    fits_a_phone(await page.evaluate(MEASURE))
+    await page.screenshot(path=str(shots / "evaluation.png"), full_page=True)
+    slips = await page.request.get(base + (await page.get_attribute("#slips-link", "href") or ""))
+    assert slips.status == 200 and (await slips.body()).startswith(b"%PDF-")
+
+    photo = tally_sheet_png(180)
+    await page.goto(f"{base}/w/p/{project}/progress")
+    await page.fill("#f-text", "排水沟清淤完成，下周开始铺设沥青。")
+    await page.set_input_files("#f-photos", files=[{"name": "site.png", "mimeType": "image/png", "buffer": photo}])
+    await page.click("#post-progress")
+    await page.wait_for_url(f"{base}/w/p/{project}/progress#notes")
+    assert "排水沟清淤完成" in await page.inner_text("#progress-notes")
+    assert await page.locator("#progress-notes img").count() == 1
+    fits_a_phone(await page.evaluate(MEASURE))
+    await page.screenshot(path=str(shots / "progress.png"), full_page=True)
+
+    await decide(world, project, "acceptance", days_ago=4)
+    await page.goto(f"{base}/w/p/{project}/evaluation")
+    await page.select_option("#f-method", "meeting")
+    for n, count in ((5, "20"), (4, "8"), (3, "2")):
+        await page.fill(f"#f-c{n}", count)
+    await page.set_input_files(
+        "#f-sheet", files=[{"name": "tally.png", "mimeType": "image/png", "buffer": tally_sheet_png(40)}]
+    )
+    await page.click("#record-tally")
+    await page.wait_for_url(f"{base}/w/p/{project}/evaluation#tallies")
+    assert "共评会：5 分 20，4 分 8，3 分 2" in await page.inner_text("#tallies")
+    assert await page.inner_text("#evaluation-scores tfoot tr:first-child td:last-child") == "30"
+    fits_a_phone(await page.evaluate(MEASURE))
+    await page.screenshot(path=str(shots / "evaluation-tally.png"), full_page=True)
+    await page.context.close()

@@ -7,17 +7,25 @@ code to the form URL, which opens the form with that code)."""
 from __future__ import annotations
 
 import html
+import os
 import re
+import subprocess
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from reports.formatting import percent
 from tests.api_support import World, assert_problem, past
 from tests.evaluation_support import decide, evaluate, issue, tally, tally_sheet_png, upload_png
-from tests.pages_support import text_of
+from tests.pages_support import publish
 from tests.test_pages_qr import pdf_text, qr_codes
 
-BASE = "http://127.0.0.1:8000"  # the test app's LEDGER_PUBLIC_BASE_URL (the default)
+BASE = "http://127.0.0.1:8000"
+# The sheet's pages as PNG, to look at (next to the page tests' screenshots).
+SHEET_PNG = Path(
+    os.environ.get("LEDGER_SCREENSHOT_DIR", Path(__file__).resolve().parents[1] / "var" / "screenshots")
+)  # the test app's LEDGER_PUBLIC_BASE_URL (the default)
 
 
 def figure(page: str, element_id: str) -> str:
@@ -56,7 +64,7 @@ async def test_slips_pdf_codes_and_qr_codes_open_the_form(world: World, tmp_path
         assert form_value(page.text, "eval-code") == code  # as printed: two groups of five
 
 
-async def test_results_on_the_page_are_the_apis(world: World) -> None:
+async def test_results_equal_across_api_page_and_sheet(world: World, tmp_path: Path) -> None:
     project = await world.project()
     codes = (await issue(world, project, 16))["codes"]
     await decide(world, project, "acceptance")
@@ -74,9 +82,46 @@ async def test_results_on_the_page_are_the_apis(world: World) -> None:
     assert figure(page.text, "fig-eval-satisfied") == "84.2%"  # 16/19 = 0.8421
     online = api["by_source"]["online"]
     assert online["satisfied_rate"] == 0.8125
-    rows = text_of(page.text)
-    assert "81.3%" in rows and "100.0%" in rows, "online and paper side by side, each with its rate"
     assert "路灯很亮" in page.text and sheet in page.text
+
+    # The same figures, cell by cell, in the page's table and on a published sheet.
+    expected = {source: shown(api, source) for source in ("online", "paper", "overall")}
+    assert expected["online"] == ["7", "6", "1", "1", "1", "16", "4.06", "81.3%"]  # by hand: 65/16, 13/16
+    assert expected["paper"] == ["1", "2", "0", "0", "0", "3", "4.33", "100.0%"]
+    assert expected["overall"] == ["8", "8", "1", "1", "1", "19", "4.11", "84.2%"]
+    table = re.search(r'<table class="scores" id="evaluation-scores">(.*?)</table>', page.text, re.S)
+    assert table
+    cells = [re.findall(r'<td class="num">([^<]*)</td>', row) for row in re.findall(r"<tr>(.*?)</tr>", table.group(1))]
+    columns = {source: [row[i] for row in cells if row] for i, source in enumerate(("online", "paper", "overall"))}
+    assert columns == expected, columns
+    published = await publish(world, project)
+    pdf = (await world.api.get(published["pdf_url"])).content
+    (tmp_path / "sheet.pdf").write_bytes(pdf)
+    text = pdf_text(tmp_path / "sheet.pdf")
+    for label, source in (("线上（评价码）", "online"), ("线下（问卷、共评会）", "paper"), ("合计", "overall")):
+        row = re.escape(label) + r"\s+" + r"\s+".join(re.escape(cell) for cell in expected[source])
+        assert re.search(row, text), (label, expected[source], text[text.find("共评结果") :][:600])
+    assert "已向 16 户发放评价码" in text
+    keep_pages_as_png(tmp_path / "sheet.pdf", "evaluation-sheet")
+
+
+def keep_pages_as_png(pdf: Path, name: str) -> None:
+    """The PDF's pages at 60 dpi, kept to be looked at."""
+    SHEET_PNG.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(SHEET_PNG / name)], check=True, timeout=120)
+
+
+def shown(api: dict[str, Any], source: str) -> list[str]:
+    """A row of 共评 as every output prints it (5 分 first): counts, count, average, satisfied rate."""
+    counts = api["counts"] if source == "overall" else api[source]
+    summary = api if source == "overall" else api["by_source"][source]
+    rate = summary["satisfied_rate"]
+    return [
+        *(str(counts[n]) for n in "54321"),
+        str(summary["total"]),
+        "—" if summary["average"] is None else "{:.2f}".format(Decimal(str(summary["average"]))),
+        percent(None if rate is None else Decimal(str(rate))),
+    ]
 
 
 async def test_the_form_records_once_and_keeps_input_when_refused(world: World) -> None:

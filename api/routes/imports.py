@@ -255,7 +255,14 @@ async def create_import(
     kind: Annotated[ImportKind, Parameter(description="没有「类型」列时每行的类型")] = "contribution",
     idempotency_key: Annotated[
         str | None,
-        HeaderParameter(name="Idempotency-Key", description="正式导入必填；重试同一请求不会重复记账", required=False),
+        HeaderParameter(
+            name="Idempotency-Key",
+            description="正式导入必填（1–255 个可打印 ASCII 字符）；重试同一请求不会重复记账",
+            required=False,
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+        ),
     ] = None,
 ) -> Response[Any]:
     key = request.headers.get("idempotency-key")
@@ -263,8 +270,9 @@ async def create_import(
         raise ApiError("idempotency_key_missing", "正式导入须带 Idempotency-Key 请求头（试导入 dry_run=true 不需要）")
     if key is not None and (not 1 <= len(key) <= 255 or not all(0x21 <= ord(ch) <= 0x7E for ch in key)):
         raise ApiError("malformed_request", "Idempotency-Key 须为 1–255 个可打印 ASCII 字符")
-    upload = await read_upload(request)
+    await request.body()  # read (and bounded) before the token is looked at, as every write does
     caller = await require_project_writer(request, project)
+    upload = await read_upload(request)
     found = await get_project(engine, project)
     assert kind in IMPORT_KINDS
     idem = None

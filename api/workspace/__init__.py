@@ -8,6 +8,7 @@ from litestar.response import Redirect, Template
 
 from api.pages import SECURITY_HEADERS
 from api.workspace.imports import ROUTES as IMPORT_ROUTES
+from api.workspace.loop import ROUTES as LOOP_ROUTES
 from api.workspace.routes import ROUTES
 from api.workspace.session import CsrfRefused, SignInRequired
 
@@ -35,7 +36,7 @@ def _csrf_refused(_: Request, __: CsrfRefused) -> Response:
 def workspace_router() -> Router:
     return Router(
         path="/w",
-        route_handlers=[*ROUTES, *IMPORT_ROUTES],
+        route_handlers=[*ROUTES, *IMPORT_ROUTES, *LOOP_ROUTES],
         after_request=_secure,
         include_in_schema=False,
         exception_handlers={SignInRequired: _sign_in, CsrfRefused: _csrf_refused},
