@@ -66,14 +66,24 @@ async def test_the_stylesheet_is_small_and_loads_no_font(api: Api) -> None:
 
 
 async def test_scripts_are_served_by_the_service_with_their_licence(api: Api) -> None:
-    for path in ("check.js", "merkle.js", "sha256.js", "vendor/noble-hashes/sha2.js", "vendor/noble-hashes/utils.js"):
+    for path in (
+        "check.js",
+        "merkle.js",
+        "sha256.js",
+        "cosign.js",
+        "vendor/noble-hashes/sha2.js",
+        "vendor/noble-hashes/utils.js",
+        "vendor/noble-curves/ed25519.js",
+        "vendor/noble-curves/abstract/edwards.js",
+    ):
         response = await api.get(f"/static/{path}")
         assert response.status_code == 200, path
         assert response.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript"), path
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "http://" not in response.text and "https://cdn" not in response.text, path
-    licence = await api.get("/static/vendor/noble-hashes/LICENSE")
-    assert licence.status_code == 200 and "MIT License" in licence.text and "Paul Miller" in licence.text
+    for package in ("noble-hashes", "noble-curves"):
+        licence = await api.get(f"/static/vendor/{package}/LICENSE")
+        assert licence.status_code == 200 and "MIT License" in licence.text and "Paul Miller" in licence.text
 
 
 async def test_hostile_values_show_as_text(api: Api, seeded: Seeded) -> None:

@@ -9,6 +9,7 @@ Screenshots of every page at 360 px go to ``$LEDGER_SCREENSHOT_DIR`` (default va
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -383,3 +384,69 @@ async def test_the_check_by_receipt_number(browser: Browser, live_server: LiveSe
     result, text = await check(page, head["size"], head["root_hash"])
     assert result == "fail" and "收据号" in text, text
     await page.context.close()
+
+
+async def test_the_browser_checks_witnesses_cosignatures(
+    browser: Browser, live_server: LiveServer, seeded: Seeded, world: World, tmp_path: Path, screenshots: Path
+) -> None:
+    """A witness signs the sheet's checkpoint with `ledger witness sign`; /d/{id} verifies it in
+    the browser (WebCrypto's Ed25519), catches a server that alters the checkpoint, and without
+    WebCrypto (plain http) verifies with the vendored @noble/curves."""
+    from tests.test_witnesses import cli, keygen, register
+
+    sheet = seeded.sheets[-1]
+    name = "锦绣花园监督委员会"
+    key, raw, _ = keygen(tmp_path, name)
+    await register(world, name, raw, kind="supervisory_committee")
+    text = (await world.api.get(f"/api/v1/disclosures/{sheet['id']}/checkpoint")).text
+    body = json.loads(cli("sign", "--key", str(key), "--json", "-", stdin=text).stdout)
+    assert (await world.api.post(f"/api/v1/disclosures/{sheet['id']}/cosignatures", body)).status_code == 201
+
+    page = await new_page(browser)
+    await page.goto(f"{live_server.base_url}/d/{sheet['id']}")
+    await page.click("#witness-form button[type=submit]")
+    result, shown = await outcome(page, "#witness-result")
+    assert result == "ok" and "1 位见证人的签名都有效" in shown and "WebCrypto" in shown, shown
+    assert await page.locator("#witness-list .witness-result").get_attribute("data-result") == "ok"
+    await page.screenshot(path=str(screenshots / f"d_{sheet['id']}_witnessed.png"), full_page=True)
+
+    async def altered(route: Route) -> None:
+        # The same signature line under another root: the browser must notice.
+        response = await route.fetch()
+        note = await response.text()
+        origin, size, _root64, rest = note.split("\n", 3)
+        other = base64.b64encode(bytes(32)).decode()
+        await route.fulfill(response=response, body="\n".join([origin, size, other, rest]))
+
+    async def resigned(route: Route) -> None:
+        # A server that also prints the sheet's own root but a forged signature line.
+        response = await route.fetch()
+        note = await response.text()
+        head, _, line = note.rpartition("\n\n")
+        forged = line.split(" ")
+        sig = bytearray(base64.b64decode(forged[-1]))
+        sig[10] ^= 1
+        await route.fulfill(
+            response=response, body=f"{head}\n\n{' '.join(forged[:-1])} {base64.b64encode(bytes(sig)).decode()}\n"
+        )
+
+    for handler, phrase in ((altered, "根哈希"), (resigned, name)):
+        await page.route("**/checkpoint", handler)
+        await page.click("#witness-form button[type=submit]")
+        result, shown = await outcome(page, "#witness-result")
+        assert result == "fail" and phrase in shown, shown
+        await page.unroute("**/checkpoint")
+    await page.context.close()
+
+    port = urlsplit(live_server.base_url).port
+    async with async_playwright() as p:
+        lan = await p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*ARGS, "--host-resolver-rules=MAP ledger.test 127.0.0.1"]
+        )
+        plain = await new_page(lan)
+        await plain.goto(f"http://ledger.test:{port}/d/{sheet['id']}")
+        assert await plain.evaluate("() => typeof (window.crypto && window.crypto.subtle)") == "undefined"
+        await plain.click("#witness-form button[type=submit]")
+        result, shown = await outcome(plain, "#witness-result")
+        assert result == "ok" and "noble-curves" in shown and "noble-hashes" in shown, shown
+        await lan.close()

@@ -3,6 +3,7 @@
 // resident typed from the paper sheet. The outcome goes into #check-result / #history-result
 // with data-result = "ok" or "fail" (PAGES.md).
 import { ProofError, hexToBytes, makeHasher, verifyConsistency, verifyInclusion } from "./merkle.js";
+import { b64decode, pickEd25519, verifyCosignatures } from "./cosign.js";
 import { pickSha256 } from "./sha256.js";
 
 const OK = "已核验 ✓ ";
@@ -160,6 +161,51 @@ async function runConsistency(form) {
   }
 }
 
+async function runCosignatures(form) {
+  const list = document.getElementById("witness-list");
+  const result = document.getElementById("witness-result");
+  show(result, "", "正在核验……");
+  try {
+    let response;
+    try {
+      response = await fetch(list.dataset.checkpoint, { credentials: "omit", cache: "no-store" });
+    } catch {
+      throw new CheckFailed("连不上服务器，取不到检查点，请检查网络后再试。");
+    }
+    if (!response.ok) throw new CheckFailed(`服务器取检查点时出错（${response.status}），请稍后再试。`);
+    const note = await response.text();
+    const items = [...list.querySelectorAll("li[data-name]")];
+    const witnesses = items.map((li) => ({ name: li.dataset.name, publicKey: b64decode(li.dataset.key) }));
+    const hasher = pickSha256();
+    const ed = await pickEd25519();
+    const outcome = await verifyCosignatures({
+      note,
+      size: Number(list.dataset.size),
+      root: hexToBytes(list.dataset.root),
+      witnesses,
+      sha256: hasher.sha256,
+      verify: ed.verify,
+    });
+    if (outcome.checkpoint !== "ok") {
+      throw new CheckFailed(
+        outcome.checkpoint === "mismatch"
+          ? "服务器给出的检查点与本表的记录数或根哈希不同。"
+          : "服务器给出的检查点格式不对，无法核验。",
+      );
+    }
+    outcome.results.forEach((r, i) => {
+      const mark = items[i].querySelector(".witness-result");
+      show(mark, r.ok ? "ok" : "fail", r.ok ? "签名有效 ✓" : `签名无效 ✗ ${r.reason}`);
+    });
+    const bad = outcome.results.filter((r) => !r.ok).map((r) => r.name);
+    if (bad.length) throw new CheckFailed(`${bad.join("、")}的签名未通过核验。`);
+    show(result, "ok", `${OK}${outcome.results.length} 位见证人的签名都有效（Ed25519：${ed.name}；SHA-256：${hasher.name}）。`);
+  } catch (error) {
+    show(result, "fail", FAIL + (error instanceof CheckFailed ? error.message : "核验时出错，请稍后再试。"));
+  }
+  form.dataset.done = "1";
+}
+
 function wire() {
   const check = document.getElementById("check-form");
   if (check) {
@@ -180,6 +226,13 @@ function wire() {
       });
     }
     if (document.getElementById("check-autorun")) runInclusion(check);
+  }
+  const witnesses = document.getElementById("witness-form");
+  if (witnesses) {
+    witnesses.addEventListener("submit", (event) => {
+      event.preventDefault();
+      runCosignatures(witnesses);
+    });
   }
   const history = document.getElementById("history-form");
   if (history) {
