@@ -209,9 +209,20 @@ async def get_project(engine: AsyncEngine, code: str) -> Project:
 
 
 async def list_projects(
-    engine: AsyncEngine, *, community_code: str | None, stage: str | None, after_id: int, limit: int
+    engine: AsyncEngine,
+    *,
+    community_code: str | None,
+    stage: str | None,
+    after_id: int,
+    limit: int,
+    newest_first: bool = False,
 ) -> list[Project]:
-    query = _project_query().where(projects.c.id > after_id).order_by(projects.c.id).limit(limit)
+    """Projects in id order from ``after_id`` (keyset), or the newest ``limit`` ones first (what a
+    treasurer's desk shows: the projects being worked on, not the oldest)."""
+    if newest_first:
+        query = _project_query().order_by(projects.c.id.desc()).limit(limit)
+    else:
+        query = _project_query().where(projects.c.id > after_id).order_by(projects.c.id).limit(limit)
     if community_code is not None:
         query = query.where(communities.c.code == community_code)
     if stage is not None:

@@ -79,13 +79,22 @@ class Recorded:
     body: bytes
 
     def text(self) -> str:
-        """The body as text; an XLSX is unzipped into its shared strings and sheets."""
+        """The body as text; an XLSX is unzipped into its shared strings and sheets, a PDF is
+        read back by poppler's pdftotext (what a resident's viewer would show)."""
         if self.body[:2] == b"PK":
             return xlsx_text(self.body)
+        if self.body[:5] == b"%PDF-":
+            return pdf_text(self.body)
         return self.body.decode("utf-8", errors="replace")
 
 
 PUBLIC_RESPONSES: list[Recorded] = []
+
+
+def pdf_text(data: bytes) -> str:
+    import subprocess
+
+    return subprocess.run(["pdftotext", "-", "-"], input=data, capture_output=True, check=True).stdout.decode("utf-8")
 
 
 def xlsx_text(data: bytes) -> str:

@@ -207,3 +207,20 @@ async def test_publish_with_preview_and_answer_objections(world: World, browser:
     own_csrf = form_fields(page.text, "/w/logout")["csrf"]
     refused = await auditor.post(action, data={"csrf": own_csrf, "message": "x"})
     assert refused.status_code == 403 and "只有本社区的报账员" in refused.text
+
+
+async def test_home_lists_the_newest_projects_first(
+    world: World, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A community with more projects than one page holds: the desk shows the newest (the ones
+    being worked on) and says the list is cut, instead of hiding the project just created."""
+    import api.workspace.routes as routes
+
+    monkeypatch.setattr(routes, "LIST_MAX", 2)
+    older, middle, newest = [await world.project() for _ in range(3)]
+    await sign_in(browser, world.treasurer)
+    html = (await browser.get("/w/")).text
+    assert f'href="/w/p/{newest}"' in html and f'href="/w/p/{middle}"' in html
+    assert f'href="/w/p/{older}"' not in html
+    assert html.index(newest) < html.index(middle)
+    assert "只列出最近创建的 2 个项目" in html

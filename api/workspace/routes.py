@@ -176,8 +176,10 @@ async def logout(request: Request) -> Response[Any]:
 async def home(request: Request, engine: AsyncEngine) -> Template:
     session = await current_session(request)
     t = session.token
-    projects = await list_projects(engine, community_code=t.community_code, stage=None, after_id=0, limit=LIST_MAX)
-    return page("home", session, projects=[project_out(p) for p in projects])
+    projects = await list_projects(
+        engine, community_code=t.community_code, stage=None, after_id=0, limit=LIST_MAX + 1, newest_first=True
+    )
+    return page("home", session, projects=[project_out(p) for p in projects[:LIST_MAX]], more=len(projects) > LIST_MAX)
 
 
 # -- a project's desk -----------------------------------------------------------------------------
