@@ -44,8 +44,10 @@ from api.routes import (
     witnesses,
 )
 from api.workspace import workspace_router
+from api.workspace.session import COOKIE as WORKSPACE_COOKIE
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
+from ledger.replicas import ReadReplicas, parse_read_urls
 from ledger.settings import Settings, get_settings
 from ledger.tree import VerificationCache
 from reports.render import PdfRenderer, check_cjk_font
@@ -77,8 +79,26 @@ def _is_public_write(request: Request) -> bool:
     return request.method == "POST" and bool(request.route_handler.opt.get("public_write"))
 
 
-def _engine(state: State) -> AsyncEngine:
+def _engine(state: State, request: Request) -> AsyncEngine:
+    """The primary, or for a public read a read replica (ledger/replicas.py) when one keeps up.
+
+    Routed by caller: only anonymous GETs outside the workspace — residents' pages and the public
+    API — may read a replica. A request with a token or a workspace session (a treasurer, an
+    auditor) reads the primary, so it always sees what it has just written."""
+    reads: ReadReplicas | None = state.get("reads")
+    if reads is not None and _is_public_read(request):
+        return reads.engine_for_read()
     return state.engine
+
+
+def _is_public_read(request: Request) -> bool:
+    path = request.url.path
+    return (
+        request.method in ("GET", "HEAD")
+        and "authorization" not in request.headers
+        and WORKSPACE_COOKIE not in request.cookies
+        and not (path == "/w" or path.startswith("/w/"))
+    )
 
 
 def _allowed_methods(request: Request) -> str:
@@ -163,6 +183,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.to_thread(runtime.stop)
             raise
         app.state.engine = engine
+        read_urls = parse_read_urls(settings.read_database_url)
+        reads = ReadReplicas(engine, read_urls, settings) if read_urls else None
+        if reads is not None:
+            # Never fatal: a replica that is down at start-up is skipped until it answers.
+            await reads.start()
+        app.state.reads = reads
         app.state.settings = settings
         app.state.renderer = renderer
         # Created here, on the loop that serves the requests: XLSX exports built at once.
@@ -189,6 +215,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with suppress(asyncio.CancelledError):
                     await demo_later
             await renderer.aclose()
+            if reads is not None:
+                await reads.close()
             await engine.dispose()
             await asyncio.to_thread(runtime.stop)
 

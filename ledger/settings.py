@@ -20,6 +20,13 @@ class Settings(BaseSettings):
     owner_database_url: str | None = Field(
         default=None, description="URL of the role that owns the schema; migrations run as it"
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="streaming replicas for public reads: one or more postgresql+asyncpg:// URLs, comma-separated",
+    )
+    replica_lag_max_s: float = Field(
+        default=5.0, gt=0, le=3600, description="a replica further behind than this is skipped (reads use the primary)"
+    )
     app_role: str = Field(default="ledger_app", description="login role the application connects as")
     data_dir: Path = Path("./var")
     pg_binaries: str = Field(default="auto", description="auto | pgserver | system | /path/to/bin")
