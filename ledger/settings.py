@@ -34,6 +34,13 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(default=20, ge=1, le=200)
     db_pool_overflow: int = Field(default=10, ge=0, le=200)
+    db_statement_cache: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="prepared statements cached per connection; 0 behind PgBouncer in transaction mode"
+        " (every statement is then prepared unnamed, in the transaction that runs it)",
+    )
     pdf_render_concurrency: int = Field(default=2, ge=1, le=16)
     pdf_render_mode: Literal["process", "thread"] = Field(
         default="process", description="render sheets in worker processes (keeps the API responsive) or threads"
