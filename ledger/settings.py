@@ -53,6 +53,13 @@ class Settings(BaseSettings):
         default="process", description="render sheets in worker processes (keeps the API responsive) or threads"
     )
     public_write_rate_per_minute: int = Field(default=20, ge=1, le=10_000)
+    rate_limit_namespace: str = Field(
+        default="",
+        max_length=100,
+        description="prefix of the rate limit's keys in the database: services sharing a database and this "
+        "namespace (the workers of one deployment) share one budget per client",
+    )
+    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes of ledger serve")
 
 
 @lru_cache(maxsize=1)
