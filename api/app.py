@@ -13,7 +13,7 @@ import anyio
 from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.exceptions import TooManyRequestsException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.pydantic import PydanticPlugin
@@ -44,8 +44,11 @@ from api.routes import (
     witnesses,
 )
 from api.workspace import workspace_router
+from api.workspace.session import COOKIE as WORKSPACE_COOKIE
+from ledger import rate_limit
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
+from ledger.replicas import ReadReplicas, parse_read_urls
 from ledger.settings import Settings, get_settings
 from ledger.tree import VerificationCache
 from reports.render import PdfRenderer, check_cjk_font
@@ -73,12 +76,44 @@ API_V1_ROUTES = [
 
 
 def _is_public_write(request: Request) -> bool:
-    """Anonymous writes (objections, evaluations) are rate limited per client address."""
+    """Anonymous writes (objections, evaluations, cosignatures) are rate limited per client address."""
     return request.method == "POST" and bool(request.route_handler.opt.get("public_write"))
 
 
-def _engine(state: State) -> AsyncEngine:
+async def _limit_public_writes(request: Request) -> None:
+    """The limit is held in PostgreSQL (ledger/rate_limit.py): every worker process takes from the
+    same budget. Keyed on the connection's address, never on a client-supplied header."""
+    settings: Settings = request.app.state.settings
+    address = request.client.host if request.client else "unknown"
+    wait = await rate_limit.take(
+        request.app.state.engine,
+        f"{settings.rate_limit_namespace}|public_write|{address}",
+        settings.public_write_rate_per_minute,
+    )
+    if wait is not None:
+        raise TooManyRequestsException(headers={"Retry-After": str(int(wait))})
+
+
+def _engine(state: State, request: Request) -> AsyncEngine:
+    """The primary, or for a public read a read replica (ledger/replicas.py) when one keeps up.
+
+    Routed by caller: only anonymous GETs outside the workspace — residents' pages and the public
+    API — may read a replica. A request with a token or a workspace session (a treasurer, an
+    auditor) reads the primary, so it always sees what it has just written."""
+    reads: ReadReplicas | None = state.get("reads")
+    if reads is not None and _is_public_read(request):
+        return reads.engine_for_read()
     return state.engine
+
+
+def _is_public_read(request: Request) -> bool:
+    path = request.url.path
+    return (
+        request.method in ("GET", "HEAD")
+        and "authorization" not in request.headers
+        and WORKSPACE_COOKIE not in request.cookies
+        and not (path == "/w" or path.startswith("/w/"))
+    )
 
 
 def _allowed_methods(request: Request) -> str:
@@ -95,6 +130,8 @@ async def _resolve_token_on_reads(request: Request) -> Response[None] | None:
     """A GET with a bad token is 401 even on public routes (writes check it after parsing, to keep
     API.md's precedence of 400 over 401)."""
     reject_nul_in_url(request)
+    if _is_public_write(request):
+        await _limit_public_writes(request)
     if request.method == "OPTIONS":
         return Response(None, status_code=204, headers={"Allow": _allowed_methods(request)})
     # Health probes answer whatever header a load balancer sends; only the API checks tokens.
@@ -163,6 +200,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.to_thread(runtime.stop)
             raise
         app.state.engine = engine
+        read_urls = parse_read_urls(settings.read_database_url)
+        reads = ReadReplicas(engine, read_urls, settings) if read_urls else None
+        if reads is not None:
+            # Never fatal: a replica that is down at start-up is skipped until it answers.
+            await reads.start()
+        app.state.reads = reads
         app.state.settings = settings
         app.state.renderer = renderer
         # Created here, on the loop that serves the requests: XLSX exports built at once.
@@ -189,6 +232,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with suppress(asyncio.CancelledError):
                     await demo_later
             await renderer.aclose()
+            if reads is not None:
+                await reads.close()
             await engine.dispose()
             await asyncio.to_thread(runtime.stop)
 
@@ -209,14 +254,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_request=_resolve_token_on_reads,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=JSON_BODY_MAX,
-        middleware=[
-            RateLimitConfig(
-                rate_limit=("minute", settings.public_write_rate_per_minute),
-                # Keyed on the connection's address, never on a client-supplied header.
-                identifier_for_request=lambda request: request.client.host if request.client else "unknown",
-                check_throttle_handler=_is_public_write,
-            ).middleware
-        ],
         openapi_config=OpenAPIConfig(
             title="共同缔造公开账本 API",
             version="1.0.0",

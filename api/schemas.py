@@ -668,10 +668,19 @@ class Problem(BaseModel):
     errors: list[FieldErrorOut]
 
 
+class ReplicaOut(BaseModel):
+    name: str
+    state: Literal["unknown", "ok", "lagging", "down", "not_standby"]
+    lag_s: float | None = Field(description="how far behind the primary (seconds, to the check interval)")
+    replay_lsn: str | None = None
+    reads: int = Field(description="public reads routed to it by this process")
+
+
 class HealthOut(BaseModel):
     status: str
     revision: str | None = None
     head: str | None = None
+    replicas: list[ReplicaOut] | None = Field(default=None, description="LEDGER_READ_DATABASE_URL 的只读副本")
 
 
 # -- disclosures (公示) -------------------------------------------------------------------------

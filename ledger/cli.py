@@ -27,25 +27,77 @@ def main() -> None:
 @click.option("--host", default=None, help="listen address (LEDGER_HOST, default 127.0.0.1)")
 @click.option("--port", default=None, type=int, help="port (LEDGER_PORT, default 8000)")
 @click.option("--demo", is_flag=True, help="load demo data if the database is empty")
-def serve(host: str | None, port: int | None, demo: bool) -> None:
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="worker processes (LEDGER_WORKERS, default 1); they share the database and its rate limit",
+)
+def serve(host: str | None, port: int | None, demo: bool, workers: int | None) -> None:
     """Run the HTTP service (starts the embedded PostgreSQL when no LEDGER_DATABASE_URL is set)."""
     import uvicorn
-
-    from api.app import create_app
 
     overrides: dict[str, object] = {"demo": demo} if demo else {}
     if host:
         overrides["host"] = host
     if port:
         overrides["port"] = port
+    if workers:
+        overrides["workers"] = workers
     settings = get_settings().model_copy(update=overrides)
     if "public_base_url" not in settings.model_fields_set and (host or port):
         settings = settings.model_copy(update={"public_base_url": f"http://{settings.host}:{settings.port}"})
-    app = create_app(settings)
-    click.echo(
-        f"共同缔造公开账本：http://{settings.host}:{settings.port}/  (API: /api/v1, OpenAPI: /schema/openapi.json)"
-    )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, lifespan="on")
+    banner = f"共同缔造公开账本：http://{settings.host}:{settings.port}/  (API: /api/v1, OpenAPI: /schema/openapi.json)"
+    if settings.workers == 1:
+        from api.app import create_app
+
+        app = create_app(settings)
+        click.echo(banner)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, lifespan="on")
+        return
+    _serve_workers(settings, banner)
+
+
+def _serve_workers(settings: Settings, banner: str) -> None:
+    """Several uvicorn worker processes on one port. They build their app from the environment, so
+    the settings given here travel as LEDGER_* variables; the embedded PostgreSQL (when no URL is
+    configured) is started and migrated once, here, and every worker connects to it."""
+    import os
+
+    import uvicorn
+
+    from ledger.database import DatabaseRuntime, upgrade
+
+    if settings.demo:
+        raise click.UsageError("--demo 只能与单个 worker 一起使用（--workers 1）")
+    runtime = DatabaseRuntime(settings)
+    urls = runtime.start()
+    try:
+        if settings.auto_migrate:
+            upgrade(urls.owner, settings.app_role)
+        os.environ.update(
+            {
+                "LEDGER_DATABASE_URL": urls.app,
+                "LEDGER_OWNER_DATABASE_URL": urls.owner,
+                "LEDGER_AUTO_MIGRATE": "false",
+                "LEDGER_HOST": settings.host,
+                "LEDGER_PORT": str(settings.port),
+                "LEDGER_PUBLIC_BASE_URL": settings.public_base_url,
+                "LEDGER_WORKERS": "1",
+            }
+        )
+        click.echo(f"{banner}  [{settings.workers} workers]")
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            lifespan="on",
+        )
+    finally:
+        runtime.stop()
 
 
 @main.group()

@@ -128,14 +128,29 @@ async def ensure_app_role_owns_nothing(engine: AsyncEngine) -> None:
     )
 
 
-def create_engine(url: str, settings: Settings) -> AsyncEngine:
+def create_engine(url: str, settings: Settings, *, application_name: str = "ledger") -> AsyncEngine:
+    """The pooled engine of one database URL.
+
+    ``LEDGER_DB_STATEMENT_CACHE=0`` is for PgBouncer in transaction mode, where consecutive
+    transactions of one client connection may run on different server sessions: asyncpg's cache
+    and SQLAlchemy's are both off, so every statement is prepared unnamed inside the transaction
+    that runs it and nothing named is left behind on a server session (asyncpg >= 0.29 re-parses
+    an unnamed statement in its own Sync). Nothing else relies on session state across
+    transactions: advisory locks are transaction-level, ``SET`` is never used, and the two start-up
+    parameters below are ones PgBouncer tracks per client.
+    """
+    cache = settings.db_statement_cache
     engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_overflow,
         pool_pre_ping=False,
         # Ledger writes need durable commits: never synchronous_commit=off here.
-        connect_args={"server_settings": {"application_name": "ledger", "timezone": "Asia/Shanghai"}},
+        connect_args={
+            "server_settings": {"application_name": application_name, "timezone": "Asia/Shanghai"},
+            "statement_cache_size": cache,
+            "prepared_statement_cache_size": cache,
+        },
     )
     event.listen(engine.sync_engine.pool, "checkin", _discard_if_transaction_left_open)
     return engine

@@ -6,10 +6,12 @@ ledger never imports a renderer) while the project's publishing lock is held, th
 its SHA-256 in an append-only table and served as stored, forever. Publishing the same period
 again makes a new sheet (第 N+1 期) that names the previous one.
 
-The publishing lock and the idempotency key are taken before that transaction begins (see
-:func:`_holding`): a REPEATABLE READ snapshot is fixed when the transaction's first statement
-starts, before any lock that statement waits for is granted, so a publisher that waited inside
-the transaction would number its sheet from a snapshot older than the sheet it waited for.
+The publishing lock and the idempotency key are transaction-level advisory locks, tried without
+waiting by that transaction's first statement (see :func:`_hold`): a REPEATABLE READ snapshot is
+fixed when the transaction's first statement starts, before any lock that statement waits for is
+granted, so a publisher that waited inside the transaction would number its sheet from a snapshot
+older than the sheet it waited for. A busy project is polled in fresh transactions instead; no
+lock outlives a transaction, so publishing works through PgBouncer in transaction mode.
 """
 
 from __future__ import annotations
@@ -17,17 +19,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger import pg
 from ledger.canonical import SHANGHAI
 from ledger.errors import Conflict, IdempotencyInFlight, NotFound, ValidationFailed
 from ledger.idempotency import KEY_LOCK_ID, IdempotencyRequest, StoredResponse, claim, store
@@ -159,58 +159,49 @@ async def snapshot(
     )
 
 
-# Session-level (not transaction-level) advisory locks: they are taken before the transaction
-# exists and released explicitly after it ends. The project's lock is keyed by its code (unique and
-# never changed), so it is taken without reading anything.
-_HOLD_KEY = pg.Query(f"SELECT pg_try_advisory_lock({KEY_LOCK_ID})")
-_HOLD_PROJECT = pg.Query("SELECT pg_try_advisory_lock(hashtextextended('disclosures:' || :code, 11))")
+# Transaction-level advisory locks, both tried in the publishing transaction's first statement:
+# nothing outlives the transaction, so the publish works through PgBouncer in transaction mode
+# (each transaction may run on a different server session). The project's lock is keyed by its
+# code (unique and never changed), so it is taken without reading anything.
+_PROJECT_LOCK = "pg_try_advisory_xact_lock(hashtextextended('disclosures:' || :code, 11))"
+_HOLD_KEY_AND_PROJECT = text(
+    f"SELECT CASE WHEN NOT pg_try_advisory_xact_lock({KEY_LOCK_ID}) THEN 'key' WHEN NOT {_PROJECT_LOCK} THEN 'project' END"
+)
+_HOLD_PROJECT = text(f"SELECT CASE WHEN NOT {_PROJECT_LOCK} THEN 'project' END")
+# A later publisher's stale snapshot shows up as one of these on its INSERTs (see _hold).
+_STALE_SNAPSHOT_SQLSTATES = {"23505", "40001"}  # unique_violation, serialization_failure
+STALE_SNAPSHOT_RETRIES = 5
 
 
-@asynccontextmanager
-async def _holding(
-    conn: AsyncConnection, project_code: str, idempotency: IdempotencyRequest | None
-) -> AsyncIterator[None]:
-    """Hold the request's idempotency key, then the project's publishing lock, on ``conn``'s
-    session and outside any transaction, until the publish (its transaction) is over.
+class _Busy(Exception):
+    """Another publish of the project holds its lock: roll back, wait a moment, try again."""
 
-    The order is that of every write: a copy of a request still in flight gets 409
-    ``idempotency_in_flight`` at once; only then does a publisher queue behind another publish of
-    the project (polling, so a cancelled request never leaves a waiting statement behind), for at
-    most ``PUBLISH_WAIT_S`` (then 409 ``conflict``). Both are granted before the transaction's
-    snapshot exists, so it sees the sheet and the stored response of whoever held them before.
 
-    Session locks outlive a transaction: they are released when the publish ends, and a session in
-    doubt (a statement cancelled half-way) is closed, which releases them in the server.
+class _StaleSnapshot(Exception):
+    """A publish committed between this transaction's snapshot and its locks: start again."""
+
+
+async def _hold(conn: AsyncConnection, project_code: str, idempotency: IdempotencyRequest | None) -> None:
+    """Try the request's idempotency key, then the project's publishing lock, as the REPEATABLE
+    READ transaction's first statement, without waiting (raises IdempotencyInFlight or _Busy).
+
+    A copy of a request still in flight gets 409 ``idempotency_in_flight`` at once; a publisher
+    finding the project busy rolls back and polls (so it never waits inside a snapshot older than
+    the sheet it waited for). The snapshot is taken as this statement starts, a moment before its
+    try-locks: a publish that committed and let go in that moment is invisible to it. Then the
+    INSERT of the same sheet number (or of the same idempotency key) fails on its unique
+    constraint, and publish_disclosure starts again with a fresh snapshot — so sheet numbers stay
+    distinct and consecutive, each naming the one before it.
     """
-    raw: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
-    try:
-        if idempotency is not None:
-            params = {"scope": idempotency.scope, "key": idempotency.key}
-            if not await raw.fetchval(_HOLD_KEY.sql, *_HOLD_KEY.args(params)):
-                raise IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + PUBLISH_WAIT_S
-        while not await raw.fetchval(_HOLD_PROJECT.sql, project_code):
-            if loop.time() >= deadline:
-                raise Conflict("本项目正有另一张公示表在发布，请稍后重试")
-            await asyncio.sleep(PUBLISH_POLL_S)
-        yield
-    except Exception:
-        await _release(conn, raw)
-        raise
-    except BaseException:
-        # Cancelled, possibly mid-statement: the session's state is unknown, so close it.
-        await conn.invalidate()
-        raise
+    if idempotency is not None:
+        params = {"scope": idempotency.scope, "key": idempotency.key, "code": project_code}
+        busy = (await conn.execute(_HOLD_KEY_AND_PROJECT, params)).scalar_one()
     else:
-        await _release(conn, raw)
-
-
-async def _release(conn: AsyncConnection, raw: asyncpg.Connection) -> None:
-    try:
-        await raw.execute("SELECT pg_advisory_unlock_all()")
-    except Exception:
-        await conn.invalidate()  # closing the session releases its locks in the server
+        busy = (await conn.execute(_HOLD_PROJECT, {"code": project_code})).scalar_one()
+    if busy == "key":
+        raise IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")
+    if busy == "project":
+        raise _Busy
 
 
 async def publish_disclosure(
@@ -230,75 +221,108 @@ async def publish_disclosure(
     """
     today = today or datetime.now(SHANGHAI).date()
     check_draft(draft, today)
-    async with engine.connect() as conn, _holding(conn, project_code, idempotency):
-        await conn.execution_options(isolation_level="REPEATABLE READ")
-        # The snapshot starts here, with the key and the project's publishing lock held: one
-        # publisher per project at a time, so sheet numbers and "previous" are exact.
-        async with conn.begin():
-            if idempotency is not None:
-                stored = await claim(conn, idempotency)
-                if stored is not None:
-                    return stored, True
-            project = await load_project(conn, project_code)
-            reserved = (
-                await conn.execute(text("SELECT nextval(pg_get_serial_sequence('disclosures', 'id'))"))
-            ).scalar_one()
-            snap = replace(await snapshot(conn, project, draft, today), disclosure_id=reserved)
-            pdf = await make_pdf(conn, snap)
-            sha = hashlib.sha256(pdf).hexdigest()
-            row = (
-                await conn.execute(
-                    text(
-                        """
-                        INSERT INTO disclosures (id, community_id, project_id, sheet_number, title, period_start,
-                            period_end, notice_days, notice_start, notice_end, tree_size, root_hash, previous_id,
-                            pdf, pdf_sha256, published_by)
-                        OVERRIDING SYSTEM VALUE
-                        VALUES (:id, :cid, :pid, :number, :title, :ps, :pe, :nd, :ns, :ne, :size, :root, :prev,
-                                :pdf, :sha, :by)
-                        RETURNING id, published_at
-                        """
-                    ),
-                    {
-                        "id": reserved,
-                        "cid": project.community_id,
-                        "pid": project.id,
-                        "number": snap.sheet_number,
-                        "title": snap.title,
-                        "ps": snap.period_start,
-                        "pe": snap.period_end,
-                        "nd": snap.notice_days,
-                        "ns": snap.notice_start,
-                        "ne": snap.notice_end,
-                        "size": snap.tree_size,
-                        "root": snap.root_hash,
-                        "prev": snap.previous.id if snap.previous else None,
-                        "pdf": pdf,
-                        "sha": sha,
-                        "by": published_by,
-                    },
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PUBLISH_WAIT_S
+    stale = 0
+    while True:
+        try:
+            return await _publish_once(engine, project_code, draft, published_by, make_pdf, render, idempotency, today)
+        except _Busy:
+            if loop.time() >= deadline:
+                raise Conflict("本项目正有另一张公示表在发布，请稍后重试") from None
+            await asyncio.sleep(PUBLISH_POLL_S)
+        except _StaleSnapshot:
+            stale += 1
+            if stale > STALE_SNAPSHOT_RETRIES:
+                raise Conflict("本项目正有另一张公示表在发布，请稍后重试") from None
+
+
+async def _publish_once(
+    engine: AsyncEngine,
+    project_code: str,
+    draft: DisclosureDraft,
+    published_by: str,
+    make_pdf: PdfMaker,
+    render: Callable[[Disclosure], Any],
+    idempotency: IdempotencyRequest | None,
+    today: date,
+) -> tuple[StoredResponse, bool]:
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+            # The snapshot starts with _hold's statement, which takes the key and the project's
+            # publishing lock: one publisher per project at a time, so sheet numbers and "previous"
+            # are exact (a stale snapshot is caught at the INSERTs, below).
+            async with conn.begin():
+                await _hold(conn, project_code, idempotency)
+                if idempotency is not None:
+                    stored = await claim(conn, idempotency)
+                    if stored is not None:
+                        return stored, True
+                project = await load_project(conn, project_code)
+                reserved = (
+                    await conn.execute(text("SELECT nextval(pg_get_serial_sequence('disclosures', 'id'))"))
+                ).scalar_one()
+                snap = replace(await snapshot(conn, project, draft, today), disclosure_id=reserved)
+                pdf = await make_pdf(conn, snap)
+                sha = hashlib.sha256(pdf).hexdigest()
+                row = (
+                    await conn.execute(
+                        text(
+                            """
+                            INSERT INTO disclosures (id, community_id, project_id, sheet_number, title, period_start,
+                                period_end, notice_days, notice_start, notice_end, tree_size, root_hash, previous_id,
+                                pdf, pdf_sha256, published_by)
+                            OVERRIDING SYSTEM VALUE
+                            VALUES (:id, :cid, :pid, :number, :title, :ps, :pe, :nd, :ns, :ne, :size, :root, :prev,
+                                    :pdf, :sha, :by)
+                            RETURNING id, published_at
+                            """
+                        ),
+                        {
+                            "id": reserved,
+                            "cid": project.community_id,
+                            "pid": project.id,
+                            "number": snap.sheet_number,
+                            "title": snap.title,
+                            "ps": snap.period_start,
+                            "pe": snap.period_end,
+                            "nd": snap.notice_days,
+                            "ns": snap.notice_start,
+                            "ne": snap.notice_end,
+                            "size": snap.tree_size,
+                            "root": snap.root_hash,
+                            "prev": snap.previous.id if snap.previous else None,
+                            "pdf": pdf,
+                            "sha": sha,
+                            "by": published_by,
+                        },
+                    )
+                ).one()
+                disclosure = Disclosure(
+                    id=row.id,
+                    project_code=project.code,
+                    community_id=project.community_id,
+                    sheet_number=snap.sheet_number,
+                    title=snap.title,
+                    period_start=snap.period_start,
+                    period_end=snap.period_end,
+                    notice_days=snap.notice_days,
+                    notice_start=snap.notice_start,
+                    notice_end=snap.notice_end,
+                    tree_size=snap.tree_size,
+                    root_hash=snap.root_hash,
+                    previous=snap.previous,
+                    pdf_sha256=sha,
+                    published_at=row.published_at,
                 )
-            ).one()
-            disclosure = Disclosure(
-                id=row.id,
-                project_code=project.code,
-                community_id=project.community_id,
-                sheet_number=snap.sheet_number,
-                title=snap.title,
-                period_start=snap.period_start,
-                period_end=snap.period_end,
-                notice_days=snap.notice_days,
-                notice_start=snap.notice_start,
-                notice_end=snap.notice_end,
-                tree_size=snap.tree_size,
-                root_hash=snap.root_hash,
-                previous=snap.previous,
-                pdf_sha256=sha,
-                published_at=row.published_at,
-            )
-            body = json.dumps(render(disclosure), ensure_ascii=False, separators=(",", ":"))
-            if idempotency is not None:
-                await store(conn, idempotency, project.community_id, 201, body)
+                body = json.dumps(render(disclosure), ensure_ascii=False, separators=(",", ":"))
+                if idempotency is not None:
+                    await store(conn, idempotency, project.community_id, 201, body)
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) in _STALE_SNAPSHOT_SQLSTATES:
+            raise _StaleSnapshot from exc
+        raise
     return StoredResponse(201, body), False
 
 

@@ -276,24 +276,42 @@ _VERSION = pg.Query(
            concat_ws('.', coalesce((SELECT max(e.id) FROM evaluations e WHERE e.project_id = p.id), 0),
                      coalesce((SELECT max(t.id) FROM evaluation_tallies t WHERE t.project_id = p.id), 0),
                      coalesce((SELECT max(b.id) FROM evaluation_batches b WHERE b.project_id = p.id), 0),
-                     coalesce((SELECT max(n.id) FROM progress_notes n WHERE n.project_id = p.id), 0)) AS loop
+                     coalesce((SELECT max(n.id) FROM progress_notes n WHERE n.project_id = p.id), 0)) AS loop,
+           -- Any other change of the project's own row (its xmin is the last writer's transaction).
+           p.xmin::text AS row_version, p.community_id
     FROM projects p JOIN project_heads h ON h.project_id = p.id
     WHERE p.code = :code
     """
 )
 
 
-async def project_version(engine: AsyncEngine, code: str) -> str:
-    """Everything a project's public pages show can change only with one of these: the tree head,
-    the stage and decision trail, the published sheets, an erasure in the community, the scores,
-    tallies, codes and progress notes of 共评 and 进展公开. One small
-    read, so a page can answer 304 (or from a cache) without rebuilding itself. Errors: NotFound."""
+@dataclass(frozen=True)
+class ProjectState:
+    """A project's version (what its public reads show changes only with it) and its community
+    (what a caller's right to read unmasked names depends on)."""
+
+    version: str
+    community_id: int
+
+
+async def project_state(engine: AsyncEngine, code: str) -> ProjectState:
+    """Everything a project's public pages and JSON reads show can change only with one of these:
+    the tree head, the stage and decision trail (and any other update of the project's row), the
+    published sheets, an erasure in the community, the award policy, the scores, tallies, codes and
+    progress notes of 共评 and 进展公开. One small read, so a read can answer 304 (or from a cache)
+    without rebuilding itself. Errors: NotFound."""
     async with pg.connection(engine) as conn:
         row = await pg.fetchrow(conn, _VERSION, code=code)
     if row is None:
-        raise NotFound(f"没有编号为 {code} 的项目")
+        raise NotFound(f"项目 {code} 不存在")
     erased = row["erased_at"].isoformat() if row["erased_at"] else "-"
-    return (
+    version = (
         f"{row['stage']}|{row['size']}|{bytes(row['root_hash']).hex()}|{row['decision_id']}|{row['sheet_number']}"
-        f"|{erased}|{row['assigned_id']}|{row['policy_id']}|{row['loop']}"
+        f"|{erased}|{row['assigned_id']}|{row['policy_id']}|{row['loop']}|{row['row_version']}"
     )
+    return ProjectState(version, int(row["community_id"]))
+
+
+async def project_version(engine: AsyncEngine, code: str) -> str:
+    """The version part of :func:`project_state`. Errors: NotFound."""
+    return (await project_state(engine, code)).version

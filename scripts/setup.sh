@@ -4,7 +4,8 @@
 # server binaries where no pgserver wheel exists (Python 3.13+, ARM), and a virtualenv in .venv.
 # Usage: scripts/setup.sh [--test]   (--test adds what the test suite needs: poppler-utils, and for the
 # resident pages' browser tests Debian's chromium (driven by Playwright, whose bundled Node driver needs
-# libatomic1, absent from a minimal Debian 12) and zbar-tools (QR decoding))
+# libatomic1, absent from a minimal Debian 12), zbar-tools (QR decoding) and pgbouncer (the scale tests
+# run the ledger through it in transaction mode; its system service is never started))
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,7 @@ needs_system_pg() {
 
 packages=(fonts-noto-cjk libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0)
 # Tests also run the embedded cluster on the system's binaries, so both sources stay tested.
-[ "$want_test" = 1 ] && packages+=(poppler-utils postgresql chromium zbar-tools libatomic1)
+[ "$want_test" = 1 ] && packages+=(poppler-utils postgresql chromium zbar-tools libatomic1 pgbouncer)
 # The pages' Merkle verifier (JavaScript) is tested under Node too; any Node >= 18 will do.
 [ "$want_test" = 1 ] && ! command -v node >/dev/null 2>&1 && packages+=(nodejs)
 # Debian ships venv without ensurepip unless python3-venv is installed: try it for real.

@@ -320,6 +320,8 @@ async def make_world(engine: AsyncEngine, api: Api) -> World:
 
 
 def app_settings(database: Any, data_dir: Path, **overrides: Any) -> Settings:
+    # The rate limit is held in the (shared) test database: each app of a test has its own budget.
+    overrides.setdefault("rate_limit_namespace", uuid.uuid4().hex)
     return Settings(
         database_url=database.urls.app,
         owner_database_url=database.urls.owner,

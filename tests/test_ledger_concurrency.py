@@ -166,6 +166,13 @@ async def check_project(
 
 
 async def test_one_hot_project_180_keys_20_duplicates_5_reused(engine: AsyncEngine) -> None:
+    await hot_project_scenario(engine)
+
+
+async def hot_project_scenario(engine: AsyncEngine) -> None:
+    """205 concurrent posts to one project (180 keys, 20 exact duplicates, 5 reused keys): 180
+    gapless entries, every duplicate answered with its first write's body, the 5 refused.
+    tests/test_scale_pgbouncer.py runs it again through PgBouncer in transaction mode."""
     project = await make_project(engine)
     scope = unique("token")
     originals = [contribution(f"k-{i:03d}", 10_000 + 37 * i, i % 60) for i in range(180)]

@@ -244,31 +244,33 @@ async def test_the_check_page_finds_an_entry_by_its_receipt_number(api: Api, wor
     assert "对应多笔记录" in several and f'href="/p/{seeded.project}/e/1"' in several
 
 
-async def test_a_burst_of_readers_shares_one_version_read(
+async def test_a_burst_of_readers_shares_version_reads(
     world: World, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A burst shares at most two version reads: the one in flight when the first reader came, and
+    the next (every reader waits for a read that started after it arrived: api/versioned.py)."""
     import asyncio
 
     import httpx
 
-    from api.pages import cache
+    from api import versioned
 
     project = await world.project()
     reads: list[str] = []
-    real = cache.project_version
+    real = versioned.project_state
 
-    async def counted(engine: object, code: str) -> str:
+    async def counted(engine: object, code: str) -> object:
         reads.append(code)
         await asyncio.sleep(0.05)  # long enough for the whole burst to arrive while it is in flight
         return await real(engine, code)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cache, "project_version", counted)
+    monkeypatch.setattr(versioned, "project_state", counted)
     async with httpx.AsyncClient(base_url=live_server.base_url) as client:
         burst = await asyncio.gather(*(client.get(f"/p/{project}") for _ in range(8)))
         missing = await asyncio.gather(*(client.get("/p/no-such-project") for _ in range(4)))
     assert [r.status_code for r in burst] == [200] * 8 and len({r.headers["etag"] for r in burst}) == 1
-    assert reads.count(project) == 1
-    assert [r.status_code for r in missing] == [404] * 4 and reads.count("no-such-project") == 1
+    assert 1 <= reads.count(project) <= 2
+    assert [r.status_code for r in missing] == [404] * 4 and 1 <= reads.count("no-such-project") <= 2
 
 
 async def test_an_unexpected_error_on_a_page_is_a_page_without_details(

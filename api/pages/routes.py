@@ -192,7 +192,7 @@ async def project_page(
 @post(
     "/p/{project:str}/evaluations",
     name="page_evaluation",
-    # The same per-address limit as the API's evaluation route (the app's RateLimitConfig).
+    # The same per-address limit as the API's evaluation route (api/app.py: held in PostgreSQL, shared by all workers).
     opt={"public_write": True},
     status_code=303,
 )
@@ -379,7 +379,7 @@ async def disclosure_page(engine: AsyncEngine, disclosure_id: PathId, filed: str
 @post(
     "/d/{disclosure_id:int}/objections",
     name="page_objection",
-    # The same per-address limit as the API's objection route (the app's RateLimitConfig).
+    # The same per-address limit as the API's objection route (api/app.py: held in PostgreSQL, shared by all workers).
     opt={"public_write": True},
     status_code=303,
 )

@@ -35,3 +35,11 @@ def body_opt(model: Any, max_bytes: int | None = None) -> dict[str, Any]:
     """Marks a handler's JSON request body for the OpenAPI document (bodies are parsed by hand,
     after auth and look-ups, to keep API.md's error precedence)."""
     return {"body_model": model}
+
+
+def versioned_ok(model: Any, description: str) -> dict[int, ResponseSpec]:
+    """A public read keyed by the project's version (api/versioned.py): 200 with an ETag, or 304."""
+    return {
+        200: ResponseSpec(model, description=f"{description}（带 ETag，随项目版本变化）"),
+        304: ResponseSpec(None, description="未变化：If-None-Match 与当前 ETag 相同"),
+    }

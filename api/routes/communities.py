@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
@@ -10,10 +10,11 @@ from api.auth import caller_of, require_role
 from api.errors import ApiError
 from api.http import PAGE_SIZE_DEFAULT, Cursor, Limit, clamp_limit, cursor_id, parse_body, read_json
 from api.presenters import community_out, project_out
-from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
+from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems, versioned_ok
+from api.versioned import JSON, json_bytes, versioned
 from ledger.communities import NewCommunity, create_community, find_community, list_communities
 from ledger.decisions import STAGES
-from ledger.projects import BudgetLine, NewProject, get_project, list_projects
+from ledger.projects import BudgetLine, NewProject, ProjectState, list_projects, load_project
 from ledger.projects import create_project as ledger_create_project
 from ledger.summary import project_summary
 
@@ -121,14 +122,19 @@ async def list_projects_route(
     tags=["projects"],
     summary="项目详情与收支汇总",
     security=OPTIONAL_BEARER,
-    responses=problems(401, 404),
+    responses={**versioned_ok(s.ProjectOut, "项目详情与收支汇总"), **problems(401, 404)},
 )
-async def get_project_route(request: Request, engine: AsyncEngine, project: str) -> s.ProjectOut:
+async def get_project_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+    # The token (if any) is checked, but the summary is the same for every reader.
     await caller_of(request)
-    found = await get_project(engine, project)
-    async with engine.connect() as conn:
-        summary = await project_summary(conn, found)
-    return project_out(found, summary)
+
+    async def build(_: ProjectState) -> bytes:
+        async with engine.connect() as conn:
+            found = await load_project(conn, project)
+            summary = await project_summary(conn, found)
+        return json_bytes(project_out(found, summary))
+
+    return await versioned(request, engine, project, build, media_type=JSON)
 
 
 ROUTES = [

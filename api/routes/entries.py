@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -31,7 +31,8 @@ from api.http import (
     json_response,
 )
 from api.presenters import entry_out
-from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
+from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems, versioned_ok
+from api.versioned import JSON, json_bytes, versioned
 from ledger import tree
 from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
@@ -45,7 +46,7 @@ from ledger.entries import (
     list_entries,
 )
 from ledger.errors import LedgerError
-from ledger.projects import Project, get_project
+from ledger.projects import Project, ProjectState, get_project
 from reports.exports import XlsxWriter, csv_chunk, csv_header
 
 
@@ -177,28 +178,54 @@ def _kind_filter(kind: str | None) -> str | None:
     return kind
 
 
+def _unmasked(caller: Caller, state: ProjectState) -> bool:
+    return caller.can_read_unmasked(state.community_id)
+
+
+def _masking_key(caller: Caller) -> Callable[[ProjectState], tuple[str, ...]]:
+    return lambda state: ("unmasked" if _unmasked(caller, state) else "masked",)
+
+
+def _cache_control(caller: Caller) -> Callable[[ProjectState], str]:
+    # Names shown unmasked to the community's own staff are nobody else's: no shared cache keeps them.
+    return lambda state: "private, no-cache" if _unmasked(caller, state) else "no-cache"
+
+
 @get(
     "/projects/{project:str}/entries",
     tags=["entries"],
     summary="记账凭证列表（公开，姓名脱敏）",
     security=OPTIONAL_BEARER,
-    responses=problems(401, 404, 422),
+    responses={**versioned_ok(s.EntryPage, "一页记账凭证"), **problems(401, 404, 422)},
 )
 async def list_entries_route(
+    request: Request,
     engine: AsyncEngine,
     caller: Caller,
     project: str,
     kind: s.EntryKind | None = None,
     after_seq: Annotated[int, Parameter(ge=0, le=INT64_MAX, description="从这个序号之后开始；0 为第一页")] = 0,
     limit: Limit = PAGE_SIZE_DEFAULT,
-) -> s.EntryPage:
-    found = await get_project(engine, project)
+) -> Response[bytes]:
     size = clamp_limit(limit)
-    async with engine.connect() as conn:
-        items = await list_entries(conn, found.code, kind=_kind_filter(kind), after_seq=after_seq, limit=size + 1)
-    unmasked = caller.can_read_unmasked(found.community_id)
-    nxt = items[size - 1].seq if len(items) > size else None
-    return s.EntryPage(items=[entry_out(e, unmasked=unmasked) for e in items[:size]], next=nxt)
+
+    async def build(state: ProjectState) -> bytes:
+        # Keyset: ``after_seq`` walks the primary key, at any depth the same cost (never OFFSET).
+        async with engine.connect() as conn:
+            items = await list_entries(conn, project, kind=_kind_filter(kind), after_seq=after_seq, limit=size + 1)
+        unmasked = _unmasked(caller, state)
+        nxt = items[size - 1].seq if len(items) > size else None
+        return json_bytes(s.EntryPage(items=[entry_out(e, unmasked=unmasked) for e in items[:size]], next=nxt))
+
+    return await versioned(
+        request,
+        engine,
+        project,
+        build,
+        media_type=JSON,
+        key=_masking_key(caller),
+        cache_control=_cache_control(caller),
+    )
 
 
 @get(
@@ -206,14 +233,26 @@ async def list_entries_route(
     tags=["entries"],
     summary="单笔记账凭证与收据",
     security=OPTIONAL_BEARER,
-    responses=problems(401, 404, 422),
+    responses={**versioned_ok(s.EntryOut, "记账凭证与收据"), **problems(401, 404, 422)},
 )
-async def get_entry_route(engine: AsyncEngine, caller: Caller, project: str, seq: PathId) -> s.EntryOut:
-    found = await get_project(engine, project)
-    async with engine.connect() as conn:
-        entry = await get_entry(conn, found.code, seq)
-    _, root = await tree.root_at(engine, found.code, entry.seq)
-    return entry_out(entry, unmasked=caller.can_read_unmasked(found.community_id), receipt_root=root)
+async def get_entry_route(
+    request: Request, engine: AsyncEngine, caller: Caller, project: str, seq: PathId
+) -> Response[bytes]:
+    async def build(state: ProjectState) -> bytes:
+        async with engine.connect() as conn:
+            entry = await get_entry(conn, project, seq)
+        _, root = await tree.root_at(engine, project, entry.seq)
+        return json_bytes(entry_out(entry, unmasked=_unmasked(caller, state), receipt_root=root))
+
+    return await versioned(
+        request,
+        engine,
+        project,
+        build,
+        media_type=JSON,
+        key=_masking_key(caller),
+        cache_control=_cache_control(caller),
+    )
 
 
 # XLSX exports larger than this are refused (413): Excel opens a million rows, but a sheet that
