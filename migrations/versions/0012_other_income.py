@@ -1,7 +1,7 @@
 """其他收入 (other_income): bank interest on the project account, sale of leftover materials.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02
 
 - ``entries.kind`` may be ``other_income`` (ledger/kinds.py); such an entry names its payer
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from migrations.helpers import run_script
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
