@@ -43,13 +43,13 @@ from api.routes import (
     vouchers,
     witnesses,
 )
+from api.settings import Settings, get_settings
 from api.workspace import workspace_router
 from api.workspace.session import COOKIE as WORKSPACE_COOKIE
 from ledger import rate_limit
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
 from ledger.replicas import ReadReplicas, parse_read_urls
-from ledger.settings import Settings, get_settings
 from ledger.tree import VerificationCache
 from reports.render import PdfRenderer, check_cjk_font
 from reports.sheet_builder import build_sheet_model
@@ -216,7 +216,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             log.info("ledger ready on %s", redact(urls.app))
             if settings.demo:
-                from ledger.demo import load_demo, load_demo_later
+                from api.demo import load_demo, load_demo_later
 
                 if await load_demo(engine, defer_later=True):
                     # Two sheets take seconds to render: the service is ready meanwhile.

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.settings import Settings
+from ledger.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class ReadReplicas:
         self,
         primary: AsyncEngine,
         urls: list[str],
-        settings: Settings,
+        settings: DatabaseSettings,
         *,
         lag_max_s: float | None = None,
         interval_s: float = CHECK_INTERVAL_S,
