@@ -40,13 +40,13 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
+from api.settings import Settings  # noqa: E402
 from ledger.communities import NewCommunity, create_community  # noqa: E402
 from ledger.contributors import ContributorRef  # noqa: E402
 from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
 from ledger.embedded_pg import SUPERUSER  # noqa: E402
 from ledger.entries import EntryDraft, append_entries, list_entries  # noqa: E402
 from ledger.projects import BudgetLine, NewProject, create_project, load_project, project_state  # noqa: E402
-from ledger.settings import Settings  # noqa: E402
 from ledger.summary import project_summary  # noqa: E402
 from tests.scale_support import Standby  # noqa: E402
 
