@@ -43,11 +43,13 @@ from api.routes import (
     vouchers,
     witnesses,
 )
+from api.settings import Settings, get_settings
 from api.workspace import workspace_router
+from api.workspace.session import COOKIE as WORKSPACE_COOKIE
 from ledger import rate_limit
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
-from ledger.settings import Settings, get_settings
+from ledger.replicas import ReadReplicas, parse_read_urls
 from ledger.tree import VerificationCache
 from reports.render import PdfRenderer, check_cjk_font
 from reports.sheet_builder import build_sheet_model
@@ -92,8 +94,26 @@ async def _limit_public_writes(request: Request) -> None:
         raise TooManyRequestsException(headers={"Retry-After": str(int(wait))})
 
 
-def _engine(state: State) -> AsyncEngine:
+def _engine(state: State, request: Request) -> AsyncEngine:
+    """The primary, or for a public read a read replica (ledger/replicas.py) when one keeps up.
+
+    Routed by caller: only anonymous GETs outside the workspace — residents' pages and the public
+    API — may read a replica. A request with a token or a workspace session (a treasurer, an
+    auditor) reads the primary, so it always sees what it has just written."""
+    reads: ReadReplicas | None = state.get("reads")
+    if reads is not None and _is_public_read(request):
+        return reads.engine_for_read()
     return state.engine
+
+
+def _is_public_read(request: Request) -> bool:
+    path = request.url.path
+    return (
+        request.method in ("GET", "HEAD")
+        and "authorization" not in request.headers
+        and WORKSPACE_COOKIE not in request.cookies
+        and not (path == "/w" or path.startswith("/w/"))
+    )
 
 
 def _allowed_methods(request: Request) -> str:
@@ -180,6 +200,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.to_thread(runtime.stop)
             raise
         app.state.engine = engine
+        read_urls = parse_read_urls(settings.read_database_url)
+        reads = ReadReplicas(engine, read_urls, settings) if read_urls else None
+        if reads is not None:
+            # Never fatal: a replica that is down at start-up is skipped until it answers.
+            await reads.start()
+        app.state.reads = reads
         app.state.settings = settings
         app.state.renderer = renderer
         # Created here, on the loop that serves the requests: XLSX exports built at once.
@@ -190,7 +216,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             log.info("ledger ready on %s", redact(urls.app))
             if settings.demo:
-                from ledger.demo import load_demo, load_demo_later
+                from api.demo import load_demo, load_demo_later
 
                 if await load_demo(engine, defer_later=True):
                     # Two sheets take seconds to render: the service is ready meanwhile.
@@ -206,6 +232,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with suppress(asyncio.CancelledError):
                     await demo_later
             await renderer.aclose()
+            if reads is not None:
+                await reads.close()
             await engine.dispose()
             await asyncio.to_thread(runtime.stop)
 

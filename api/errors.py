@@ -24,6 +24,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from pydantic import ValidationError
 
 from ledger import errors as le
+from ledger import kinds
 from reports.render import RendererBusyError
 
 log = logging.getLogger("api")
@@ -128,7 +129,7 @@ _PYDANTIC_MESSAGES = {
     "list_type": "须为数组",
     "dict_type": "须为 JSON 对象",
 }
-_UNION_TAGS = {"contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal"}
+_UNION_TAGS = frozenset(kinds.NAMES)  # pydantic names a discriminated union's member by its tag
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

@@ -54,6 +54,7 @@ def summary_out(x: Summary) -> s.SummaryOut:
         budget=format_fen(x.budget_fen),
         contributed=format_fen(x.contributed_fen),
         granted=format_fen(x.granted_fen),
+        other_income=format_fen(x.other_income_fen),
         spent=format_fen(x.spent_fen),
         refunded=format_fen(x.refunded_fen),
         balance=format_fen(x.balance_fen),
@@ -128,7 +129,7 @@ def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = 
     return s.EntryOut(
         project=e.project_code,
         seq=e.seq,
-        kind=e.kind,  # type: ignore[arg-type]  # a str column, checked by the entries_kind_known CHECK
+        kind=e.kind,
         amount=format_fen(e.amount_fen),
         occurred_on=e.occurred_on,
         recorded_at=e.recorded_at.astimezone(SHANGHAI),
@@ -143,6 +144,7 @@ def entry_out(e: RecordedEntry, *, unmasked: bool, receipt_root: bytes | None = 
         invoice_no=f.get("invoice_no"),
         description=f.get("description"),
         reason=f.get("reason"),
+        payer=f.get("payer"),
         postings=[
             s.PostingOut(account=p.account, side=p.side, amount=format_fen(p.amount_fen))  # type: ignore[arg-type]
             for p in e.postings

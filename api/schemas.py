@@ -10,10 +10,11 @@ import re
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema, field_validator
 
+from ledger import kinds
 from ledger.money import AMOUNT_MAX_FEN, parse_yuan
 
 MONEY_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$"
@@ -212,6 +213,14 @@ class RefundIn(_EntryIn):
     channel: Channel | None = None
 
 
+class OtherIncomeIn(_EntryIn):
+    """其他收入: bank interest on the project account, sale of leftover materials."""
+
+    kind: Literal["other_income"]
+    amount: EntryAmount
+    payer: Text200 = Field(description="付款方：如开户银行、余料买方")
+
+
 class InKindIn(_EntryIn):
     kind: Literal["in_kind"]
     amount: EntryAmount
@@ -232,7 +241,7 @@ class ReversalIn(_EntryIn):
 
 
 EntryIn = Annotated[
-    ContributionIn | GrantIn | ExpenditureIn | RefundIn | InKindIn | PledgeIn | ReversalIn,
+    ContributionIn | GrantIn | ExpenditureIn | RefundIn | OtherIncomeIn | InKindIn | PledgeIn | ReversalIn,
     Field(discriminator="kind"),
 ]
 
@@ -261,7 +270,11 @@ Stage = Literal[
     "evaluation",
     "closure",
 ]
-EntryKind = Literal["contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal"]
+if TYPE_CHECKING:
+    EntryKind = str
+else:
+    # Every kind of ledger/kinds.py, in its order (tests/test_kinds.py holds the request union to it).
+    EntryKind = Literal[kinds.NAMES]
 
 
 class DecisionIn(RequestBody):
@@ -317,9 +330,10 @@ class SummaryOut(BaseModel):
     budget: MoneyOut
     contributed: MoneyOut
     granted: MoneyOut
+    other_income: MoneyOut = Field(description="其他收入（利息、变卖余料等）")
     spent: MoneyOut
     refunded: MoneyOut
-    balance: MoneyOut
+    balance: MoneyOut = Field(description="众筹 + 奖补 + 其他收入 − 支出 − 退款")
     in_kind_value: MoneyOut
     pledged: MoneyOut
     pledge_paid: MoneyOut = Field(description="实缴：指明所兑现认筹的出资，每笔认筹最多计到认筹额")
@@ -401,6 +415,7 @@ class EntryOut(BaseModel):
     invoice_no: str | None
     description: str | None
     reason: str | None
+    payer: str | None = Field(default=None, description="其他收入的付款方")
     postings: list[PostingOut]
     reverses: int | None
     reversed_by: int | None
@@ -653,10 +668,19 @@ class Problem(BaseModel):
     errors: list[FieldErrorOut]
 
 
+class ReplicaOut(BaseModel):
+    name: str
+    state: Literal["unknown", "ok", "lagging", "down", "not_standby"]
+    lag_s: float | None = Field(description="how far behind the primary (seconds, to the check interval)")
+    replay_lsn: str | None = None
+    reads: int = Field(description="public reads routed to it by this process")
+
+
 class HealthOut(BaseModel):
     status: str
     revision: str | None = None
     head: str | None = None
+    replicas: list[ReplicaOut] | None = Field(default=None, description="LEDGER_READ_DATABASE_URL 的只读副本")
 
 
 # -- disclosures (公示) -------------------------------------------------------------------------

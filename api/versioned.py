@@ -68,13 +68,15 @@ class VersionReads:
     """Shared version reads that always start after every reader who shares them arrived."""
 
     def __init__(self) -> None:
-        self._slots: dict[str, _Slot] = {}
+        # By engine too: a public read served by a replica never shares a version read with a
+        # caller who reads the primary (its own writes must be visible to it).
+        self._slots: dict[tuple[int, str], _Slot] = {}
         self._runners: set[asyncio.Task[None]] = set()
 
     async def get(self, engine: AsyncEngine, project: str) -> ProjectState:
-        slot = self._slots.get(project)
+        slot = self._slots.get((id(engine), project))
         if slot is None:
-            slot = self._slots[project] = _Slot()
+            slot = self._slots[(id(engine), project)] = _Slot()
             runner = asyncio.create_task(self._run(engine, project, slot))
             self._runners.add(runner)
             runner.add_done_callback(self._runners.discard)
@@ -99,7 +101,7 @@ class VersionReads:
         finally:
             if slot.next is not None:  # cancelled with readers queued: let them fail, not hang
                 slot.next.cancel()
-            del self._slots[project]
+            del self._slots[(id(engine), project)]
 
 
 def _state(request: Request, name: str, factory: Callable[[], Any]) -> Any:

@@ -47,13 +47,13 @@ import asyncpg
 import psutil
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.settings import Settings
 from ledger.communities import NewCommunity, create_community
 from ledger.contributors import ContributorRef
 from ledger.database import DatabaseRuntime, create_engine, upgrade
 from ledger.entries import EntryDraft, RecordedEntry, append_entries
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.projects import BudgetLine, NewProject, create_project
-from ledger.settings import Settings
 
 DAY = date(2025, 6, 1)
 NAMES_PER_PROJECT = 200  # residents per project: the first calls create them, later ones find them

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 
+from api.settings import Settings  # noqa: E402
 from bench.append import (  # noqa: E402
     ceiling_append,
     create_ceiling_tables,
@@ -48,7 +49,6 @@ from bench.append import (  # noqa: E402
     run_writers,
 )
 from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
-from ledger.settings import Settings  # noqa: E402
 from ledger.tokens import create_token  # noqa: E402
 
 SCRIPT = r"""

@@ -27,13 +27,13 @@ import httpx
 import uvicorn
 
 from api.app import create_app
+from api.settings import Settings
 from ledger.canonical import SHANGHAI
 from ledger.communities import NewCommunity, create_community
 from ledger.contributors import ContributorRef
 from ledger.database import DatabaseRuntime, create_engine, upgrade
 from ledger.entries import EntryDraft, append_entries
 from ledger.projects import BudgetLine, NewProject, create_project
-from ledger.settings import Settings
 from ledger.tokens import create_token
 
 

@@ -40,11 +40,11 @@ import openpyxl
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from api.settings import Settings
 from ledger.communities import NewCommunity, create_community
 from ledger.database import DatabaseRuntime, create_engine, upgrade
 from ledger.imports import prepare_import, run_import
 from ledger.projects import BudgetLine, NewProject, Project, create_project
-from ledger.settings import Settings
 from ledger.tokens import create_token
 
 DAY = date(2025, 6, 1)

@@ -45,13 +45,13 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
+from api.settings import Settings  # noqa: E402
 from ledger import merkle, tree  # noqa: E402
 from ledger.communities import NewCommunity, create_community  # noqa: E402
 from ledger.contributors import ContributorRef  # noqa: E402
 from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
 from ledger.entries import EntryDraft, append_entries, list_entries  # noqa: E402
 from ledger.projects import BudgetLine, NewProject, create_project  # noqa: E402
-from ledger.settings import Settings  # noqa: E402
 
 PROJECT = "million"
 BATCH = 10_000
@@ -200,7 +200,7 @@ sys.path.insert(0, {root!r})
 from sqlalchemy import text
 from ledger import tree
 from ledger.database import create_engine
-from ledger.settings import Settings
+from api.settings import Settings
 
 async def main():
     engine = create_engine({url!r}, Settings(data_dir={tmp!r}))

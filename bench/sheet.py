@@ -42,7 +42,7 @@ from pypdf import PdfReader
 from reports.formatting import date_iso, yuan
 from reports.render import PdfRenderer, RenderMode, render_sheet_pdf
 from reports.sheet_model import SheetModel
-from reports.sheet_sample import sample_sheet
+from tests.sheet_sample import sample_sheet
 
 NAIVE_CSS = """
 @page { size: A4; margin: 14mm 15mm;

@@ -1,4 +1,4 @@
-"""The chart of accounts of a project and the postings each kind of entry makes.
+"""The chart of accounts of a project (ledger/kinds.py says which accounts each kind posts to).
 
 Balances are debit-positive. Memorandum accounts (in-kind, pledges) never touch cash. Cash has a
 floor of zero, enforced here and again by a CHECK constraint on ``balances``.
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 CASH = "cash"
 CONTRIBUTIONS = "contributions"
 GRANTS = "grants"
+OTHER_INCOME = "other_income"
 REFUNDS = "refunds"
 IN_KIND_RECEIVED = "in_kind:received"
 IN_KIND_CONTRIBUTED = "in_kind:contributed"
@@ -23,6 +24,7 @@ BASE_ACCOUNTS: dict[str, bool] = {
     CASH: False,
     CONTRIBUTIONS: False,
     GRANTS: False,
+    OTHER_INCOME: False,
     REFUNDS: False,
     IN_KIND_RECEIVED: True,
     IN_KIND_CONTRIBUTED: True,
@@ -30,16 +32,6 @@ BASE_ACCOUNTS: dict[str, bool] = {
     PLEDGES_PROMISED: True,
 }
 FLOORS_FEN: dict[str, int] = {CASH: 0}
-
-# kind → (debit account, credit account); expenditure's debit depends on its category.
-POSTING_RULES: dict[str, tuple[str, str]] = {
-    "contribution": (CASH, CONTRIBUTIONS),
-    "grant": (CASH, GRANTS),
-    "expenditure": (EXPENSES_PREFIX, CASH),
-    "refund": (REFUNDS, CASH),
-    "in_kind": (IN_KIND_RECEIVED, IN_KIND_CONTRIBUTED),
-    "pledge": (PLEDGES_RECEIVABLE, PLEDGES_PROMISED),
-}
 
 
 @dataclass(frozen=True)
@@ -59,16 +51,6 @@ class Posting:
 
 def expense_account(category: str) -> str:
     return EXPENSES_PREFIX + category
-
-
-def postings_for(kind: str, amount_fen: int, category: str | None = None) -> list[Posting]:
-    debit, credit = POSTING_RULES[kind]
-    if kind == "expenditure":
-        assert category is not None, "an expenditure always names its category"
-        debit = expense_account(category)
-    postings = [Posting(debit, "debit", amount_fen), Posting(credit, "credit", amount_fen)]
-    assert sum(p.delta_fen for p in postings) == 0, "postings balance"
-    return postings
 
 
 def project_account_codes(categories: list[str]) -> dict[str, bool]:

@@ -32,6 +32,7 @@ ENTRY_TEXT_FIELDS = (
     "invoice_no",
     "description",
     "reason",
+    "payer",
 )
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

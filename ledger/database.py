@@ -19,7 +19,7 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ledger.embedded_pg import SUPERUSER, EmbeddedPostgres
-from ledger.settings import Settings
+from ledger.settings import DatabaseSettings
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -40,7 +40,7 @@ class DatabaseUrls:
 class DatabaseRuntime:
     """Resolves URLs from settings, starting the embedded cluster when no URL is configured."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: DatabaseSettings) -> None:
         self.settings = settings
         self.embedded: EmbeddedPostgres | None = None
         self.urls: DatabaseUrls | None = None
@@ -128,7 +128,7 @@ async def ensure_app_role_owns_nothing(engine: AsyncEngine) -> None:
     )
 
 
-def create_engine(url: str, settings: Settings, *, application_name: str = "ledger") -> AsyncEngine:
+def create_engine(url: str, settings: DatabaseSettings, *, application_name: str = "ledger") -> AsyncEngine:
     """The pooled engine of one database URL.
 
     ``LEDGER_DB_STATEMENT_CACHE=0`` is for PgBouncer in transaction mode, where consecutive

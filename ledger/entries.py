@@ -34,7 +34,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import awards, merkle, pg
-from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account, parse_posting_lines, postings_for
+from ledger import kinds as k
+from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account, parse_posting_lines
 from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, Signer, entry_document
 from ledger.contributors import Contributor, ContributorRef, resolve_contributors
 from ledger.decisions import check_spending_allowed_raw
@@ -55,16 +56,15 @@ from ledger.masking import ORGANISATION_TYPES, refuse_personal_numbers
 from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
 from ledger.pledges import PledgeBook
 
-ENTRY_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
-CONTRIBUTOR_KINDS = ("contribution", "refund", "in_kind", "pledge")
-CHANNELS = ("cash", "wechat", "alipay", "bank", "other")
+# The kinds are defined once, in ledger/kinds.py; these names stay importable from here.
+ENTRY_KINDS = k.NAMES
+CONTRIBUTOR_KINDS = k.CONTRIBUTOR_KINDS
+CHANNELS = k.CHANNELS
+COUNTERSIGNED_KINDS = k.COUNTERSIGNED_KINDS
+TOTAL_FOR_KIND = k.TOTAL_FOR_KIND
 BATCH_SIZE_MAX = 10_000
-COUNTERSIGNED_KINDS = ("expenditure", "refund")
 ATTACHMENTS_MAX = 20
 EARLIEST_DATE = date(2000, 1, 1)
-
-# Which contributor total each kind moves (a reversal moves its original's, negated).
-TOTAL_FOR_KIND = {"contribution": "paid", "refund": "refunded", "pledge": "pledged", "in_kind": "in_kind"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class EntryDraft:
     category: str | None = None
     invoice_no: str | None = None
     description: str | None = None
+    payer: str | None = None  # other_income: who paid it (the bank, the buyer of leftover materials)
     reverses_seq: int | None = None
     reason: str | None = None
     # The pledge (认筹 entry) a contribution fulfils: its seq in the same project.
@@ -98,18 +99,7 @@ class EntryDraft:
 
     def kind_fields(self) -> dict[str, Any]:
         """The kind-specific fields, as they go into the document."""
-        return {
-            "memo": self.memo,
-            "channel": self.channel,
-            "receipt_no": self.receipt_no,
-            "grantor": self.grantor,
-            "document_no": self.document_no,
-            "payee": self.payee,
-            "category": self.category,
-            "invoice_no": self.invoice_no,
-            "description": self.description,
-            "reason": self.reason,
-        }
+        return {name: getattr(self, name) for name in ENTRY_TEXT_FIELDS}
 
 
 @dataclass
@@ -384,7 +374,7 @@ class _Batch:
             if d.kind in CONTRIBUTOR_KINDS and d.contributor is None:
                 raise ValidationFailed.on("contributor", "须提供出资人").at(i)
         refs = [drafts[i].contributor for i in positions]
-        create = [drafts[i].kind != "refund" for i in positions]
+        create = [k.get(drafts[i].kind).creates_contributor for i in positions]
         try:
             found, totals = await resolve_contributors(
                 self.conn,
@@ -403,7 +393,7 @@ class _Batch:
         # Contributors with no totals yet in this project start from zero.
         self.totals.update(totals)
         for c in found:
-            self.totals.setdefault(c.id, {"paid": 0, "refunded": 0, "pledged": 0, "in_kind": 0})
+            self.totals.setdefault(c.id, dict.fromkeys(k.CONTRIBUTOR_TOTALS, 0))
 
     async def _load_totals(self, contributor_ids: set[int]) -> None:
         ids = [i for i in contributor_ids if i not in self.totals]
@@ -472,14 +462,14 @@ class _Batch:
         else:
             assert draft.amount_fen is not None
             amount_fen = draft.amount_fen
-            if draft.kind == "expenditure":
-                if expense_account(draft.category or "") not in self.accounts:
-                    raise ValidationFailed.on("category", f"预算科目 {draft.category} 不在本项目预算中")
+            kind = k.get(draft.kind)
+            if kind.debit == EXPENSES_PREFIX and expense_account(draft.category or "") not in self.accounts:
+                raise ValidationFailed.on("category", f"预算科目 {draft.category} 不在本项目预算中")
+            if kind.countersigned:
                 self._check_countersign(draft, amount_fen)
+            if kind.debit == EXPENSES_PREFIX:
                 self._check_spending_gate()
-            elif draft.kind == "refund":
-                self._check_countersign(draft, amount_fen)
-            postings = postings_for(draft.kind, amount_fen, draft.category)
+            postings = k.postings_for(draft.kind, amount_fen, draft.category)
         self._apply_contributor_totals(draft, contributor, original, amount_fen)
         self._apply_postings(postings)
 
@@ -587,7 +577,7 @@ class _Batch:
     async def _load_gate(self, drafts: list[EntryDraft]) -> None:
         """Decide once per transaction whether spending is open; raised at the first expenditure,
         after that draft's own 422 checks (error precedence: 422 before 409)."""
-        if any(d.kind == "expenditure" for d in drafts):
+        if any(k.get(d.kind).debit == EXPENSES_PREFIX for d in drafts if d.kind in k.BY_NAME):
             try:
                 await check_spending_allowed_raw(
                     self.conn, self.head.project_id, self.today, waived=self.head.spending_gate == "waived"
@@ -605,7 +595,7 @@ class _Batch:
         total = TOTAL_FOR_KIND.get(kind)
         if total is None or contributor_id is None:
             return
-        current = self.totals.setdefault(contributor_id, {"paid": 0, "refunded": 0, "pledged": 0, "in_kind": 0})
+        current = self.totals.setdefault(contributor_id, dict.fromkeys(k.CONTRIBUTOR_TOTALS, 0))
         after = dict(current)
         after[total] += sign * amount_fen
         if after["refunded"] > after["paid"]:
@@ -757,12 +747,12 @@ _WRITE_SQL = pg.Query(
         INSERT INTO entries (community_id, project_id, seq, kind, amount_fen, occurred_on, recorded_at,
                              recorded_by, contributor_id, contributor_commitment, anonymous, memo, channel,
                              receipt_no, grantor, document_no, payee, category, invoice_no, description,
-                             reason, reverses_seq, document, leaf_hash, anonymous_id,
+                             reason, payer, reverses_seq, document, leaf_hash, anonymous_id,
                              maker_role, maker_name, checker_role, checker_name, attachments, pledge_seq,
                              award_basis)
         SELECT :cid, :pid, u.seq, u.kind, u.amount, u.occurred_on, u.recorded_at, u.recorded_by,
                u.contributor_id, u.commitment, u.anonymous, u.memo, u.channel, u.receipt_no, u.grantor,
-               u.document_no, u.payee, u.category, u.invoice_no, u.description, u.reason, u.reverses_seq,
+               u.document_no, u.payee, u.category, u.invoice_no, u.description, u.reason, u.payer, u.reverses_seq,
                u.document, u.leaf_hash, u.anonymous_id, u.maker_role, u.maker_name, u.checker_role,
                u.checker_name,
                CASE WHEN u.attachments IS NULL THEN NULL
@@ -776,13 +766,14 @@ _WRITE_SQL = pg.Query(
             CAST(:e_channel AS text[]), CAST(:e_receipt_no AS text[]), CAST(:e_grantor AS text[]),
             CAST(:e_document_no AS text[]), CAST(:e_payee AS text[]), CAST(:e_category AS text[]),
             CAST(:e_invoice_no AS text[]), CAST(:e_description AS text[]), CAST(:e_reason AS text[]),
+            CAST(:e_payer AS text[]),
             CAST(:e_reverses_seq AS bigint[]), CAST(:e_document AS text[]), CAST(:e_leaf_hash AS bytea[]),
             CAST(:e_anonymous_id AS uuid[]), CAST(:e_maker_role AS text[]), CAST(:e_maker_name AS text[]),
             CAST(:e_checker_role AS text[]), CAST(:e_checker_name AS text[]), CAST(:e_attachments AS text[]),
             CAST(:e_pledge_seq AS bigint[]), CAST(:e_award_basis AS text[]))
             AS u(seq, kind, amount, occurred_on, recorded_at, recorded_by, contributor_id, commitment,
                  anonymous, memo, channel, receipt_no, grantor, document_no, payee, category, invoice_no,
-                 description, reason, reverses_seq, document, leaf_hash, anonymous_id, maker_role,
+                 description, reason, payer, reverses_seq, document, leaf_hash, anonymous_id, maker_role,
                  maker_name, checker_role, checker_name, attachments, pledge_seq, award_basis)
         RETURNING 1
     ), new_postings AS (
@@ -836,7 +827,17 @@ _WRITE_SQL = pg.Query(
 
 
 # Published verbatim and hashed into the document: a phone typed here could never be taken back.
-PUBLIC_TEXT_FIELDS = ("memo", "description", "reason", "payee", "grantor", "receipt_no", "invoice_no", "document_no")
+PUBLIC_TEXT_FIELDS = (
+    "memo",
+    "description",
+    "reason",
+    "payee",
+    "payer",
+    "grantor",
+    "receipt_no",
+    "invoice_no",
+    "document_no",
+)
 
 
 def _check_static(draft: EntryDraft, today: date) -> None:
@@ -846,27 +847,23 @@ def _check_static(draft: EntryDraft, today: date) -> None:
     if contributor is not None and contributor.type in ORGANISATION_TYPES:
         public_text["contributor.name"] = contributor.name  # organisations are named in full
     refuse_personal_numbers(public_text)
-    if draft.kind not in ENTRY_KINDS:
+    kind = k.BY_NAME.get(draft.kind)
+    if kind is None:
         raise ValidationFailed.on("kind", f"未知的记录类型 {draft.kind}")
     if draft.occurred_on > today:
         raise ValidationFailed.on("occurred_on", "发生日期不能晚于今天")
     if draft.occurred_on < EARLIEST_DATE:
         raise ValidationFailed.on("occurred_on", "发生日期不能早于 2000-01-01")
-    if draft.kind == "reversal":
+    if kind.name == k.REVERSAL:
         if draft.reverses_seq is None or draft.reverses_seq < 1:
             raise ValidationFailed.on("reverses", "须指明被冲正的记账序号")
-        if not draft.reason:
-            raise ValidationFailed.on("reason", "冲正须说明原因")
-        return
-    if draft.amount_fen is None or not 1 <= draft.amount_fen <= AMOUNT_MAX_FEN:
+    elif draft.amount_fen is None or not 1 <= draft.amount_fen <= AMOUNT_MAX_FEN:
         raise ValidationFailed.on("amount", "金额须大于 0 且不超过 100,000,000.00 元")
-    if draft.kind == "grant" and not draft.grantor:
-        raise ValidationFailed.on("grantor", "奖补资金须注明拨付单位")
-    if draft.kind == "expenditure":
-        if not draft.payee:
-            raise ValidationFailed.on("payee", "支出须注明收款单位")
-        if not draft.category:
-            raise ValidationFailed.on("category", "支出须注明预算科目")
+    for name, message in kind.required:
+        if not getattr(draft, name):
+            raise ValidationFailed.on(name, message)
+    if kind.name == k.REVERSAL:
+        return
     if draft.cites_award and draft.kind != "grant":
         raise ValidationFailed.on("cites_award", "只有以奖代补拨款可以引用奖补核算")
     if draft.pledge_seq is not None and (draft.kind != "contribution" or draft.pledge_seq < 1):

@@ -11,8 +11,8 @@ commit through the ledger's batch append.
    rolls back; otherwise it records them all, with the import's mark in the same transaction
    (the database refuses a second mark for the same content), under the caller's idempotency key.
 
-Only kinds the ledger has can be imported; 其他收入 (other_income) rows are refused with a message
-saying so. Contributors' names appear in the treasurer's own preview and in nothing public.
+Every kind a treasurer records directly (ledger/kinds.py RECORDED) can be imported; a reversal
+cannot (it names an entry already recorded). Contributors' names appear in the treasurer's own preview and in nothing public.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import pg
+from ledger import kinds, pg
 from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
 from ledger.entries import EARLIEST_DATE, AppendResult, EntryDraft, RecordedEntry, append_entries
@@ -40,15 +40,8 @@ from ledger.money import format_fen_grouped
 from ledger.projects import Project
 from ledger.spreadsheet import FIELD_LABELS, Problem, Progress, SheetRow, Table, normalise_header, read_table
 
-IMPORT_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge")
-KIND_LABELS = {
-    "contribution": "众筹",
-    "grant": "以奖代补",
-    "expenditure": "支出",
-    "refund": "退款",
-    "in_kind": "出力",
-    "pledge": "认筹",
-}
+IMPORT_KINDS = kinds.RECORDED
+KIND_LABELS = {k: kinds.get(k).short_label for k in IMPORT_KINDS}
 # What people write in the 类型 column.
 KIND_WORDS = {
     **{label: kind for kind, label in KIND_LABELS.items()},
@@ -61,8 +54,8 @@ KIND_WORDS = {
     "补助": "grant",
     "投工投劳": "in_kind",
     "认捐": "pledge",
-    "其他收入": "other_income",
-    "other_income": "other_income",
+    "利息": "other_income",
+    "利息收入": "other_income",
 }
 CHANNEL_WORDS = {
     "微信": "wechat",
@@ -79,7 +72,7 @@ CHANNEL_WORDS = {
     "其他": "other",
     **{c: c for c in ("wechat", "alipay", "cash", "bank", "other")},
 }
-CONTRIBUTOR_KINDS = frozenset(("contribution", "refund", "in_kind", "pledge"))
+CONTRIBUTOR_KINDS = frozenset(kinds.CONTRIBUTOR_KINDS)
 # Columns each kind takes besides 日期, 金额, 类型 and 备注 (as the API's schemas do).
 KIND_FIELDS: dict[str, frozenset[str]] = {
     "contribution": frozenset(("name", "household", "phone", "channel", "receipt_no")),
@@ -88,6 +81,7 @@ KIND_FIELDS: dict[str, frozenset[str]] = {
     "pledge": frozenset(("name", "household", "phone")),
     "grant": frozenset(("grantor", "document_no")),
     "expenditure": frozenset(("payee", "category", "invoice_no")),
+    "other_income": frozenset(("payer",)),
 }
 COMMON_FIELDS = frozenset(("occurred_on", "amount", "kind", "memo"))
 # 方式 says how money moved; for a grant or a payment the ledger does not record it: not an error.
@@ -100,11 +94,12 @@ TEXT_LIMITS = {
     "receipt_no": 64,
     "invoice_no": 64,
     "payee": 200,
+    "payer": 200,
     "grantor": 200,
     "document_no": 100,
     "description": 500,
 }
-PUBLIC_TEXT = ("memo", "description", "payee", "grantor", "receipt_no", "invoice_no", "document_no")
+PUBLIC_TEXT = ("memo", "description", "payee", "payer", "grantor", "receipt_no", "invoice_no", "document_no")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # Names that are plainly not a person's: published in full, as organisations are (masking.py).
 _PARTY = ("党支部", "党总支", "党委")
@@ -265,11 +260,12 @@ class _RowReader:
         if kind is None:
             return None
         present = set(cells)
-        # The counterparty column (姓名/单位) names the grantor of a grant and the payee of a payment.
-        for moved_kind, target in (("grant", "grantor"), ("expenditure", "payee")):
-            if kind == moved_kind and "name" in text and target not in text:
-                text[target] = text.pop("name")
-                present = present - {"name"} | {target}
+        # The counterparty column (姓名/单位) names the grantor of a grant, the payee of a payment and
+        # the payer of other income.
+        target = kinds.get(kind).counterparty
+        if target is not None and "name" in text and target not in text:
+            text[target] = text.pop("name")
+            present = present - {"name"} | {target}
         if kind == "in_kind" and "description" not in text and text.get("memo"):
             text["description"] = text.pop("memo")
         allowed = KIND_FIELDS[kind] | COMMON_FIELDS
@@ -300,6 +296,7 @@ class _RowReader:
                 category=category,
                 invoice_no=text.get("invoice_no") if kind == "expenditure" else None,
                 description=text.get("description") if kind == "in_kind" else None,
+                payer=text.get("payer") if kind == "other_income" else None,
             ),
         )
 
@@ -308,14 +305,11 @@ class _RowReader:
             return self.default_kind
         word = _plain(text_from_cell(cells["kind"]))
         kind = KIND_WORDS.get(word)
-        if kind == "other_income":
-            self.problem(row, "kind", "本账本暂不支持「其他收入」（利息、变卖余料等）：请删除这一行，另行登记")
-            return None
         if kind is None:
             self.problem(
                 row,
                 "kind",
-                f'无法识别 "{text_from_cell(cells["kind"])[:20]}"：须为 众筹、以奖代补、支出、退款、出力 或 认筹',
+                f'无法识别 "{text_from_cell(cells["kind"])[:20]}"：须为 {_KIND_CHOICES}',
             )
             return None
         return kind
@@ -399,8 +393,13 @@ class _RowReader:
             self.problem(row, "grantor", "以奖代补须写明拨款单位")
         if kind == "expenditure" and not text.get("payee"):
             self.problem(row, "payee", "支出须写明收款单位")
+        if kind == "other_income" and not text.get("payer"):
+            self.problem(row, "payer", "其他收入须写明付款方（如开户银行、余料买方）")
         if kind == "in_kind" and not text.get("description"):
             self.problem(row, "description", "出力须写明出力内容（如：义务劳动 6 小时），可写在「备注」")
+
+
+_KIND_CHOICES = "、".join(KIND_LABELS[k] for k in IMPORT_KINDS[:-1]) + f" 或 {KIND_LABELS[IMPORT_KINDS[-1]]}"
 
 
 def _plain(text: str) -> str:

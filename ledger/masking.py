@@ -58,6 +58,7 @@ FIELD_LABELS = {
     "description": "说明",
     "reason": "冲正原因",
     "payee": "收款方",
+    "payer": "付款方",
     "grantor": "拨款单位",
     "receipt_no": "收据号",
     "invoice_no": "发票号",

@@ -144,6 +144,7 @@ entries = Table(
     Column("description", Text),
     Column("reverses_seq", BigInteger),
     Column("reason", Text),
+    Column("payer", Text),
     Column("document", Text),
     Column("leaf_hash", LargeBinary),
 )

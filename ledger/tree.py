@@ -16,8 +16,8 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger import merkle, pg, pledges
-from ledger.accounts import parse_posting_lines
+from ledger import kinds, merkle, pg, pledges
+from ledger.accounts import EXPENSES_PREFIX, parse_posting_lines
 from ledger.awards import parse_basis
 from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document
 from ledger.errors import NotFound, ValidationFailed
@@ -204,7 +204,7 @@ async def consistency(engine: AsyncEngine, project_code: str, size_from: int, si
 _VERIFY_SQL = text(
     """
     SELECT e.seq, e.kind, e.amount_fen, e.occurred_on, e.recorded_at, e.memo, e.channel, e.receipt_no,
-           e.grantor, e.document_no, e.payee, e.category, e.invoice_no, e.description, e.reason,
+           e.grantor, e.document_no, e.payee, e.category, e.invoice_no, e.description, e.reason, e.payer,
            e.reverses_seq, e.anonymous, e.contributor_commitment, e.document, e.leaf_hash,
            e.maker_role, e.maker_name, e.checker_role, e.checker_name, e.attachments, e.pledge_seq,
            e.award_basis,
@@ -251,6 +251,20 @@ def rebuild_document(project_code: str, row: object) -> bytes:
     )
 
 
+def follows_posting_rule(row: object) -> bool:
+    """A new entry's postings are its kind's rule (ledger/kinds.py); a reversal's mirror its
+    original's, which the original's own check and the document of the reversal pin."""
+    m = row._mapping  # type: ignore[attr-defined]
+    kind = kinds.BY_NAME.get(m["kind"])
+    if kind is None:
+        return False
+    if kind.name == kinds.REVERSAL:
+        return True
+    if kind.debit == EXPENSES_PREFIX and m["category"] is None:
+        return False
+    return parse_posting_lines(m["postings"]) == kinds.postings_for(kind.name, m["amount_fen"], m["category"])
+
+
 async def verify(engine: AsyncEngine, project_code: str) -> Verification:
     """Recompute every leaf from the entry's stored fields and the tree from the leaves; compare
     documents, leaf hashes, stored Merkle nodes and the head. Streams in chunks."""
@@ -272,7 +286,12 @@ async def verify(engine: AsyncEngine, project_code: str) -> Verification:
                 expected_seq = frontier.size + 1
                 document = rebuild_document(project_code, row)
                 leaf = merkle.leaf_hash(document)
-                bad = row.seq != expected_seq or document != row.document.encode() or leaf != bytes(row.leaf_hash)
+                bad = (
+                    row.seq != expected_seq
+                    or document != row.document.encode()
+                    or leaf != bytes(row.leaf_hash)
+                    or not follows_posting_rule(row)
+                )
                 if bad and first_bad is None:
                     first_bad = min(row.seq, expected_seq)
                 emitted.extend(frontier.append(leaf))
@@ -384,10 +403,7 @@ _TOTALS_MISMATCH_SQL = text(
         WHERE e.project_id = :pid
     ), expected AS (
         SELECT contributor_id,
-               coalesce(sum(amount) FILTER (WHERE kind = 'contribution'), 0) AS paid,
-               coalesce(sum(amount) FILTER (WHERE kind = 'refund'), 0) AS refunded,
-               coalesce(sum(amount) FILTER (WHERE kind = 'pledge'), 0) AS pledged,
-               coalesce(sum(amount) FILTER (WHERE kind = 'in_kind'), 0) AS in_kind
+               {expected}
         FROM moves WHERE contributor_id IS NOT NULL
         GROUP BY contributor_id
     )
@@ -400,5 +416,11 @@ _TOTALS_MISMATCH_SQL = text(
               (coalesce(t.paid_fen, 0), coalesce(t.refunded_fen, 0), coalesce(t.pledged_fen, 0),
                coalesce(t.in_kind_fen, 0))
     )
-    """
+    """.format(
+        # Which kinds move which total: ledger/kinds.py, the same table the append path reads.
+        expected=",\n               ".join(
+            f"coalesce(sum(amount) FILTER (WHERE {condition}), 0) AS {total}"
+            for total, condition in kinds.total_filters()
+        )
+    )
 )

@@ -22,6 +22,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
+from ledger import kinds
 from ledger.entries import RecordedEntry
 from ledger.masking import public_contributor
 from reports.labels import CHANNEL_LABELS, KIND_LABELS
@@ -94,7 +95,10 @@ def export_rows(
     text for everything else ("" for an empty cell), neutralised unless not for a ``spreadsheet``."""
     for e in entries:
         f = e.fields
-        who, where = f.get("payee") or "", ""
+        counterparty = kinds.get(e.kind).counterparty
+        # A grantor has a column of its own; a payee or payer is the other party of the row.
+        who = f.get(counterparty) or "" if counterparty in ("payee", "payer") else ""
+        where = ""
         if e.contributor is not None:
             c = e.contributor
             if unmasked and not c.erased:

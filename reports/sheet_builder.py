@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger import accounts as acc
+from ledger import kinds
 from ledger.awards import project_award
 from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
@@ -72,7 +73,7 @@ async def build_sheet_model(
         cumulative=m.MoneyTotals(
             contributed_fen=summary.contributed_fen,
             granted_fen=summary.granted_fen,
-            other_income_fen=0,
+            other_income_fen=summary.other_income_fen,
             spent_fen=summary.spent_fen,
             refunded_fen=summary.refunded_fen,
         ),
@@ -224,9 +225,9 @@ def _period_params(snap: SheetSnapshot) -> dict[str, Any]:
 async def _period_money(conn: AsyncConnection, snap: SheetSnapshot) -> m.MoneyTotals:
     net = {r.code: int(r.net) for r in await conn.execute(_PERIOD_MONEY_SQL, _period_params(snap))}
     return m.MoneyTotals(
-        contributed_fen=-net.get(acc.CONTRIBUTIONS, 0),
-        granted_fen=-net.get(acc.GRANTS, 0),
-        other_income_fen=0,
+        contributed_fen=kinds.income_fen(net, "contribution"),
+        granted_fen=kinds.income_fen(net, "grant"),
+        other_income_fen=kinds.income_fen(net, "other_income"),
         spent_fen=sum(v for k, v in net.items() if k.startswith(acc.EXPENSES_PREFIX)),
         refunded_fen=net.get(acc.REFUNDS, 0),
     )

@@ -30,9 +30,9 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
+from api.settings import Settings
 from ledger.canonical import SHANGHAI
 from ledger.communities import NewCommunity, create_community
-from ledger.settings import Settings
 from ledger.tokens import create_token, revoke_token
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "errors"}

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.settings import Settings
 from ledger.communities import NewCommunity, create_community
 from ledger.database import DatabaseRuntime, DatabaseUrls, create_engine, upgrade
 from ledger.embedded_pg import SUPERUSER
 from ledger.projects import BudgetLine, NewProject, Project, create_project
-from ledger.settings import Settings
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -28,15 +28,15 @@ import openpyxl
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.demo import load_demo
+from api.settings import Settings
 from ledger import tree
 from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
 from ledger.database import DatabaseRuntime, DatabaseUrls, create_engine, upgrade
-from ledger.demo import load_demo
 from ledger.embedded_pg import SUPERUSER
 from ledger.entries import EntryDraft, append_entries
 from ledger.projects import Project
-from ledger.settings import Settings
 from tests.api_support import Api
 from tests.conftest import Database, make_project
 from tests.test_ledger_tampering import as_superuser, dsn
@@ -371,7 +371,7 @@ def test_usage_errors_are_told_in_chinese(args: list[str], message: str) -> None
     """Before any database is touched: what a mistyped cron line prints, with exit status 2."""
     from click.testing import CliRunner
 
-    from ledger.cli import main
+    from api.cli import main
 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output

@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.cli import main as cli
+from api.settings import get_settings
 from ledger import tree
-from ledger.cli import main as cli
 from ledger.contributors import ContributorRef
 from ledger.database import create_engine
 from ledger.entries import EntryDraft, append_entries
-from ledger.settings import get_settings
 from tests.api_support import World, assert_problem, contribution, new_key
 from tests.conftest import Database, make_project
 

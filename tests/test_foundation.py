@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from ledger.cli import main as cli
+from api.cli import main as cli
+from api.settings import Settings
 from ledger.database import (
     DatabaseRuntime,
     UnsafeDatabaseRole,
@@ -28,7 +29,6 @@ from ledger.database import (
     head_revision,
 )
 from ledger.embedded_pg import SUPERUSER, EmbeddedPostgres, find_binaries
-from ledger.settings import Settings
 from tests.conftest import Database
 
 
@@ -213,7 +213,7 @@ async def test_app_role_passes_the_role_check(database: Database) -> None:
 def test_cli_db_upgrade_current_and_token(tmp_path: Path) -> None:
     env = {"LEDGER_DATA_DIR": str(tmp_path / "var")}
     runner = CliRunner()
-    from ledger.settings import get_settings
+    from api.settings import get_settings
 
     get_settings.cache_clear()
     try:

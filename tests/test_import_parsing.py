@@ -370,11 +370,14 @@ def test_the_name_column_names_the_grantor_and_payee_and_units_are_organisations
     assert types == ["party_branch", "organization", "organization"]
 
 
-def test_other_income_rows_are_refused_with_a_clear_message() -> None:
+def test_other_income_rows_name_their_payer() -> None:
+    # 其他收入 is a kind of the ledger now (issue 9): its 姓名/单位 column is the payer, never a contributor.
     rows = [("日期", "类型", "姓名", "金额"), (day().isoformat(), "其他收入", "某银行", "35.20")]
     report = prepare(csv_text(rows).encode())
-    assert messages(report) == [
-        "第 2 行「类型」: 本账本暂不支持「其他收入」（利息、变卖余料等）：请删除这一行，另行登记"
+    assert report.problems == [] and report.rows[0].draft.payer == "某银行"
+    rows = [("日期", "类型", "金额"), (day().isoformat(), "其他收入", "35.20")]
+    assert messages(prepare(csv_text(rows).encode())) == [
+        "第 2 行「付款方」: 其他收入须写明付款方（如开户银行、余料买方）"
     ]
 
 

@@ -214,6 +214,19 @@ async def test_full_consistent_rewrite_passes_verify_but_not_a_published_root(
     seq = 4
     edit = "UPDATE entries SET amount_fen = amount_fen + 100 WHERE project_id = $1 AND seq = $2"
     await as_superuser(database, [(edit, [project.id, seq])], ["entries"])
+    # Verify holds every entry's postings to its kind's rule (ledger/kinds.py): the forger rewrites
+    # both posting lines and the two balances they move as well.
+    postings_sql = (
+        "UPDATE postings SET amount_fen = amount_fen + 100 WHERE project_id = $1 AND seq = $2 AND line_no = $3"
+    )
+    await as_superuser(database, [(postings_sql, [project.id, seq, line]) for line in (1, 2)], ["postings"])
+    balance_sql = (
+        "UPDATE balances SET balance_fen = balance_fen + $2 WHERE account_id = "
+        "(SELECT id FROM accounts WHERE project_id = $1 AND code = $3)"
+    )
+    await as_superuser(
+        database, [(balance_sql, [project.id, 100, "cash"]), (balance_sql, [project.id, -100, "contributions"])], []
+    )
     document, leaf = await consistent_leaf(engine, project, seq)
     rewrite = "UPDATE entries SET document = $3, leaf_hash = $4 WHERE project_id = $1 AND seq = $2"
     await as_superuser(database, [(rewrite, [project.id, seq, document, leaf])], ["entries"])

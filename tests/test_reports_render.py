@@ -48,7 +48,7 @@ from reports.sheet_model import (
     SheetSummary,
     VerificationBlock,
 )
-from reports.sheet_sample import sample_sheet
+from tests.sheet_sample import sample_sheet
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
 

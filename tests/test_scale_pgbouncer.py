@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.settings import Settings
 from ledger.database import create_engine
 from ledger.disclosures import DisclosureDraft, publish_disclosure
 from ledger.errors import IdempotencyInFlight
-from ledger.settings import Settings
 from reports.render import PdfRenderer
 from tests.api_support import new_key, today
 from tests.conftest import Database, make_project

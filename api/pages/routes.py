@@ -25,6 +25,7 @@ from api.presenters import award_out, community_out, decision_out, entry_out, pl
 from api.routes.disclosures import disclosure_out, objection_out
 from api.routes.evaluations import comment_out, results_out
 from api.routes.progress import progress_out
+from ledger import kinds
 from ledger.awards import project_award_by_code
 from ledger.canonical import SHANGHAI
 from ledger.communities import find_community, list_communities
@@ -61,7 +62,7 @@ EVAL_CODE_TYPED_MAX = 40
 EVAL_COMMENT_TYPED_MAX = 600
 RECEIPT_NO_MAX = 64  # as the entries table allows
 ROOT_TYPED_MAX = 200  # 64 hex digits with whatever spacing the resident typed
-KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
+KINDS = kinds.NAMES
 # Ids in addresses are bounded as in the API (``PathId``: one that cannot exist is the 404 page, not
 # a BIGINT overflow in PostgreSQL); so is the seq a list page starts after (the 400 page).
 After = Annotated[int, Parameter(le=INT64_MAX)]

@@ -104,7 +104,7 @@ def counterparty(e: s.EntryOut) -> str:
     """Who paid or was paid, masked as in every public output."""
     if e.contributor is not None:
         return e.contributor.name
-    return e.payee or e.grantor or ""
+    return e.payee or e.payer or e.grantor or ""
 
 
 def make_environment() -> Environment:

@@ -82,6 +82,7 @@ def to_draft(body: Any) -> EntryDraft:
         category=getattr(body, "category", None),
         invoice_no=getattr(body, "invoice_no", None),
         description=getattr(body, "description", None),
+        payer=getattr(body, "payer", None),
         reverses_seq=getattr(body, "reverses", None),
         reason=getattr(body, "reason", None),
         pledge_seq=getattr(body, "pledge", None),

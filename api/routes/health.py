@@ -4,7 +4,7 @@ from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy import text
 
-from api.schemas import HealthOut
+from api.schemas import HealthOut, ReplicaOut
 from ledger.database import current_revision, head_revision
 
 
@@ -16,7 +16,7 @@ async def healthz() -> HealthOut:
 @get(
     "/readyz",
     tags=["health"],
-    summary="数据库可达且已迁移到最新版本",
+    summary="数据库可达且已迁移到最新版本；列出只读副本及其延迟",
     responses={503: ResponseSpec(HealthOut, description="未就绪")},
 )
 async def readyz(request: Request) -> Response[HealthOut]:
@@ -30,4 +30,7 @@ async def readyz(request: Request) -> Response[HealthOut]:
         return Response(HealthOut(status="database_unreachable", head=head), status_code=503)
     if revision != head:
         return Response(HealthOut(status="not_migrated", revision=revision, head=head), status_code=503)
-    return Response(HealthOut(status="ready", revision=revision, head=head), status_code=200)
+    # Replicas are reported, never a reason to be unready: public reads fall back to the primary.
+    reads = getattr(request.app.state, "reads", None)
+    replicas = [ReplicaOut(**r) for r in reads.report()] if reads is not None else None
+    return Response(HealthOut(status="ready", revision=revision, head=head, replicas=replicas), status_code=200)

@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
@@ -56,7 +56,10 @@ ACCEPTED_MEDIA_TYPES = frozenset(
 # The file itself plus a multipart envelope; beyond SIZE_MAX the file is refused with 413 anyway.
 IMPORT_BODY_MAX = SIZE_MAX + 64 * 1024
 
-ImportKind = Literal["contribution", "grant", "expenditure", "refund", "in_kind", "pledge"]
+if TYPE_CHECKING:
+    ImportKind = str
+else:
+    ImportKind = Literal[IMPORT_KINDS]  # ledger/kinds.py RECORDED
 
 
 class ImportProblemOut(BaseModel):

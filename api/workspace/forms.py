@@ -10,10 +10,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from api.errors import validation_errors
+from ledger import kinds
 from ledger.errors import LedgerError
 from reports.labels import CHANNEL_LABELS, CONTRIBUTOR_TYPE_LABELS
 
-FORM_KINDS = ("contribution", "grant", "expenditure", "refund", "in_kind", "pledge", "reversal")
+FORM_KINDS = kinds.NAMES  # every kind has its form (FIELDS, checked by tests/test_kinds.py)
 # Kinds whose form carries a file (发票, 批文): their attachments are public.
 FILE_KINDS = ("expenditure", "grant")
 
@@ -71,6 +72,12 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         MEMO,
     ),
     "refund": (AMOUNT, DATE, *WHO, CHANNEL, MEMO),
+    "other_income": (
+        AMOUNT,
+        DATE,
+        Field("payer", "付款方", required=True, hint="如 开户银行（利息）、余料买方"),
+        MEMO,
+    ),
     "in_kind": (
         Field("amount", "折合金额（元）", "money", True),
         DATE,

@@ -40,6 +40,7 @@ from api.workspace.session import (
     posted_form,
     set_session,
 )
+from ledger import kinds
 from ledger.attachments import SIZE_MAX, read_attachment, store_attachment
 from ledger.disclosures import (
     DisclosureDraft,
@@ -254,7 +255,7 @@ def _entry_form(session: Session, found: Project, kind: str, state: FormState, s
 
 
 def _countersign_text(found: Project, kind: str) -> str:
-    if kind not in ("expenditure", "refund") or found.countersign_over_fen is None:
+    if kind not in kinds.COUNTERSIGNED_KINDS or found.countersign_over_fen is None:
         return ""
     if found.countersign_over_fen == 0:
         return "本项目每笔支出和退款都须经审核人复核：提交后成为待审核凭证，审核通过才记账。"
@@ -263,7 +264,7 @@ def _countersign_text(found: Project, kind: str) -> str:
 
 def _needs_voucher(found: Project, kind: str, amount_fen: int | None) -> bool:
     threshold = found.countersign_over_fen
-    return kind in ("expenditure", "refund") and threshold is not None and (amount_fen or 0) > threshold
+    return kind in kinds.COUNTERSIGNED_KINDS and threshold is not None and (amount_fen or 0) > threshold
 
 
 @get("/p/{project:str}/new/{kind:str}", name="ws_entry_form")

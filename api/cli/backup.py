@@ -34,7 +34,7 @@ import click
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.cli_jobs import (
+from api.cli.jobs import (
     EXIT_MISMATCH,
     JobFailed,
     Report,
@@ -44,9 +44,9 @@ from ledger.cli_jobs import (
     run_job,
     summary_line,
 )
+from api.settings import Settings, get_settings
 from ledger.database import DatabaseRuntime, upgrade
 from ledger.embedded_pg import binary_candidates, clean_env
-from ledger.settings import Settings, get_settings
 
 PROGRAMS = ("pg_dump", "pg_restore", "psql")
 ARCHIVE_MAGIC = b"PGDMP"

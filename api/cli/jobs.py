@@ -1,7 +1,7 @@
 """The treasurer's and the 街道's jobs on the command line: ``export``, ``disclose``, ``verify``
-(``backup`` and ``restore`` are in ledger/cli_backup.py).
+(``backup`` and ``restore`` are in api/cli/backup.py).
 
-Composed the way ledger/cli.py composes ``serve``: each command resolves the database (the
+Composed the way api/cli/__init__.py composes ``serve``: each command resolves the database (the
 embedded cluster, or ``LEDGER_DATABASE_URL``), runs one async job, and stops what it started.
 Spreadsheets and PDFs (``reports``) are imported inside the commands that make them, so importing
 the ledger package never pulls in a renderer.
@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.settings import Settings, get_settings
 from ledger import tree
 from ledger.database import DatabaseRuntime, DatabaseUrls, create_engine, upgrade
 from ledger.disclosures import list_disclosures
@@ -36,7 +37,6 @@ from ledger.embedded_pg import EmbeddedPostgresError
 from ledger.entries import ENTRY_KINDS, RecordedEntry, list_entries
 from ledger.errors import LedgerError
 from ledger.projects import get_project, list_projects
-from ledger.settings import Settings, get_settings
 
 T = TypeVar("T")
 EXIT_MISMATCH = 1

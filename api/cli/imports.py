@@ -21,6 +21,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from api.settings import get_settings
 from ledger.database import DatabaseRuntime, create_engine, upgrade
 from ledger.entries import RecordedEntry
 from ledger.errors import LedgerError
@@ -36,7 +37,6 @@ from ledger.imports import (
 )
 from ledger.money import format_fen_grouped
 from ledger.projects import get_project
-from ledger.settings import get_settings
 
 CHANNEL_LABELS = {"wechat": "微信", "alipay": "支付宝", "cash": "现金", "bank": "银行转账", "other": "其他"}
 EXIT_PROBLEMS = 1
