@@ -309,7 +309,7 @@ _ORIGINALS = pg.Query(
     JOIN postings p ON p.project_id = e.project_id AND p.seq = e.seq
     JOIN accounts a ON a.id = p.account_id
     WHERE e.project_id = :pid AND e.seq = ANY(CAST(:seqs AS bigint[]))
-    GROUP BY e.project_id, e.seq
+    GROUP BY e.project_id, e.seq, e.community_id  -- the primary key: the other columns depend on it
     """
 )
 
@@ -798,7 +798,7 @@ _WRITE_SQL = pg.Query(
         SELECT :cid, :pid, * FROM unnest(
             CAST(:t_id AS bigint[]), CAST(:t_paid AS bigint[]), CAST(:t_refunded AS bigint[]),
             CAST(:t_pledged AS bigint[]), CAST(:t_in_kind AS bigint[]))
-        ON CONFLICT (project_id, contributor_id) DO UPDATE SET
+        ON CONFLICT (project_id, contributor_id, community_id) DO UPDATE SET
             paid_fen = EXCLUDED.paid_fen,
             refunded_fen = EXCLUDED.refunded_fen,
             pledged_fen = EXCLUDED.pledged_fen,
@@ -810,7 +810,7 @@ _WRITE_SQL = pg.Query(
         SELECT :cid, :pid, * FROM unnest(
             CAST(:g_seq AS bigint[]), CAST(:g_contributor AS bigint[]), CAST(:g_pledged AS bigint[]),
             CAST(:g_paid AS bigint[]), CAST(:g_reversed AS boolean[]))
-        ON CONFLICT (project_id, pledge_seq) DO UPDATE SET paid_fen = EXCLUDED.paid_fen, reversed = EXCLUDED.reversed
+        ON CONFLICT (project_id, pledge_seq, community_id) DO UPDATE SET paid_fen = EXCLUDED.paid_fen, reversed = EXCLUDED.reversed
         RETURNING 1
     ), stored_response AS (
         INSERT INTO idempotency_keys (scope, key, community_id, fingerprint, status, body)
