@@ -124,13 +124,20 @@ async def store_attachment(
             stored = await claim(conn, idempotency)
             if stored is not None:
                 return stored, True
-        # ON CONFLICT DO NOTHING: a file already stored (by any community) is never rewritten.
+        # ON CONFLICT DO NOTHING: a file already stored (by this community) is never rewritten. Each
+        # community that uploads a file keeps its own copy, with its rows (docs/scale.md: Citus).
         await conn.execute(
             text(
-                "INSERT INTO attachments (sha256, media_type, size, content) "
-                "VALUES (:sha256, :media_type, :size, :content) ON CONFLICT (sha256) DO NOTHING"
+                "INSERT INTO attachments (community_id, sha256, media_type, size, content) "
+                "VALUES (:cid, :sha256, :media_type, :size, :content) ON CONFLICT (sha256, community_id) DO NOTHING"
             ),
-            {"sha256": found.sha256, "media_type": found.media_type, "size": found.size, "content": cleaned},
+            {
+                "cid": community_id,
+                "sha256": found.sha256,
+                "media_type": found.media_type,
+                "size": found.size,
+                "content": cleaned,
+            },
         )
         await conn.execute(
             text(
@@ -181,6 +188,7 @@ _READ = pg.Query(
                AS public,
            ARRAY(SELECT u.community_id FROM attachment_uploads u WHERE u.sha256 = :sha256) AS communities
     FROM attachments a WHERE a.sha256 = :sha256
+    ORDER BY a.community_id LIMIT 1  -- one copy per uploading community, all the same bytes
     """
 )
 

@@ -20,6 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, ValidationFailed
 
+# The community of a stored response that belongs to none (creating a community, issuing a token):
+# idempotency_keys is distributed by community_id (migrations/0013, docs/scale.md).
+NO_COMMUNITY = 0
 KEY_FORMAT = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -94,7 +97,7 @@ async def store(
         {
             "scope": request.scope,
             "key": request.key,
-            "cid": community_id,
+            "cid": NO_COMMUNITY if community_id is None else community_id,
             "fingerprint": request.fingerprint,
             "status": status,
             "body": body,

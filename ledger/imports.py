@@ -452,7 +452,7 @@ _WRITE_MARK = pg.Query(
                          last_seq, imported_by)
     OVERRIDING SYSTEM VALUE
     VALUES (:id, :cid, :pid, :sha, :fmt, :encoding, :rows, :first, :last, :by)
-    ON CONFLICT (project_id, file_sha256) DO NOTHING
+    ON CONFLICT (project_id, file_sha256, community_id) DO NOTHING
     RETURNING id
     """
 )

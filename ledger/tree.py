@@ -12,10 +12,11 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger import kinds, merkle, pledges
+from ledger import kinds, merkle, pg, pledges
 from ledger.accounts import EXPENSES_PREFIX, parse_posting_lines
 from ledger.awards import parse_basis
 from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document
@@ -107,50 +108,96 @@ async def _fetch(conn: AsyncConnection, project_id: int, ids: list[merkle.NodeID
     return {(r.level, r.idx): bytes(r.hash) for r in rows}
 
 
-async def _root(conn: AsyncConnection, tree: TreeHead, size: int) -> bytes:
-    if size == tree.size:
-        return tree.root_hash
-    plan = merkle.root_plan(size)
-    return plan.rehash(await _fetch(conn, tree.project_id, plan.node_ids))[0]
-
-
 def _check_size(name: str, size: int, tree: TreeHead, minimum: int = 0) -> None:
     if not minimum <= size <= tree.size:
         raise ValidationFailed.on(name, f"{name} 须在 {minimum} 到 {tree.size}（当前记录数）之间")
 
 
+# Proofs and roots on the raw driver (ledger/pg.py): the head, then every node the answer needs —
+# the proof's and the roots' — in one query. Two round trips whatever the size.
+_HEAD = pg.Query(
+    "SELECT h.project_id, h.size, h.root_hash FROM project_heads h "
+    "JOIN projects p ON p.id = h.project_id WHERE p.code = :code"
+)
+_NODES = pg.Query(
+    """
+    SELECT 0::smallint AS level, e.seq - 1 AS idx, e.leaf_hash AS hash
+    FROM entries e
+    WHERE e.project_id = :pid AND e.seq = ANY(:leaf_seqs::bigint[])
+    UNION ALL
+    SELECT n.level, n.idx, n.hash
+    FROM merkle_nodes n
+    JOIN unnest(:levels::smallint[], :idxs::bigint[]) AS k(level, idx) ON n.level = k.level AND n.idx = k.idx
+    WHERE n.project_id = :pid
+    """
+)
+
+
+async def _head_raw(conn: asyncpg.Connection, project_code: str) -> TreeHead:
+    row = await pg.fetchrow(conn, _HEAD, code=project_code)
+    if row is None:
+        raise NotFound(f"项目 {project_code} 不存在")
+    return TreeHead(row["project_id"], row["size"], bytes(row["root_hash"]))
+
+
+async def _nodes(conn: asyncpg.Connection, project_id: int, ids: list[merkle.NodeID]) -> dict[merkle.NodeID, bytes]:
+    if not ids:
+        return {}
+    rows = await pg.fetch(
+        conn,
+        _NODES,
+        pid=project_id,
+        leaf_seqs=[i + 1 for lvl, i in ids if lvl == 0],
+        levels=[lvl for lvl, _ in ids if lvl > 0],
+        idxs=[i for lvl, i in ids if lvl > 0],
+    )
+    return {(r["level"], r["idx"]): bytes(r["hash"]) for r in rows}
+
+
+def _root_ids(tree: TreeHead, size: int) -> list[merkle.NodeID]:
+    return [] if size == tree.size else merkle.root_plan(size).node_ids
+
+
+def _root_from(tree: TreeHead, size: int, fetched: dict[merkle.NodeID, bytes]) -> bytes:
+    if size == tree.size:
+        return tree.root_hash
+    return merkle.root_plan(size).rehash(fetched)[0]
+
+
 async def root_at(engine: AsyncEngine, project_code: str, size: int | None) -> tuple[int, bytes]:
-    async with engine.connect() as conn:
-        tree = await head(conn, project_code)
+    async with pg.connection(engine) as conn:
+        tree = await _head_raw(conn, project_code)
         size = tree.size if size is None else size
         _check_size("size", size, tree)
-        return size, await _root(conn, tree, size)
+        return size, _root_from(tree, size, await _nodes(conn, tree.project_id, _root_ids(tree, size)))
 
 
 async def inclusion(engine: AsyncEngine, project_code: str, seq: int, size: int | None) -> InclusionProof:
-    async with engine.connect() as conn:
-        tree = await head(conn, project_code)
+    async with pg.connection(engine) as conn:
+        tree = await _head_raw(conn, project_code)
         size = tree.size if size is None else size
         _check_size("size", size, tree, minimum=1)
         if not 1 <= seq <= size:
             raise ValidationFailed.on("seq", f"seq 须在 1 到 {size} 之间")
         plan = merkle.inclusion_plan(seq - 1, size)
         leaf_id = (0, seq - 1)
-        fetched = await _fetch(conn, tree.project_id, [*plan.node_ids, leaf_id])
+        fetched = await _nodes(conn, tree.project_id, [*plan.node_ids, leaf_id, *_root_ids(tree, size)])
         proof = plan.rehash(fetched)
-        return InclusionProof(seq, size, fetched[leaf_id], await _root(conn, tree, size), proof)
+        return InclusionProof(seq, size, fetched[leaf_id], _root_from(tree, size, fetched), proof)
 
 
 async def consistency(engine: AsyncEngine, project_code: str, size_from: int, size_to: int) -> ConsistencyProof:
-    async with engine.connect() as conn:
-        tree = await head(conn, project_code)
+    async with pg.connection(engine) as conn:
+        tree = await _head_raw(conn, project_code)
         _check_size("to", size_to, tree, minimum=1)
         if not 1 <= size_from <= size_to:
             raise ValidationFailed.on("from", f"from 须在 1 到 {size_to} 之间")
         plan = merkle.consistency_plan(size_from, size_to)
-        proof = plan.rehash(await _fetch(conn, tree.project_id, plan.node_ids))
+        wanted = [*plan.node_ids, *_root_ids(tree, size_from), *_root_ids(tree, size_to)]
+        fetched = await _nodes(conn, tree.project_id, wanted)
+        proof = plan.rehash(fetched)
         return ConsistencyProof(
-            size_from, size_to, await _root(conn, tree, size_from), await _root(conn, tree, size_to), proof
+            size_from, size_to, _root_from(tree, size_from, fetched), _root_from(tree, size_to, fetched), proof
         )
 
 

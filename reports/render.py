@@ -29,6 +29,7 @@ from markupsafe import Markup
 from reports.charts import budget_chart_svg, qr_svg, sources_chart_svg
 from reports.detail_tables import CELL_PT, TABLE_FONT_PT, detail_table
 from reports.formatting import FILTERS, hex_groups
+from reports.pdf_fonts import compact_fonts
 from reports.sheet_model import (
     ContributionRow,
     ExpenditureRow,
@@ -142,7 +143,8 @@ def render_sheet_pdf(model: SheetModel) -> bytes:
         # renderer read a file or call a server.
         url_fetcher=weasyprint.urls.URLFetcher(allowed_protocols=()),
     )
-    pdf = html.write_pdf()
+    # Only the glyphs drawn, not every glyph id below the highest (reports/pdf_fonts.py).
+    pdf = html.write_pdf(finisher=compact_fonts)
     assert pdf is not None
     return pdf
 

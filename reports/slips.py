@@ -17,6 +17,7 @@ import segno
 from markupsafe import Markup
 
 from reports.formatting import date_cn
+from reports.pdf_fonts import compact_fonts
 from reports.render import TEMPLATES_DIR
 
 SLIPS_TEMPLATE = "slips.html.j2"
@@ -98,6 +99,6 @@ def render_slips_pdf(model: SlipsModel) -> bytes:
         base_url=TEMPLATES_DIR.as_uri() + "/",
         url_fetcher=weasyprint.urls.URLFetcher(allowed_protocols=("data",)),
     )
-    pdf = html.write_pdf()
+    pdf = html.write_pdf(finisher=compact_fonts)
     assert pdf is not None
     return pdf

@@ -55,7 +55,7 @@ async def _project_with_gifts(engine: AsyncEngine) -> Project:
         # Totals for someone with no entry in the project at all.
         "INSERT INTO contributor_totals (community_id, project_id, contributor_id, paid_fen) "
         "SELECT community_id, id, (SELECT max(id) FROM contributors), 100 FROM projects WHERE id = $1 "
-        "ON CONFLICT (project_id, contributor_id) DO UPDATE SET paid_fen = contributor_totals.paid_fen + 1",
+        "ON CONFLICT (project_id, contributor_id, community_id) DO UPDATE SET paid_fen = contributor_totals.paid_fen + 1",
     ],
 )
 async def test_verify_recomputes_contributor_totals(engine: AsyncEngine, database: Database, tamper: str) -> None:

@@ -1,0 +1,229 @@
+"""Benchmark: single appends through HTTP (``POST /api/v1/projects/{p}/entries``) driven by wrk, next
+to the raw asyncpg ceiling measured in the same run on the same database.
+
+    .venv/bin/python bench/append_http.py [--seconds 10] [--connections 16] [--projects 20] [--workers 1 2 4]
+
+Needs ``wrk`` (``apt-get install wrk``): a C load generator, so the client does not eat the
+server's CPU the way a Python client would (httpx cost ~1.8 ms CPU per request on these cores).
+
+Starts its own embedded PostgreSQL (temporary folder, migrated, both roles), then:
+
+* ceiling, spread: raw asyncpg as the application role (bench/append.py's ``ceiling_append``:
+  ``SELECT … FOR UPDATE`` a head row, insert a ~420-byte row, update the head, commit), 16 writers
+  over ``--projects`` heads, for about ``--seconds``;
+* for each ``--workers`` count: ``ledger serve --workers N`` and wrk with ``--connections``
+  keep-alive connections POSTing one contribution each (a fresh Idempotency-Key per request, a
+  treasurer's admin token) over ``--projects`` projects, for ``--seconds``.
+
+Prints appends/s, p50/p99 (wrk's for HTTP), the ratio to the ceiling, and checks afterwards that
+every acknowledged append is in the ledger: the projects' sizes sum to the 201s wrk counted, and
+each project's seqs are gapless (``verify``-style count = max(seq)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+
+from api.settings import Settings  # noqa: E402
+from bench.append import (  # noqa: E402
+    ceiling_append,
+    create_ceiling_tables,
+    dsn,
+    make_projects,
+    run_writers,
+)
+from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
+from ledger.tokens import create_token  # noqa: E402
+
+SCRIPT = r"""
+local token = os.getenv("BENCH_TOKEN")
+local scope = os.getenv("BENCH_SCOPE")
+local projects = {}
+for p in string.gmatch(os.getenv("BENCH_PROJECTS"), "[^,]+") do projects[#projects + 1] = p end
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local counter = 0
+request = function()
+  counter = counter + 1
+  local p = projects[(counter * 2 + tid) % #projects + 1]
+  local who = counter % 200
+  local body = string.format(
+    '{"kind":"contribution","amount":"%d.00","occurred_on":"2025-06-01",' ..
+    '"contributor":{"name":"居民%d","household":"%d栋%d单元"},"channel":"wechat","receipt_no":"SJ-%d-%d"}',
+    100 + counter % 50, who, who % 9 + 1, who % 3 + 1, tid, counter)
+  local headers = {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. token,
+    ["Idempotency-Key"] = scope .. "-" .. tid .. "-" .. counter,
+  }
+  return wrk.format("POST", "/api/v1/projects/" .. p .. "/entries", headers, body)
+end
+"""
+
+_LAT = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(app_url: str, owner_url: str, data_dir: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": app_url,
+        "LEDGER_OWNER_DATABASE_URL": owner_url,
+        "LEDGER_DATA_DIR": data_dir,
+        "LEDGER_LOG_LEVEL": "WARNING",
+        "LEDGER_PDF_RENDER_MODE": "thread",
+    }
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "ledger"), "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    return proc, base
+
+
+def run_wrk(base: str, script: Path, seconds: float, connections: int, env: dict[str, str]) -> dict[str, float]:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), base]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env}).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    duration = float(re.search(r"requests in ([\d.]+)s", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    lat = {q: _ms(v, u) for q, v, u in _LAT.findall(out)}
+    ok = total - (int(bad.group(1)) if bad else 0)
+    return {"ok": ok, "bad": total - ok, "rate": ok / duration, "p50": lat["50"], "p99": lat["99"]}
+
+
+async def gapless(app_url: str, codes: list[str]) -> tuple[int, bool]:
+    conn = await asyncpg.connect(dsn(app_url))
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT h.size, (SELECT count(*) FROM entries e WHERE e.project_id = p.id) AS n,
+                   (SELECT coalesce(max(seq), 0) FROM entries e WHERE e.project_id = p.id) AS top
+            FROM projects p JOIN project_heads h ON h.project_id = p.id WHERE p.code = ANY($1::text[])
+            """,
+            codes,
+        )
+    finally:
+        await conn.close()
+    return sum(r["size"] for r in rows), all(r["size"] == r["n"] == r["top"] for r in rows)
+
+
+async def ceiling(app_url: str, owner_url: str, settings: Settings, projects: int, seconds: float) -> dict[str, float]:
+    await create_ceiling_tables(dsn(owner_url), settings.app_role)
+    pool = await asyncpg.create_pool(dsn(app_url), min_size=16, max_size=16)
+    try:
+        await run_writers("warm-up", 300, 16, ceiling_append(pool, [999]))
+        probe = await run_writers("probe", 500, 16, ceiling_append(pool, list(range(projects))))
+        n = max(500, int(probe.rate * seconds))
+        r = await run_writers("ceiling", n, 16, ceiling_append(pool, list(range(projects))))
+    finally:
+        await pool.close()
+    return {"ok": r.appends, "rate": r.rate, "p50": r.percentile(50), "p99": r.percentile(99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--projects", type=int, default=20)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench/append_http.py needs wrk: apt-get install wrk")
+    tmp = tempfile.mkdtemp(prefix="ledger-bench-append-http-")
+    settings = Settings(data_dir=Path(tmp), log_level="WARNING")
+    runtime = DatabaseRuntime(settings)
+    script = Path(tmp) / "append.lua"
+    script.write_text(SCRIPT)
+    rows: list[tuple[str, dict[str, float]]] = []
+    try:
+        urls = runtime.start()
+        upgrade(urls.owner, settings.app_role)
+
+        async def prepare() -> tuple[str, dict[int, list[str]]]:
+            engine = create_engine(urls.app, settings)
+            try:
+                token = (await create_token(engine, name="bench", role="admin", community_code=None)).secret
+                codes = {w: await make_projects(engine, f"w{w}", args.projects) for w in args.workers}
+            finally:
+                await engine.dispose()
+            return token, codes
+
+        token, codes = asyncio.run(prepare())
+        rows.append(
+            (
+                "ceiling: raw asyncpg, 16 writers",
+                asyncio.run(ceiling(urls.app, urls.owner, settings, args.projects, args.seconds)),
+            )
+        )
+        checks = []
+        for workers in args.workers:
+            proc, base = serve(urls.app, urls.owner, tmp, workers)
+            try:
+                env = {"BENCH_TOKEN": token, "BENCH_PROJECTS": ",".join(codes[workers]), "BENCH_SCOPE": f"w{workers}"}
+                run_wrk(base, script, 2, args.connections, {**env, "BENCH_SCOPE": f"warm{workers}"})
+                result = run_wrk(base, script, args.seconds, args.connections, env)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+            rows.append((f"HTTP, ledger serve --workers {workers}, wrk -c{args.connections}", result))
+            size, ok = asyncio.run(gapless(urls.app, codes[workers]))
+            checks.append((workers, size, ok))
+    finally:
+        runtime.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    ceiling_rate = rows[0][1]["rate"]
+    print(
+        f"\nsingle appends over {args.projects} projects, ~{args.seconds:g} s each; {os.cpu_count()} CPUs shared by "
+        f"the client, the server and PostgreSQL (load average {os.getloadavg()[0]:.1f}); synchronous_commit on"
+    )
+    print(f"{'scenario':46} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× ceiling':>10}")
+    for name, r in rows:
+        note = f"  ({int(r['bad'])} not 201)" if r.get("bad") else ""
+        print(f"{name:46} {r['rate']:10,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rate'] / ceiling_rate:10.2f}{note}")
+    for workers, size, ok in checks:
+        print(
+            f"--workers {workers}: {size:,} entries in the ledger after the run (warm-up included), seqs gapless: {ok}"
+        )
+
+
+if __name__ == "__main__":
+    main()

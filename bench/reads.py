@@ -1,0 +1,213 @@
+"""Benchmark: public JSON reads through ``ledger serve``, measured by wrk (a C client, so the client
+does not eat the server's CPU), next to ``/healthz`` in the same run.
+
+    .venv/bin/python bench/reads.py [--entries 2000] [--seconds 8] [--connections 16] [--workers 1 2 4]
+
+Needs ``wrk`` (``apt-get install wrk``). Starts its own embedded PostgreSQL in a temporary folder,
+seeds one project of ``--entries`` entries through the batch path, then for each ``--workers``
+count starts ``ledger serve --workers N`` and runs wrk on each path for ``--seconds``:
+
+* ``/healthz`` — the framework's floor: no database, a constant body;
+* the project summary, the first entries page, a deep entries page (keyset ``after_seq`` near the
+  end), one entry — plain GETs (every one reads the project's version, then serves the body cached
+  for it);
+* the summary with ``If-None-Match`` (a phone that has it: 304);
+* ``summary, cold``: the version read *and* the full summary every time (the cache defeated by a
+  new query string per request) — what the summary costs without the cache.
+
+Prints requests/s, p50/p99 latency (wrk's), and each path's ratio to /healthz of the same server.
+Goal (issue 14): the summary, the entries page and one entry at ≥ 0.5 × /healthz with p99 ≤ 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from api.settings import Settings  # noqa: E402
+from ledger.communities import NewCommunity, create_community  # noqa: E402
+from ledger.contributors import ContributorRef  # noqa: E402
+from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
+from ledger.entries import EntryDraft, append_entries  # noqa: E402
+from ledger.projects import BudgetLine, NewProject, create_project  # noqa: E402
+
+PROJECT = "bench-road"
+COLD_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/api/v1/projects/bench-road?n=" .. counter)
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def seed(settings: Settings, app_url: str, entries: int) -> None:
+    engine = create_engine(app_url, settings)
+    await create_community(engine, NewCommunity(code="bench", name="基准小区", households=1200))
+    await create_project(
+        engine,
+        NewProject(
+            code=PROJECT,
+            community_code="bench",
+            title="路面刷黑",
+            households_in_scope=400,
+            spending_gate="waived",
+            budget_lines=[BudgetLine("materials", "材料费", "crowdfunding", 100_000_000)],
+        ),
+    )
+    for start in range(0, entries, 5000):
+        drafts = [
+            EntryDraft(
+                kind="contribution",
+                occurred_on=date(2025, 6, 1),
+                amount_fen=10_000 + i,
+                contributor=ContributorRef(name=f"张{i % 300}", household=f"{i % 9 + 1}栋1单元101"),
+                channel="wechat",
+                receipt_no=f"SJ-{i:06d}",
+                memo="路面刷黑众筹",
+            )
+            for i in range(start, min(entries, start + 5000))
+        ]
+        await append_entries(engine, PROJECT, drafts, recorded_by="bench", render=lambda es: len(es))
+    await engine.dispose()
+
+
+_LAT = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, seconds: float, connections: int, *, header: str | None = None, script: str | None = None) -> dict:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    if header:
+        cmd += ["-H", header]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lat = {q: _ms(v, u) for q, v, u in _LAT.findall(out)}
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {
+        "rps": rps,
+        "p50": lat.get("50", float("nan")),
+        "p99": lat.get("99", float("nan")),
+        "bad": int(non2xx.group(1)) if non2xx else 0,
+        "errors": errors.group(0) if errors else "",
+    }
+
+
+def serve(urls: object, data_dir: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": urls.app,  # type: ignore[attr-defined]
+        "LEDGER_OWNER_DATABASE_URL": urls.owner,  # type: ignore[attr-defined]
+        "LEDGER_DATA_DIR": data_dir,
+        "LEDGER_LOG_LEVEL": "WARNING",
+        "LEDGER_PDF_RENDER_MODE": "thread",
+    }
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "ledger"), "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    return proc, base
+
+
+def run(args: argparse.Namespace) -> None:
+    tmp = tempfile.mkdtemp(prefix="ledger-bench-reads-")
+    settings = Settings(data_dir=Path(tmp), log_level="WARNING")
+    runtime = DatabaseRuntime(settings)
+    cold = Path(tmp) / "cold.lua"
+    cold.write_text(COLD_SCRIPT)
+    try:
+        urls = runtime.start()
+        upgrade(urls.owner, settings.app_role)
+        asyncio.run(seed(settings, urls.app, args.entries))
+        deep = max(0, args.entries - 60)
+        for workers in args.workers:
+            proc, base = serve(urls, tmp, workers)
+            try:
+                summary = f"{base}/api/v1/projects/{PROJECT}"
+                etag = httpx.get(summary).headers["etag"]
+                for path in ("/healthz", f"/api/v1/projects/{PROJECT}/entries/1"):
+                    httpx.get(base + path)
+                cases = [
+                    ("/healthz", dict(url=f"{base}/healthz")),
+                    ("summary", dict(url=summary)),
+                    ("summary, If-None-Match (304)", dict(url=summary, header=f"If-None-Match: {etag}")),
+                    ("entries, first page", dict(url=f"{summary}/entries")),
+                    (f"entries, after_seq={deep}", dict(url=f"{summary}/entries?after_seq={deep}")),
+                    ("one entry", dict(url=f"{summary}/entries/{args.entries // 2}")),
+                    ("summary, cold (no cache)", dict(url=f"{base}/", script=str(cold))),
+                ]
+                results = []
+                for name, kw in cases:
+                    url = kw.pop("url")
+                    results.append((name, wrk(url, args.seconds, args.connections, **kw)))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+            floor = results[0][1]
+            print(
+                f"\nledger serve --workers {workers}; wrk -t2 -c{args.connections} -d{args.seconds:g}s; "
+                f"project of {args.entries} entries; {os.cpu_count()} CPUs shared by wrk, the server and PostgreSQL"
+            )
+            print(f"{'path':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'× healthz':>10}  notes")
+            for name, r in results:
+                note = f"{r['bad']} non-2xx/3xx " if r["bad"] else ""
+                note += r["errors"]
+                print(
+                    f"{name:34} {r['rps']:9,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rps'] / floor['rps']:10.2f}  {note}"
+                )
+    finally:
+        runtime.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench/reads.py needs wrk: apt-get install wrk")
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
