@@ -37,8 +37,8 @@ from ledger.imports import (
 )
 from ledger.money import format_fen_grouped
 from ledger.projects import get_project
+from reports.labels import CHANNEL_LABELS
 
-CHANNEL_LABELS = {"wechat": "微信", "alipay": "支付宝", "cash": "现金", "bank": "银行转账", "other": "其他"}
 EXIT_PROBLEMS = 1
 EXIT_REFUSED = 2
 
