@@ -11,7 +11,7 @@ from ledger.awards import AwardComputation, AwardPolicy
 from ledger.canonical import SHANGHAI, Signer
 from ledger.communities import Community
 from ledger.decisions import Decision
-from ledger.entries import RecordedEntry
+from ledger.entry_reads import RecordedEntry
 from ledger.money import format_fen
 from ledger.pledges import PledgeLine, PledgeTotals
 from ledger.projects import Project

@@ -22,7 +22,7 @@ from ledger import kinds
 from ledger.awards import AwardComputation, project_award
 from ledger.decisions import Decision, list_decisions_in
 from ledger.disclosures import SheetSnapshot
-from ledger.entries import RecordedEntry, get_entry, list_entries
+from ledger.entry_reads import RecordedEntry, get_entry, list_entries
 from ledger.evaluations import Results, evaluation_results
 from ledger.pledges import PAGE_SIZE_MAX as PLEDGE_PAGE
 from ledger.pledges import PledgeLine, PledgeTotals, list_pledges, pledge_totals

@@ -21,7 +21,7 @@ from ledger import kinds
 from ledger.masking import public_contributor
 
 if TYPE_CHECKING:
-    from ledger.entries import RecordedEntry
+    from ledger.entry_reads import RecordedEntry
 
 
 def shown_contributor(

@@ -22,7 +22,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-from ledger.entries import RecordedEntry
+from ledger.entry_reads import RecordedEntry
 from reports.display import entry_contributor, entry_counterparty, signed_fen
 from reports.labels import CHANNEL_LABELS, KIND_LABELS
 

@@ -14,7 +14,7 @@ from ledger.accounts import EXPENSES_PREFIX, REFUNDS
 from ledger.awards import AwardComputation
 from ledger.decisions import Decision
 from ledger.disclosures import SheetSnapshot
-from ledger.entries import RecordedEntry
+from ledger.entry_reads import RecordedEntry
 from ledger.evaluations import Results
 from ledger.masking import mask_person_name
 from ledger.pledges import PledgeLine

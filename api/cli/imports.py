@@ -23,7 +23,7 @@ from rich.text import Text
 
 from api.settings import get_settings
 from ledger.database import DatabaseRuntime, create_engine, upgrade
-from ledger.entries import RecordedEntry
+from ledger.entry_reads import RecordedEntry
 from ledger.errors import LedgerError
 from ledger.imports import (
     IMPORT_KINDS,

@@ -33,8 +33,9 @@ from api.settings import Settings, get_settings
 from ledger import tree
 from ledger.database import DatabaseRuntime, DatabaseUrls, create_engine, upgrade
 from ledger.disclosures import list_disclosures
+from ledger.drafts import ENTRY_KINDS
 from ledger.embedded_pg import EmbeddedPostgresError
-from ledger.entries import ENTRY_KINDS, RecordedEntry, list_entries
+from ledger.entry_reads import RecordedEntry, list_entries
 from ledger.errors import LedgerError
 from ledger.projects import get_project, list_projects
 

@@ -31,7 +31,7 @@ from ledger.canonical import SHANGHAI
 from ledger.communities import find_community, list_communities
 from ledger.decisions import list_decisions
 from ledger.disclosures import file_objection, get_disclosure, list_disclosures, list_objections
-from ledger.entries import get_entry, list_entries, seqs_by_receipt_no
+from ledger.entry_reads import get_entry, list_entries, seqs_by_receipt_no
 from ledger.errors import Conflict, ValidationFailed
 from ledger.evaluations import (
     CodeUsed,
