@@ -41,7 +41,7 @@ from ledger import kinds as k
 from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account
 from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, entry_document
 from ledger.contributors import Contributor, resolve_contributors
-from ledger.decisions import check_spending_allowed_raw
+from ledger.decisions import check_spending_allowed
 from ledger.drafts import (
     ATTACHMENTS_MAX,
     BATCH_SIZE_MAX,
@@ -541,7 +541,7 @@ class _Batch:
         after that draft's own 422 checks (error precedence: 422 before 409)."""
         if any(k.get(d.kind).debit == EXPENSES_PREFIX for d in drafts if d.kind in k.BY_NAME):
             try:
-                await check_spending_allowed_raw(
+                await check_spending_allowed(
                     self.conn, self.head.project_id, self.today, waived=self.head.spending_gate == "waived"
                 )
             except LedgerError as exc:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger import kinds
 from ledger.awards import AwardComputation, project_award
-from ledger.decisions import Decision, list_decisions_in
+from ledger.decisions import Decision, list_decisions
 from ledger.disclosures import SheetSnapshot
 from ledger.entry_reads import RecordedEntry, get_entry, list_entries
 from ledger.evaluations import Results, evaluation_results
@@ -94,7 +94,7 @@ async def gather_sheet_facts(
         pledge_totals=totals,
         pledges=await _pledges(conn, snap, room=rows_max - len(entries)),
         summary=await project_summary(conn, project),
-        decisions=await list_decisions_in(conn, project.id, project.code),
+        decisions=await list_decisions(conn, project.code),
         grant_sources=await _grant_sources(conn, snap),
         award=await project_award(raw, project.id),
         evaluation=await evaluation_results(conn, project.id, project.code),
