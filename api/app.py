@@ -17,7 +17,7 @@ from litestar.exceptions import TooManyRequestsException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.pydantic import PydanticPlugin
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import Caller, caller_of
 from api.errors import EXCEPTION_HANDLERS
@@ -44,15 +44,15 @@ from api.routes import (
     witnesses,
 )
 from api.settings import Settings, get_settings
+from api.sheets import pdf_maker
 from api.workspace import workspace_router
 from api.workspace.session import COOKIE as WORKSPACE_COOKIE
 from ledger import rate_limit
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
-from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
+from ledger.disclosures import DisclosureDraft, publish_disclosure
 from ledger.replicas import ReadReplicas, parse_read_urls
 from ledger.tree import VerificationCache
 from reports.render import PdfRenderer, check_cjk_font
-from reports.sheet_builder import build_sheet_model
 
 log = logging.getLogger("api")
 
@@ -159,8 +159,7 @@ async def _run_logged(work: Awaitable[None]) -> None:
 def _demo_publisher(engine: AsyncEngine, renderer: PdfRenderer, base_url: str) -> Any:
     """The demo's sheets are published like any other: rendered once, stored, pinned to the root."""
 
-    async def make(conn: AsyncConnection, snap: SheetSnapshot) -> bytes:
-        return await renderer.render(await build_sheet_model(conn, snap, public_base_url=base_url))
+    make = pdf_maker(renderer, base_url)
 
     async def publish(project: str, period_start: date, period_end: date) -> None:
         await publish_disclosure(

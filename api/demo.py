@@ -18,7 +18,9 @@ from ledger.canonical import SHANGHAI, Signer
 from ledger.communities import NewCommunity, create_community
 from ledger.contributors import ContributorRef
 from ledger.decisions import DecisionDraft, record_decision
-from ledger.entries import EntryDraft, append_entries, get_entry
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
+from ledger.entry_reads import get_entry
 from ledger.projects import BudgetLine, NewProject, create_project
 from ledger.tables import communities
 from ledger.vouchers import Actor, approve_voucher, submit_voucher

@@ -11,16 +11,16 @@ from ledger.awards import AwardComputation, AwardPolicy
 from ledger.canonical import SHANGHAI, Signer
 from ledger.communities import Community
 from ledger.decisions import Decision
-from ledger.entries import RecordedEntry
-from ledger.masking import public_contributor
+from ledger.entry_reads import RecordedEntry
 from ledger.money import format_fen
 from ledger.pledges import PledgeLine, PledgeTotals
 from ledger.projects import Project
 from ledger.summary import Summary
 from ledger.tokens import Token
 from ledger.vouchers import Voucher
-from ledger.witnesses import KINDS as WITNESS_KINDS
 from ledger.witnesses import Cosignature, Witness, b64
+from reports.display import ratio_number, shown_contributor
+from reports.labels import WITNESS_KIND_LABELS as WITNESS_KINDS
 
 
 def community_out(c: Community) -> s.CommunityOut:
@@ -65,7 +65,7 @@ def summary_out(x: Summary) -> s.SummaryOut:
         pledges_open=x.pledges_open,
         contributors=x.contributors,
         households_in_scope=x.households_in_scope,
-        participation_rate=x.participation_rate,
+        participation_rate=ratio_number(x.participation),
         by_category=[
             s.CategoryOut(
                 category=c.category, label=c.label, budget=format_fen(c.budget_fen), spent=format_fen(c.spent_fen)
@@ -89,13 +89,12 @@ def contributor_out(
 ) -> s.ContributorOut:
     """A contributor as an entry (or a pledge) shows them: masked in public, under the entry's own
     id when anonymous."""
-    if unmasked and not erased:
-        # The community's own staff see the person behind an anonymous gift, by their real id
-        # (a refund names it).
-        public_id, shown, building = real_id, name or "", household
-    else:
-        public_id = entry_id
-        shown, building = public_contributor(name, household, contributor_type, anonymous=anonymous, erased=erased)
+    # The community's own staff see the person behind an anonymous gift, by their real id (a
+    # refund names it); the public sees the entry's own id.
+    public_id = real_id if unmasked and not erased else entry_id
+    shown, building = shown_contributor(
+        name, household, contributor_type, anonymous=anonymous, erased=erased, unmasked=unmasked
+    )
     return s.ContributorOut(
         id=public_id,
         name=shown,

@@ -181,7 +181,7 @@ async def disk_per_entry(superuser_dsn: str) -> tuple[int, int]:
 def quantiles(values: list[float]) -> str:
     if len(values) < 2:
         return "n/a"
-    qs = statistics.quantiles(values, n=100)
+    qs = statistics.quantiles(values, n=100, method="inclusive")
     return f"p50 {qs[49]:.1f} / p99 {qs[98]:.1f} / max {max(values):.1f}"
 
 

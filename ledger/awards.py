@@ -38,6 +38,7 @@ from ledger.errors import Conflict, NotFound, ValidationFailed
 from ledger.evaluations import satisfaction_counts
 from ledger.masking import refuse_personal_numbers
 from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
+from ledger.participation import participation_rate
 
 RATE_MAX = Decimal(10)
 RESIDENT_TYPES = ("resident", "household")
@@ -90,9 +91,7 @@ class AwardInputs:
 
     @property
     def participation(self) -> Fraction | None:
-        if not self.households_in_scope:
-            return None
-        return min(Fraction(self.contributors, self.households_in_scope), Fraction(1))
+        return participation_rate(self.contributors, self.households_in_scope)
 
     @property
     def satisfaction(self) -> Fraction | None:

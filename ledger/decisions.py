@@ -236,14 +236,12 @@ def _from_row(row: object, project_code: str) -> Decision:
     )
 
 
-async def list_decisions(engine: AsyncEngine, project_code: str) -> list[Decision]:
-    async with engine.connect() as conn:
-        project_id = (
-            await conn.execute(select(projects.c.id).where(projects.c.code == project_code))
-        ).scalar_one_or_none()
-        if project_id is None:
-            raise NotFound(f"项目 {project_code} 不存在")
-        return await _history(conn, project_id, project_code)
+async def list_decisions(conn: AsyncConnection, project_code: str) -> list[Decision]:
+    """The decision trail, on the caller's connection (a route's, or a sheet's snapshot)."""
+    project_id = (await conn.execute(select(projects.c.id).where(projects.c.code == project_code))).scalar_one_or_none()
+    if project_id is None:
+        raise NotFound(f"项目 {project_code} 不存在")
+    return await _history(conn, project_id, project_code)
 
 
 _GATE = pg.Query(
@@ -258,7 +256,7 @@ _GATE = pg.Query(
 )
 
 
-async def check_spending_allowed_raw(conn: asyncpg.Connection, project_id: int, today: date, *, waived: bool) -> None:
+async def check_spending_allowed(conn: asyncpg.Connection, project_id: int, today: date, *, waived: bool) -> None:
     """Errors: StageForbidsEntry while the decision trail does not yet allow spending (unless the
     gate is waived), and for every project once it is closed (结项)."""
     row = await pg.fetchrow(conn, _GATE, pid=project_id)
@@ -274,8 +272,3 @@ async def check_spending_allowed_raw(conn: asyncpg.Connection, project_id: int, 
         raise StageForbidsEntry(f"决议公示期至 {notice_end.isoformat()} 止，公示期满前不能支出")
     if started_on is None or started_on < notice_end:
         raise StageForbidsEntry("项目尚未开工（未记录实施决定），暂不能支出")
-
-
-async def list_decisions_in(conn: AsyncConnection, project_id: int, project_code: str) -> list[Decision]:
-    """The decision trail, read inside the caller's transaction (e.g. a sheet's snapshot)."""
-    return await _history(conn, project_id, project_code)

@@ -1,4 +1,8 @@
-"""Entries (记账凭证): the append path and the read side.
+"""Entries (记账凭证): the append transaction.
+
+Drafts and the rules that need no database are in ledger/drafts.py (the kinds in ledger/kinds.py),
+the read model in ledger/entry_reads.py; their names are re-exported here for one step, so code
+that imports them from ``ledger.entries`` keeps working while it moves.
 
 The append path is the hot path. One transaction per call (one draft, or a batch of up to 10,000):
 
@@ -30,15 +34,36 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import awards, merkle, pg
 from ledger import kinds as k
-from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account, parse_posting_lines
-from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, Signer, entry_document
-from ledger.contributors import Contributor, ContributorRef, resolve_contributors
-from ledger.decisions import check_spending_allowed_raw
+from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account
+from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, entry_document
+from ledger.contributors import Contributor, resolve_contributors
+from ledger.decisions import check_spending_allowed
+from ledger.drafts import (
+    ATTACHMENTS_MAX,
+    BATCH_SIZE_MAX,
+    CHANNELS,
+    CONTRIBUTOR_KINDS,
+    COUNTERSIGNED_KINDS,
+    EARLIEST_DATE,
+    ENTRY_KINDS,
+    PUBLIC_TEXT_FIELDS,
+    TOTAL_FOR_KIND,
+    EntryDraft,
+    check_static,
+)
+from ledger.entry_reads import (
+    PAGE_SIZE_MAX,
+    RecordedEntry,
+    count_entries,
+    get_entry,
+    list_entries,
+    seqs_by_receipt_no,
+    signer,
+)
 from ledger.errors import (
     AlreadyReversed,
     Conflict,
@@ -52,96 +77,33 @@ from ledger.errors import (
     ValidationFailed,
 )
 from ledger.idempotency import IdempotencyRequest, StoredResponse
-from ledger.masking import ORGANISATION_TYPES, refuse_personal_numbers
-from ledger.money import AMOUNT_MAX_FEN, format_fen_grouped
+from ledger.money import format_fen_grouped
 from ledger.pledges import PledgeBook
 
-# The kinds are defined once, in ledger/kinds.py; these names stay importable from here.
-ENTRY_KINDS = k.NAMES
-CONTRIBUTOR_KINDS = k.CONTRIBUTOR_KINDS
-CHANNELS = k.CHANNELS
-COUNTERSIGNED_KINDS = k.COUNTERSIGNED_KINDS
-TOTAL_FOR_KIND = k.TOTAL_FOR_KIND
-BATCH_SIZE_MAX = 10_000
-ATTACHMENTS_MAX = 20
-EARLIEST_DATE = date(2000, 1, 1)
-
-
-@dataclass(frozen=True)
-class EntryDraft:
-    """What a treasurer asks to record; everything else is derived under the lock."""
-
-    kind: str
-    occurred_on: date
-    amount_fen: int | None = None  # None only for a reversal, which takes its original's
-    memo: str | None = None
-    contributor: ContributorRef | None = None
-    channel: str | None = None
-    receipt_no: str | None = None
-    grantor: str | None = None
-    document_no: str | None = None
-    payee: str | None = None
-    category: str | None = None
-    invoice_no: str | None = None
-    description: str | None = None
-    payer: str | None = None  # other_income: who paid it (the bank, the buyer of leftover materials)
-    reverses_seq: int | None = None
-    reason: str | None = None
-    # The pledge (认筹 entry) a contribution fulfils: its seq in the same project.
-    pledge_seq: int | None = None
-    # A grant that cites the project's 以奖代补 computation (its basis goes into the document).
-    cites_award: bool = False
-    # SHA-256 digests (hex) of files uploaded by the project's community.
-    attachments: tuple[str, ...] = ()
-    # Set only by a voucher's approval (ledger/vouchers.py), never from a request body.
-    maker: Signer | None = None
-    checker: Signer | None = None
-
-    def kind_fields(self) -> dict[str, Any]:
-        """The kind-specific fields, as they go into the document."""
-        return {name: getattr(self, name) for name in ENTRY_TEXT_FIELDS}
-
-
-@dataclass
-class RecordedEntry:
-    project_code: str
-    seq: int
-    kind: str
-    amount_fen: int
-    occurred_on: date
-    recorded_at: datetime
-    recorded_by: str
-    fields: dict[str, Any]
-    contributor: Contributor | None
-    anonymous: bool
-    postings: list[Posting]
-    reverses_seq: int | None
-    reversed_by: int | None
-    document: str
-    leaf_hash: bytes
-    # The receipt: tree size and root right after this entry was appended (None on reads).
-    tree_size: int | None = None
-    root_hash: bytes | None = None
-    # The contributor commitment in the document (an anonymous entry has its own).
-    commitment: bytes | None = None
-    # An anonymous entry's own public contributor id (its document's), fresh per entry, so that it
-    # cannot be linked to the giver's other entries; None for a named one.
-    anonymous_id: uuid.UUID | None = None
-    maker: Signer | None = None
-    checker: Signer | None = None
-    attachments: tuple[str, ...] = ()
-    pledge_seq: int | None = None
-    award_basis: dict[str, Any] | None = None
-    # What the write noticed but did not refuse (a pledge paid beyond its promise); only in the
-    # response to the write that recorded the entry, never on a read.
-    warnings: list[EntryWarning] = field(default_factory=list)
-
-    @property
-    def public_contributor_id(self) -> uuid.UUID | None:
-        """The contributor id this entry publishes (and its document carries)."""
-        if self.anonymous_id is not None:
-            return self.anonymous_id
-        return self.contributor.public_id if self.contributor else None
+# Moved in issue 9 and re-exported for one step (import them from ledger.drafts and
+# ledger.entry_reads).
+__all__ = [
+    "ATTACHMENTS_MAX",
+    "BATCH_SIZE_MAX",
+    "CHANNELS",
+    "CONTRIBUTOR_KINDS",
+    "COUNTERSIGNED_KINDS",
+    "EARLIEST_DATE",
+    "ENTRY_KINDS",
+    "PAGE_SIZE_MAX",
+    "PUBLIC_TEXT_FIELDS",
+    "TOTAL_FOR_KIND",
+    "AppendResult",
+    "EntryDraft",
+    "RecordedEntry",
+    "append_entries",
+    "check_static",
+    "count_entries",
+    "get_entry",
+    "list_entries",
+    "seqs_by_receipt_no",
+    "signer",
+]
 
 
 @dataclass
@@ -452,7 +414,7 @@ class _Batch:
             raise exc.at(index) if exc.index is None else exc from None
 
     def _prepare(self, index: int, draft: EntryDraft, recorded_by: str) -> RecordedEntry:
-        _check_static(draft, self.today)
+        check_static(draft, self.today)
         contributor = self.contributors[index] if self.contributors else None
         original: _Original | None = None
         if draft.kind == "reversal":
@@ -579,7 +541,7 @@ class _Batch:
         after that draft's own 422 checks (error precedence: 422 before 409)."""
         if any(k.get(d.kind).debit == EXPENSES_PREFIX for d in drafts if d.kind in k.BY_NAME):
             try:
-                await check_spending_allowed_raw(
+                await check_spending_allowed(
                     self.conn, self.head.project_id, self.today, waived=self.head.spending_gate == "waived"
                 )
             except LedgerError as exc:
@@ -824,221 +786,3 @@ _WRITE_SQL = pg.Query(
     WHERE project_id = :pid
     """
 )
-
-
-# Published verbatim and hashed into the document: a phone typed here could never be taken back.
-PUBLIC_TEXT_FIELDS = (
-    "memo",
-    "description",
-    "reason",
-    "payee",
-    "payer",
-    "grantor",
-    "receipt_no",
-    "invoice_no",
-    "document_no",
-)
-
-
-def _check_static(draft: EntryDraft, today: date) -> None:
-    """Rules that need no database. The API's schemas check the same; the ledger trusts no caller."""
-    public_text = {name: getattr(draft, name) for name in PUBLIC_TEXT_FIELDS}
-    contributor = draft.contributor
-    if contributor is not None and contributor.type in ORGANISATION_TYPES:
-        public_text["contributor.name"] = contributor.name  # organisations are named in full
-    refuse_personal_numbers(public_text)
-    kind = k.BY_NAME.get(draft.kind)
-    if kind is None:
-        raise ValidationFailed.on("kind", f"未知的记录类型 {draft.kind}")
-    if draft.occurred_on > today:
-        raise ValidationFailed.on("occurred_on", "发生日期不能晚于今天")
-    if draft.occurred_on < EARLIEST_DATE:
-        raise ValidationFailed.on("occurred_on", "发生日期不能早于 2000-01-01")
-    if kind.name == k.REVERSAL:
-        if draft.reverses_seq is None or draft.reverses_seq < 1:
-            raise ValidationFailed.on("reverses", "须指明被冲正的记账序号")
-    elif draft.amount_fen is None or not 1 <= draft.amount_fen <= AMOUNT_MAX_FEN:
-        raise ValidationFailed.on("amount", "金额须大于 0 且不超过 100,000,000.00 元")
-    for name, message in kind.required:
-        if not getattr(draft, name):
-            raise ValidationFailed.on(name, message)
-    if kind.name == k.REVERSAL:
-        return
-    if draft.cites_award and draft.kind != "grant":
-        raise ValidationFailed.on("cites_award", "只有以奖代补拨款可以引用奖补核算")
-    if draft.pledge_seq is not None and (draft.kind != "contribution" or draft.pledge_seq < 1):
-        raise ValidationFailed.on("pledge", "只有众筹出资可以指明所兑现的认筹（认筹的记账序号）")
-    if draft.channel is not None and draft.channel not in CHANNELS:
-        raise ValidationFailed.on("channel", f"未知的支付方式 {draft.channel}")
-
-
-def check_static(draft: EntryDraft, today: date) -> None:
-    """The checks that need no database, for callers that hold a draft before appending it (a
-    voucher is checked when submitted, and again in full when approved)."""
-    _check_static(draft, today)
-
-
-def is_expense_account(code: str) -> bool:
-    return code.startswith(EXPENSES_PREFIX)
-
-
-# -- the read side ---------------------------------------------------------------------------
-
-PAGE_SIZE_MAX = 500
-
-# The page is cut first (keyset on the primary key, or on entries_kind_idx with a kind: the index
-# order is the seq order, LIMIT stops after ``limit`` rows at any depth), then joined: joining
-# first let the planner read, join and sort every entry after ``after`` (200 ms for page 1 of a
-# 30,000-entry project; bench/million.py).
-_READ_SQL = """
-    WITH page AS (
-        SELECT e.* FROM entries e
-        WHERE e.project_id = (SELECT id FROM projects WHERE code = :code) {where}
-        ORDER BY e.seq
-        LIMIT :limit
-    )
-    SELECT e.*, p.code AS project_code,
-           c.id AS c_id, c.public_id AS c_public_id, c.type AS c_type, c.name AS c_name,
-           c.household AS c_household, c.salt AS c_salt,
-           r.seq AS reversed_by,
-           (SELECT array_agg(a.code || ' ' || po.side || ' ' || po.amount_fen ORDER BY po.line_no)
-              FROM postings po JOIN accounts a ON a.id = po.account_id
-             WHERE po.project_id = e.project_id AND po.seq = e.seq) AS posting_lines
-    FROM page e
-    JOIN projects p ON p.id = e.project_id
-    LEFT JOIN contributors c ON c.id = e.contributor_id
-    LEFT JOIN entries r ON r.project_id = e.project_id AND r.reverses_seq = e.seq
-    ORDER BY e.seq
-"""
-
-
-def _entry_from_row(row: Any) -> RecordedEntry:
-    m = row._mapping
-    contributor = None
-    if m["c_id"] is not None:
-        contributor = Contributor(
-            id=m["c_id"],
-            public_id=m["c_public_id"],
-            type=m["c_type"],
-            name=m["c_name"],
-            household=m["c_household"],
-            commitment=bytes(m["contributor_commitment"]),
-        )
-    postings = parse_posting_lines(m["posting_lines"])
-    return RecordedEntry(
-        project_code=m["project_code"],
-        seq=m["seq"],
-        kind=m["kind"],
-        amount_fen=m["amount_fen"],
-        occurred_on=m["occurred_on"],
-        recorded_at=m["recorded_at"],
-        recorded_by=m["recorded_by"],
-        fields={k: m[k] for k in _TEXT_FIELDS},
-        contributor=contributor,
-        anonymous=m["anonymous"],
-        postings=postings,
-        reverses_seq=m["reverses_seq"],
-        reversed_by=m["reversed_by"],
-        document=m["document"],
-        leaf_hash=bytes(m["leaf_hash"]),
-        commitment=contributor.commitment if contributor else None,
-        anonymous_id=m["anonymous_id"],
-        maker=signer(m["maker_role"], m["maker_name"]),
-        checker=signer(m["checker_role"], m["checker_name"]),
-        attachments=tuple(m["attachments"] or ()),
-        pledge_seq=m["pledge_seq"],
-        award_basis=awards.parse_basis(m["award_basis"]),
-    )
-
-
-def signer(role: str | None, name: str | None) -> Signer | None:
-    return Signer(role, name) if role is not None and name is not None else None
-
-
-def _filters(
-    *,
-    kind: str | None,
-    seq_max: int | None,
-    occurred_from: date | None,
-    occurred_to: date | None,
-) -> tuple[str, dict[str, Any]]:
-    where, params = "", dict[str, Any]()
-    if kind is not None:
-        where += " AND e.kind = :kind"
-        params["kind"] = kind
-    if seq_max is not None:
-        where += " AND e.seq <= :seq_max"
-        params["seq_max"] = seq_max
-    if occurred_from is not None:
-        where += " AND e.occurred_on >= :occurred_from"
-        params["occurred_from"] = occurred_from
-    if occurred_to is not None:
-        where += " AND e.occurred_on <= :occurred_to"
-        params["occurred_to"] = occurred_to
-    return where, params
-
-
-async def list_entries(
-    conn: AsyncConnection,
-    project_code: str,
-    *,
-    kind: str | None = None,
-    after_seq: int = 0,
-    limit: int = 50,
-    seq_max: int | None = None,
-    occurred_from: date | None = None,
-    occurred_to: date | None = None,
-) -> list[RecordedEntry]:
-    """Entries in seq order after ``after_seq``. The caller checks the project exists."""
-    where, params = _filters(kind=kind, seq_max=seq_max, occurred_from=occurred_from, occurred_to=occurred_to)
-    limit = min(limit, BATCH_SIZE_MAX)
-    params.update(code=project_code, after=after_seq, limit=limit)
-    if kind is None and occurred_from is None and occurred_to is None:
-        # Seqs are gapless: without a filter the page is exactly the range after+1 … after+limit,
-        # which the planner reads as such however stale its statistics (after a large import it
-        # could otherwise bitmap-scan and sort everything after ``after``).
-        where += " AND e.seq <= :upto"
-        params["upto"] = after_seq + limit
-    rows = await conn.execute(text(_READ_SQL.format(where="AND e.seq > :after" + where)), params)
-    return [_entry_from_row(r) for r in rows]
-
-
-async def count_entries(
-    conn: AsyncConnection,
-    project_code: str,
-    *,
-    kind: str | None = None,
-    seq_max: int | None = None,
-    occurred_from: date | None = None,
-    occurred_to: date | None = None,
-) -> int:
-    """How many entries :func:`list_entries` would give with the same filters (all pages)."""
-    where, params = _filters(kind=kind, seq_max=seq_max, occurred_from=occurred_from, occurred_to=occurred_to)
-    params["code"] = project_code
-    sql = "SELECT count(*) FROM entries e JOIN projects p ON p.id = e.project_id WHERE p.code = :code" + where
-    return int((await conn.execute(text(sql), params)).scalar_one())
-
-
-async def get_entry(conn: AsyncConnection, project_code: str, seq: int) -> RecordedEntry:
-    rows = await conn.execute(
-        text(_READ_SQL.format(where="AND e.seq = :seq")), {"code": project_code, "seq": seq, "limit": 1}
-    )
-    row = rows.one_or_none()
-    if row is None:
-        raise NotFound(f"项目 {project_code} 没有第 {seq} 号记录")
-    return _entry_from_row(row)
-
-
-async def seqs_by_receipt_no(
-    conn: AsyncConnection, project_code: str, receipt_no: str, *, limit: int = 10
-) -> list[int]:
-    """The entries carrying a receipt number (收据号), for a resident who has the paper receipt but
-    not its seq. A project holds a few thousand entries: no index is needed for this rare read."""
-    rows = await conn.execute(
-        text(
-            "SELECT e.seq FROM entries e JOIN projects p ON p.id = e.project_id "
-            "WHERE p.code = :code AND e.receipt_no = :receipt_no ORDER BY e.seq LIMIT :limit"
-        ),
-        {"code": project_code, "receipt_no": receipt_no, "limit": limit},
-    )
-    return [r.seq for r in rows]

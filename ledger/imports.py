@@ -31,7 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import kinds, pg
 from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
-from ledger.entries import EARLIEST_DATE, AppendResult, EntryDraft, RecordedEntry, append_entries
+from ledger.drafts import EARLIEST_DATE, EntryDraft
+from ledger.entries import AppendResult, append_entries
+from ledger.entry_reads import RecordedEntry
 from ledger.errors import Conflict, FieldError, LedgerError, ValidationFailed
 from ledger.idempotency import IdempotencyRequest
 from ledger.import_values import CellError, amount_from_cell, date_from_cell, text_from_cell

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger import accounts as acc
 from ledger import kinds
+from ledger.participation import participation_rate
 from ledger.projects import Project
 
 
@@ -41,11 +43,9 @@ class Summary:
     root_hash: bytes
 
     @property
-    def participation_rate(self) -> float | None:
-        """Share of the households in scope that contributed (a ratio, not money)."""
-        if not self.households_in_scope:
-            return None
-        return round(self.contributors / self.households_in_scope, 4)
+    def participation(self) -> Fraction | None:
+        """参与率 of this summary (ledger/participation.py: the one definition)."""
+        return participation_rate(self.contributors, self.households_in_scope)
 
 
 _SUMMARY_SQL = text(

@@ -32,14 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.attachments import require_uploaded
 from ledger.canonical import SHANGHAI, Signer
 from ledger.contributors import ContributorRef
-from ledger.entries import (
-    COUNTERSIGNED_KINDS,
-    AppendResult,
-    EntryDraft,
-    RecordedEntry,
-    append_entries,
-    check_static,
-)
+from ledger.drafts import COUNTERSIGNED_KINDS, EntryDraft, check_static
+from ledger.entries import AppendResult, append_entries
+from ledger.entry_reads import RecordedEntry
 from ledger.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
 

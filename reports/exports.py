@@ -22,9 +22,8 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-from ledger import kinds
-from ledger.entries import RecordedEntry
-from ledger.masking import public_contributor
+from ledger.entry_reads import RecordedEntry
+from reports.display import entry_contributor, entry_counterparty, signed_fen
 from reports.labels import CHANNEL_LABELS, KIND_LABELS
 
 HEADER = [
@@ -95,17 +94,7 @@ def export_rows(
     text for everything else ("" for an empty cell), neutralised unless not for a ``spreadsheet``."""
     for e in entries:
         f = e.fields
-        counterparty = kinds.get(e.kind).counterparty
-        # A grantor has a column of its own; a payee or payer is the other party of the row.
-        who = f.get(counterparty) or "" if counterparty in ("payee", "payer") else ""
-        where = ""
-        if e.contributor is not None:
-            c = e.contributor
-            if unmasked and not c.erased:
-                who, where = c.name or "", c.household or ""
-            else:
-                who, building = public_contributor(c.name, c.household, c.type, anonymous=e.anonymous, erased=c.erased)
-                where = building or ""
+        who, where = entry_contributor(e, unmasked=unmasked) if e.contributor else (entry_counterparty(e), "")
         note = f.get("memo") or f.get("description") or f.get("reason") or ""
         texts = [
             who,
@@ -121,7 +110,7 @@ def export_rows(
             e.seq,
             KIND_LABELS[e.kind],
             e.occurred_on.isoformat(),
-            _amount(-e.amount_fen if e.kind == "reversal" else e.amount_fen),
+            _amount(signed_fen(e.kind, e.amount_fen)),
             *(neutralise(t) if spreadsheet else t for t in texts),
             e.reverses_seq or "",
             e.reversed_by or "",

@@ -1,8 +1,27 @@
-"""Chinese labels of the ledger's codes, shared by every public output (sheet, exports, pages)."""
+"""Chinese labels of the ledger's codes, shared by every public output (sheet, exports, pages,
+workspace): the one place display code takes a label from. Labels the ledger itself needs for its
+own messages are defined beside their codes in ledger/ and re-exported here."""
 
 from __future__ import annotations
 
 from ledger import kinds
+from ledger.decisions import STAGE_LABELS
+from ledger.evaluations import METHOD_LABELS as TALLY_METHOD_LABELS
+from ledger.evaluations import SCORE_LABELS
+from ledger.witnesses import KINDS as WITNESS_KIND_LABELS
+
+__all__ = [
+    "ACCOUNT_LABELS",
+    "CHANNEL_LABELS",
+    "CONTRIBUTOR_TYPE_LABELS",
+    "KIND_LABELS",
+    "SCORE_LABELS",
+    "SOURCE_LABELS",
+    "STAGE_LABELS",
+    "TALLY_METHOD_LABELS",
+    "WITNESS_KIND_LABELS",
+    "account_label",
+]
 
 KIND_LABELS = kinds.LABELS  # defined with the kinds themselves (ledger/kinds.py)
 CHANNEL_LABELS = {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "bank": "银行转账", "other": "其他"}

@@ -1,36 +1,31 @@
-"""Builds a sheet's view model from the ledger, inside the publishing snapshot.
+"""Builds a sheet's view model from its facts (ledger/sheet_facts.py): pure, no database.
 
-Read side only: everything comes from one REPEATABLE READ transaction (the caller's ``conn``), so
-the printed figures, the rows and the pinned root agree. Names are masked here, for every sheet.
+The ledger gathers the facts inside the publishing snapshot; this module shapes them for paper —
+tables by kind, masked names (every sheet is public), labels, the omitted-rows note — and
+reports/render.py turns the model into PDF bytes.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from ledger import accounts as acc
 from ledger import kinds
-from ledger.awards import project_award
-from ledger.decisions import STAGE_LABELS, Decision, list_decisions_in
+from ledger.accounts import EXPENSES_PREFIX, REFUNDS
+from ledger.awards import AwardComputation
+from ledger.decisions import Decision
 from ledger.disclosures import SheetSnapshot
-from ledger.entries import RecordedEntry, get_entry, list_entries
-from ledger.evaluations import evaluation_results
-from ledger.masking import mask_person_name, public_contributor
-from ledger.pledges import PAGE_SIZE_MAX as PLEDGE_PAGE
-from ledger.pledges import PledgeLine, list_pledges, pledge_totals
-from ledger.summary import project_summary
-from ledger.witnesses import KINDS as WITNESS_KINDS
-from ledger.witnesses import list_cosignatures
+from ledger.entry_reads import RecordedEntry
+from ledger.evaluations import Results
+from ledger.masking import mask_person_name
+from ledger.pledges import PledgeLine
+from ledger.sheet_facts import SheetFacts, WitnessedSheet
 from reports import sheet_model as m
-from reports.labels import CHANNEL_LABELS, SOURCE_LABELS
+from reports.display import entry_contributor, ratio_decimal, shown_contributor, signed_fen
+from reports.labels import CHANNEL_LABELS, SOURCE_LABELS, STAGE_LABELS
+from reports.labels import WITNESS_KIND_LABELS as WITNESS_KINDS
 
-SHEET_PAGE = 5000
 # The detail table of each kind of entry (a reversal goes to its original's); pledges have a
-# table of their own, cumulative.
+# table of their own, cumulative; other income is a line of the summary (一、资金收支总表).
 TABLE_OF_KIND = {
     "contribution": "contributions",
     "grant": "grants",
@@ -40,6 +35,9 @@ TABLE_OF_KIND = {
 }
 
 
+LISTED_KINDS = tuple(TABLE_OF_KIND)  # what ledger/sheet_facts.py gathers rows of
+
+
 def verify_url(public_base_url: str, project_code: str, disclosure_id: int | None) -> str:
     """Where the QR code leads: the sheet's own page (its root, the history check, objections);
     a preview, not yet numbered, leads to the project page."""
@@ -47,29 +45,28 @@ def verify_url(public_base_url: str, project_code: str, disclosure_id: int | Non
     return f"{base}/d/{disclosure_id}" if disclosure_id is not None else f"{base}/p/{project_code}"
 
 
-async def build_sheet_model(
-    conn: AsyncConnection, snap: SheetSnapshot, *, public_base_url: str, objection_contact: str = ""
-) -> m.SheetModel:
+def build_sheet_model(facts: SheetFacts, *, public_base_url: str, objection_contact: str = "") -> m.SheetModel:
+    """The sheet's model from its facts: pure (no database, no I/O)."""
+    snap = facts.snap
     project = snap.project
-    limit = m.SHEET_ROWS_MAX
     labels = {line.category: line.label for line in project.budget_lines}
     rows: dict[str, list[Any]] = {k: [] for k in TABLE_OF_KIND}
-    printed, cut_seq = await _print_rows(conn, snap, rows, labels, limit)
-    # Every figure comes from the ledger, never from the printed rows: a sheet cut at its row
-    # limit still adds up every entry of its period.
-    period = await _period_money(conn, snap)
-    totals = await _table_totals(conn, snap)
-    pledge_sum = await pledge_totals(conn, project.id)
+    for e in facts.entries:
+        source = facts.source_of(e)
+        rows[source.kind].append(_row(source.kind, e, source, labels))
+    totals = {
+        table: m.TableTotal(rows=t.rows, amount_fen=t.signed_fen) if (t := facts.kind_totals.get(kind)) else _NO_ROWS
+        for kind, table in TABLE_OF_KIND.items()
+    }
+    pledge_sum = facts.pledge_totals
     totals["pledges"] = m.TableTotal(
         rows=pledge_sum.count, amount_fen=pledge_sum.pledged_fen, paid_fen=pledge_sum.fulfilled_fen
     )
-    pledge_lines = await _pledges(conn, snap, room=limit - printed)
-    omitted = _omitted(snap, public_base_url, totals, printed, cut_seq, pledge_lines, limit)
-    summary = await project_summary(conn, project)
-    decisions = await list_decisions_in(conn, project.id, project.code)
-    grant_note = "；".join(await _grant_sources(conn, snap))
+    omitted = _omitted(snap, public_base_url, totals, len(facts.entries), facts.cut_seq, facts.pledges, facts.rows_max)
+    summary = facts.summary
+    grant_note = "；".join(f"{grantor} {document_no or ''}".strip() for grantor, document_no in facts.grant_sources)
     sheet_summary = m.SheetSummary(
-        period=period,
+        period=_money(facts.period_net),
         cumulative=m.MoneyTotals(
             contributed_fen=summary.contributed_fen,
             granted_fen=summary.granted_fen,
@@ -85,11 +82,7 @@ async def build_sheet_model(
         pledges_open=summary.pledges_open,
         contributors=summary.contributors,
         households_in_scope=project.households_in_scope or None,
-        participation_rate=(
-            min(Decimal(summary.contributors) / Decimal(project.households_in_scope), Decimal(1))
-            if project.households_in_scope
-            else None
-        ),
+        participation_rate=ratio_decimal(summary.participation),
         grant_note=grant_note[:200],
     )
     previous = (
@@ -131,121 +124,36 @@ async def build_sheet_model(
         expenditures=rows["expenditure"],
         in_kind=rows["in_kind"],
         refunds=rows["refund"],
-        decisions=[_decision_row(d) for d in decisions],
-        pledges=[_pledge_row(p) for p in pledge_lines],
+        decisions=[_decision_row(d) for d in facts.decisions],
+        pledges=[_pledge_row(p) for p in facts.pledges],
         table_totals=tuple(totals.items()),
         omitted=omitted,
-        award=await _award(conn, snap),
-        evaluation=await _evaluation(conn, snap),
+        award=_award(facts.award),
+        evaluation=_evaluation(facts.evaluation),
         verification=m.VerificationBlock(
             tree_size=snap.tree_size,
             root_hash_hex=snap.root_hash.hex(),
             previous=previous,
             verify_url=verify_url(public_base_url, project.code, snap.disclosure_id),
-            witnessed=await _witnessed(conn, snap),
+            witnessed=_witnessed(facts.witnessed),
         ),
         objection_contact=objection_contact or f"{project.community_name}居民委员会",
         public_url=f"{public_base_url.rstrip('/')}/p/{project.code}",
     )
 
 
-async def _print_rows(
-    conn: AsyncConnection, snap: SheetSnapshot, rows: dict[str, list[Any]], labels: dict[str, str], limit: int
-) -> tuple[int, int | None]:
-    """Fill ``rows`` (by kind) with the period's entries in seq order, at most ``limit`` rows in
-    all. Returns how many were printed and the seq of the first entry left out (None: none)."""
-    printed = 0
-    by_seq: dict[int, RecordedEntry] = {}
-    after = 0
-    while True:
-        page = await list_entries(
-            conn,
-            snap.project.code,
-            after_seq=after,
-            limit=SHEET_PAGE,
-            seq_max=snap.tree_size,
-            occurred_from=snap.period_start,
-            occurred_to=snap.period_end,
-        )
-        by_seq.update((e.seq, e) for e in page)
-        await _with_originals(conn, snap, page, by_seq)
-        for e in page:
-            source = by_seq[e.reverses_seq] if e.kind == "reversal" and e.reverses_seq else e
-            if source.kind not in rows:
-                continue  # pledges are summarised, not listed
-            if printed == limit:
-                return printed, e.seq
-            rows[source.kind].append(_row(source.kind, e, source, labels))
-            printed += 1
-        if len(page) < SHEET_PAGE:
-            return printed, None
-        after = page[-1].seq
+_NO_ROWS = m.TableTotal(rows=0, amount_fen=0)
 
 
-# A period's money by account, from the postings of its entries (reversals post the mirror image
-# of their original, so they net out), as of the sheet's tree size.
-_PERIOD_MONEY_SQL = text(
-    """
-    SELECT a.code, sum(CASE WHEN po.side = 'debit' THEN po.amount_fen ELSE -po.amount_fen END) AS net
-    FROM entries e
-    JOIN postings po ON po.project_id = e.project_id AND po.seq = e.seq
-    JOIN accounts a ON a.id = po.account_id
-    WHERE e.project_id = :pid AND e.seq <= :size AND e.occurred_on BETWEEN :start AND :end
-    GROUP BY a.code
-    """
-)
-
-# Each detail table's count and signed total over the period: a reversal counts in its
-# original's table, negated, as it is printed.
-_TABLE_TOTALS_SQL = text(
-    """
-    SELECT coalesce(o.kind, e.kind) AS kind, count(*) AS rows,
-           sum(CASE WHEN e.kind = 'reversal' THEN -e.amount_fen ELSE e.amount_fen END) AS fen
-    FROM entries e
-    LEFT JOIN entries o ON e.kind = 'reversal' AND o.project_id = e.project_id AND o.seq = e.reverses_seq
-    WHERE e.project_id = :pid AND e.seq <= :size AND e.occurred_on BETWEEN :start AND :end
-    GROUP BY 1
-    """
-)
-
-# 拨款单位 and 文号 of the period's grants, each once, in the order they were first recorded.
-_GRANT_SOURCES_SQL = text(
-    """
-    SELECT grantor, document_no FROM entries
-    WHERE project_id = :pid AND kind = 'grant' AND seq <= :size AND occurred_on BETWEEN :start AND :end
-    GROUP BY grantor, document_no ORDER BY min(seq)
-    """
-)
-
-
-def _period_params(snap: SheetSnapshot) -> dict[str, Any]:
-    return {"pid": snap.project.id, "size": snap.tree_size, "start": snap.period_start, "end": snap.period_end}
-
-
-async def _period_money(conn: AsyncConnection, snap: SheetSnapshot) -> m.MoneyTotals:
-    net = {r.code: int(r.net) for r in await conn.execute(_PERIOD_MONEY_SQL, _period_params(snap))}
+def _money(net: dict[str, int]) -> m.MoneyTotals:
+    """A period's money from its postings netted by account (kinds' posting rules, ledger/kinds.py)."""
     return m.MoneyTotals(
         contributed_fen=kinds.income_fen(net, "contribution"),
         granted_fen=kinds.income_fen(net, "grant"),
         other_income_fen=kinds.income_fen(net, "other_income"),
-        spent_fen=sum(v for k, v in net.items() if k.startswith(acc.EXPENSES_PREFIX)),
-        refunded_fen=net.get(acc.REFUNDS, 0),
+        spent_fen=sum(v for k, v in net.items() if k.startswith(EXPENSES_PREFIX)),
+        refunded_fen=net.get(REFUNDS, 0),
     )
-
-
-async def _table_totals(conn: AsyncConnection, snap: SheetSnapshot) -> dict[str, m.TableTotal]:
-    found = {r.kind: r for r in await conn.execute(_TABLE_TOTALS_SQL, _period_params(snap))}
-    return {
-        table: m.TableTotal(rows=int(found[kind].rows), amount_fen=int(found[kind].fen))
-        if kind in found
-        else m.TableTotal(rows=0, amount_fen=0)
-        for kind, table in TABLE_OF_KIND.items()
-    }
-
-
-async def _grant_sources(conn: AsyncConnection, snap: SheetSnapshot) -> list[str]:
-    rows = await conn.execute(_GRANT_SOURCES_SQL, _period_params(snap))
-    return [f"{r.grantor} {r.document_no or ''}".strip() for r in rows]
 
 
 def _omitted(
@@ -275,9 +183,8 @@ def _omitted(
     )
 
 
-async def _evaluation(conn: AsyncConnection, snap: SheetSnapshot) -> m.EvaluationBlock | None:
+def _evaluation(results: Results) -> m.EvaluationBlock | None:
     """共评 results in the publishing snapshot: the same figures as the API and the page."""
-    results = await evaluation_results(conn, snap.project.id, snap.project.code)
     if not results.codes_issued and not results.overall.total:
         return None
     rows = [
@@ -291,54 +198,29 @@ async def _evaluation(conn: AsyncConnection, snap: SheetSnapshot) -> m.Evaluatio
     return m.EvaluationBlock(rows=rows, codes_issued=results.codes_issued, tallies=len(results.tallies))
 
 
-async def _witnessed(conn: AsyncConnection, snap: SheetSnapshot) -> list[m.WitnessedSheet]:
-    """Earlier sheets of the project and who had cosigned them by now (this snapshot)."""
-    raw = (await conn.get_raw_connection()).driver_connection
-    assert raw is not None, "a connection in a transaction has its driver connection"
-    sheets = await raw.fetch(
-        "SELECT id, sheet_number, tree_size FROM disclosures WHERE project_id = $1 AND sheet_number < $2 "
-        "ORDER BY sheet_number",
-        snap.project.id,
-        snap.sheet_number,
-    )
-    signed = await list_cosignatures(raw, [r["id"] for r in sheets])
+def _witnessed(sheets: list[WitnessedSheet]) -> list[m.WitnessedSheet]:
+    """Earlier sheets of the project and who had cosigned them by the snapshot."""
     out = []
-    for r in sheets:
+    for sheet in sheets:
         names = dict.fromkeys(
             f"{c.witness.name}（{WITNESS_KINDS[c.witness.kind]}）" if c.witness.kind else c.witness.name
-            for c in signed[r["id"]]
+            for c in sheet.cosignatures
         )
         if names:
             out.append(
-                m.WitnessedSheet(sheet_number=r["sheet_number"], tree_size=r["tree_size"], witnesses=list(names))
+                m.WitnessedSheet(sheet_number=sheet.sheet_number, tree_size=sheet.tree_size, witnesses=list(names))
             )
     return out
 
 
-async def _award(conn: AsyncConnection, snap: SheetSnapshot) -> m.AwardBlock | None:
-    """The award as the publishing snapshot sees it (the same connection, the same transaction)."""
-    raw = (await conn.get_raw_connection()).driver_connection
-    computed = await project_award(raw, snap.project.id)
+def _award(computed: AwardComputation | None) -> m.AwardBlock | None:
     if computed is None:
         return None
     return m.AwardBlock(steps=computed.steps, award_fen=computed.award_fen, granted_fen=computed.inputs.granted_fen)
 
 
-async def _pledges(conn: AsyncConnection, snap: SheetSnapshot, *, room: int) -> list[PledgeLine]:
-    """Every pledge not reversed, as of the snapshot (the publishing transaction's): cumulative."""
-    out: list[PledgeLine] = []
-    after = 0
-    while len(out) < room:
-        page = await list_pledges(conn, snap.project.id, after_seq=after, limit=PLEDGE_PAGE)
-        out.extend(p for p in page if not p.reversed)
-        if len(page) < PLEDGE_PAGE:
-            break
-        after = page[-1].seq
-    return out[:room]
-
-
 def _pledge_row(p: PledgeLine) -> m.PledgeRow:
-    name, building = public_contributor(
+    name, building = shown_contributor(
         p.contributor_name, p.contributor_household, p.contributor_type, anonymous=p.anonymous, erased=p.erased
     )
     return m.PledgeRow(
@@ -352,36 +234,18 @@ def _pledge_row(p: PledgeLine) -> m.PledgeRow:
     )
 
 
-async def _with_originals(
-    conn: AsyncConnection, snap: SheetSnapshot, entries: list[RecordedEntry], by_seq: dict[int, RecordedEntry]
-) -> None:
-    """Adds to ``by_seq`` the originals of the reversals among ``entries`` (which may lie before
-    the period): a reversal is printed with its original's kind, payee, contributor and category."""
-    for e in entries:
-        if e.kind == "reversal" and e.reverses_seq is not None and e.reverses_seq not in by_seq:
-            by_seq[e.reverses_seq] = await get_entry(conn, snap.project.code, e.reverses_seq)
-
-
-def _who(e: RecordedEntry) -> tuple[str, str]:
-    c = e.contributor
-    if c is None:
-        return "", ""
-    name, building = public_contributor(c.name, c.household, c.type, anonymous=e.anonymous, erased=c.erased)
-    return name, building or ""
-
-
 def _row(kind: str, e: RecordedEntry, src: RecordedEntry, labels: dict[str, str]) -> m.EntryRow:
     reversal = e.kind == "reversal"
     common: dict[str, Any] = {
         "seq": e.seq,
         "occurred_on": e.occurred_on,
-        "amount_fen": -e.amount_fen if reversal else e.amount_fen,
+        "amount_fen": signed_fen(e.kind, e.amount_fen),
         "is_reversal": reversal,
         "reverses_seq": e.reverses_seq if reversal else None,
         "reversal_reason": e.fields.get("reason") if reversal else None,
     }
     f = src.fields
-    name, building = _who(src)
+    name, building = entry_contributor(src)  # every sheet is public: masked
     if kind == "contribution":
         return m.ContributionRow(
             **common,

@@ -4,6 +4,7 @@ with reversals, against figures worked out by hand."""
 from __future__ import annotations
 
 from datetime import date
+from fractions import Fraction
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -231,7 +232,7 @@ async def test_balances_totals_and_summary_match_hand_computed_figures(engine: A
         CategoryLine("labour", "人工费", "crowdfunding", 6_000_000, 850_035),
     ]
     assert summary.ledger_size == 25
-    assert summary.participation_rate == round(5 / 400, 4)
+    assert summary.participation == Fraction(5, 400)
     assert (await tree.verify(engine, project.code)).ok
 
 

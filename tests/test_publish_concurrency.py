@@ -19,11 +19,11 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from api.sheets import pdf_maker
 from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
 from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from reports.render import PdfRenderer
-from reports.sheet_builder import build_sheet_model
 from tests.api_support import LiveServer, World, contribution, expenditure, grant, new_key, today
 from tests.conftest import Database, make_project
 from tests.test_ledger_append_only import dsn
@@ -146,7 +146,7 @@ class Paused:
     async def __call__(self, conn: AsyncConnection, snap: SheetSnapshot) -> bytes:
         self.entered.set()
         await self.go_on.wait()
-        return await self.renderer.render(await build_sheet_model(conn, snap, public_base_url="http://127.0.0.1"))
+        return await pdf_maker(self.renderer, "http://127.0.0.1")(conn, snap)
 
 
 def _idem(key: str, body: bytes = b"same") -> IdempotencyRequest:

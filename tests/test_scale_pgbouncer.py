@@ -17,17 +17,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.settings import Settings
 from ledger.database import create_engine
-from ledger.disclosures import DisclosureDraft, publish_disclosure
+from ledger.disclosures import DisclosureDraft, SheetSnapshot, publish_disclosure
 from ledger.errors import IdempotencyInFlight
 from reports.render import PdfRenderer
 from tests.api_support import new_key, today
 from tests.conftest import Database, make_project
 from tests.scale_support import PgBouncer
+from tests.test_ledger_append_only import dsn
 from tests.test_ledger_concurrency import hot_project_scenario
 from tests.test_publish_concurrency import Paused, _idem, _no_lock_left
 
@@ -121,3 +123,57 @@ def test_no_session_level_advisory_lock_in_the_service() -> None:
         if _SESSION_LOCK.search(line)
     ]
     assert offenders == []
+
+
+async def test_a_sheet_committed_after_the_snapshot_is_caught_and_the_publish_starts_again(
+    engine: AsyncEngine, database: Database
+) -> None:
+    """The one moment the try-locks leave open: a sheet committed after a publisher's snapshot was
+    taken but before its locks were granted is invisible to it. Simulated by committing sheet 1
+    from another session while the publisher renders (what a publisher that let go of the lock in
+    that moment leaves behind): the publisher's INSERT of sheet 1 fails on the unique sheet
+    number, and it starts again from a fresh snapshot, numbering its sheet 2 after the other."""
+    project = await make_project(engine)
+    draft = DisclosureDraft(period_start=today() - timedelta(days=30), period_end=today())
+    attempts: list[int] = []
+    other: dict[str, int] = {}
+
+    async def render_after_a_sneaked_sheet(conn: AsyncConnection, snap: SheetSnapshot) -> bytes:
+        attempts.append(snap.sheet_number)
+        if len(attempts) == 1:
+            sneaked = await asyncpg.connect(dsn(database.urls.app))
+            try:
+                other["id"] = await sneaked.fetchval(
+                    """
+                    INSERT INTO disclosures (community_id, project_id, sheet_number, title, period_start,
+                        period_end, notice_days, notice_start, notice_end, tree_size, root_hash, pdf, pdf_sha256,
+                        published_by)
+                    VALUES ($1, $2, $3, 'other', $4, $5, $6, $7, $8, $9, $10, '%PDF-1', repeat('0', 64), 'other')
+                    RETURNING id
+                    """,
+                    snap.project.community_id,
+                    snap.project.id,
+                    snap.sheet_number,
+                    snap.period_start,
+                    snap.period_end,
+                    snap.notice_days,
+                    snap.notice_start,
+                    snap.notice_end,
+                    snap.tree_size,
+                    snap.root_hash,
+                )
+            finally:
+                await sneaked.close()
+        return b"%PDF-1.7 publisher"
+
+    stored, replayed = await publish_disclosure(
+        engine,
+        project.code,
+        draft,
+        published_by="t",
+        make_pdf=render_after_a_sneaked_sheet,
+        render=lambda d: {"n": d.sheet_number, "prev": d.previous.id if d.previous else None},
+        idempotency=_idem(new_key()),
+    )
+    assert not replayed and attempts == [1, 2]
+    assert json.loads(stored.body) == {"n": 2, "prev": other["id"]}

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from api.settings import get_settings
 from ledger.database import DatabaseRuntime, create_engine, upgrade
-from ledger.entries import RecordedEntry
+from ledger.entry_reads import RecordedEntry
 from ledger.errors import LedgerError
 from ledger.imports import (
     IMPORT_KINDS,
@@ -37,8 +37,8 @@ from ledger.imports import (
 )
 from ledger.money import format_fen_grouped
 from ledger.projects import get_project
+from reports.labels import CHANNEL_LABELS
 
-CHANNEL_LABELS = {"wechat": "微信", "alipay": "支付宝", "cash": "现金", "bank": "银行转账", "other": "其他"}
 EXIT_PROBLEMS = 1
 EXIT_REFUSED = 2
 

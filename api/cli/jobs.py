@@ -33,8 +33,9 @@ from api.settings import Settings, get_settings
 from ledger import tree
 from ledger.database import DatabaseRuntime, DatabaseUrls, create_engine, upgrade
 from ledger.disclosures import list_disclosures
+from ledger.drafts import ENTRY_KINDS
 from ledger.embedded_pg import EmbeddedPostgresError
-from ledger.entries import ENTRY_KINDS, RecordedEntry, list_entries
+from ledger.entry_reads import RecordedEntry, list_entries
 from ledger.errors import LedgerError
 from ledger.projects import get_project, list_projects
 
@@ -254,10 +255,10 @@ def disclose(
     """发布公示表（与 API 相同：PDF 只生成一次并永久保存），打印网址、账本大小、根哈希和 PDF 的 SHA-256。"""
     import json
 
-    from ledger.disclosures import Disclosure, DisclosureDraft, SheetSnapshot, publish_disclosure
+    from api.sheets import pdf_maker
+    from ledger.disclosures import Disclosure, DisclosureDraft, publish_disclosure
     from ledger.idempotency import IdempotencyRequest, fingerprint
     from reports.render import PdfRenderer, check_cjk_font
-    from reports.sheet_builder import build_sheet_model
 
     report = Report()
     try:
@@ -288,10 +289,7 @@ def disclose(
             # One sheet: a thread is enough (the service renders in worker processes to keep
             # serving meanwhile).
             async with PdfRenderer(max_concurrent=1, mode="thread") as renderer:
-
-                async def make(conn: Any, snap: SheetSnapshot) -> bytes:
-                    model = await build_sheet_model(conn, snap, public_base_url=settings.public_base_url)
-                    return await renderer.render(model)
+                make = pdf_maker(renderer, settings.public_base_url)
 
                 with report.bar("正在生成并保存公示表 PDF", total=None):
                     stored, replayed = await publish_disclosure(

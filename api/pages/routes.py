@@ -31,7 +31,7 @@ from ledger.canonical import SHANGHAI
 from ledger.communities import find_community, list_communities
 from ledger.decisions import list_decisions
 from ledger.disclosures import file_objection, get_disclosure, list_disclosures, list_objections
-from ledger.entries import get_entry, list_entries, seqs_by_receipt_no
+from ledger.entry_reads import get_entry, list_entries, seqs_by_receipt_no
 from ledger.errors import Conflict, ValidationFailed
 from ledger.evaluations import (
     CodeUsed,
@@ -125,7 +125,7 @@ async def _project_context(engine: AsyncEngine, project: str) -> dict[str, Any]:
         results = await evaluation_results(conn, found.id, found.code)
         comments = await list_comments(conn, found.id, limit=COMMENTS_SHOWN)
         notes = await list_notes(conn, found.id, found.code, limit=NOTES_SHOWN + 1)
-    decisions = [decision_out(d) for d in await list_decisions(engine, found.code)]
+        decisions = [decision_out(d) for d in await list_decisions(conn, found.code)]
     sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
     award = await project_award_by_code(engine, found.code)
     by_source: dict[str, int] = {}

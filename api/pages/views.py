@@ -17,13 +17,22 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from api import schemas as s
 from ledger.attachments import PUBLIC_KINDS
 from ledger.canonical import SHANGHAI
-from ledger.decisions import STAGE_LABELS, STAGES
-from ledger.evaluations import METHOD_LABELS, SCORE_LABELS
+from ledger.decisions import STAGES
 from ledger.masking import mask_person_name
 from ledger.money import format_fen_grouped
+from reports.display import signed_fen
 from reports.formatting import date_cn, hex_groups
 from reports.formatting import percent as sheet_percent
-from reports.labels import CHANNEL_LABELS, CONTRIBUTOR_TYPE_LABELS, KIND_LABELS, SOURCE_LABELS, account_label
+from reports.labels import (
+    CHANNEL_LABELS,
+    CONTRIBUTOR_TYPE_LABELS,
+    KIND_LABELS,
+    SCORE_LABELS,
+    SOURCE_LABELS,
+    STAGE_LABELS,
+    TALLY_METHOD_LABELS,
+    account_label,
+)
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -39,29 +48,26 @@ def money(amount: str | None) -> str:
 
 def signed_money(entry: s.EntryOut) -> str:
     """Reversals (红字) carry the original's amount and are shown negative, as on the sheet."""
-    text = money(entry.amount)
-    return f"-{text}" if entry.kind == "reversal" else text
+    fen = signed_fen(entry.kind, int(Decimal(entry.amount) * 100))
+    return f"-¥{format_fen_grouped(-fen)}" if fen < 0 else f"¥{format_fen_grouped(fen)}"
 
 
 def rate(part: str, whole: str) -> str:
     a, b = Decimal(part), Decimal(whole)
     if b <= 0:
         return "—"
-    return f"{(a / b * 100).quantize(Decimal('0.1'))}%"
+    return sheet_percent(a / b)
 
 
 def percent(value: float | None) -> str:
-    return "—" if value is None else f"{Decimal(str(value)) * 100:.1f}%"
+    """The API's ratios (JSON numbers: the participation rate, the satisfied rate) as the sheet
+    prints them, rounded half up: ``59.0%``."""
+    return sheet_percent(None if value is None else Decimal(str(value)))
 
 
 def score_average(value: float | None) -> str:
     """The API's average (a JSON number of two places) as the sheet prints it: ``4.40``."""
     return "—" if value is None else f"{Decimal(str(value)):.2f}"
-
-
-def score_rate(value: float | None) -> str:
-    """The API's satisfied rate (four places) as the sheet prints it, rounded half up: ``81.3%``."""
-    return sheet_percent(None if value is None else Decimal(str(value)))
 
 
 def when(moment: datetime | date) -> str:
@@ -126,7 +132,7 @@ def make_environment() -> Environment:
         counterparty=counterparty,
         masked_person=mask_person_name,
         score_average=score_average,
-        score_rate=score_rate,
+        score_rate=percent,
     )
     env.globals.update(
         KIND_LABELS=KIND_LABELS,
@@ -137,7 +143,7 @@ def make_environment() -> Environment:
         rate=rate,
         account_label=account_label,
         ATTACHMENT_PUBLIC_KINDS=PUBLIC_KINDS,
-        TALLY_METHOD_LABELS=METHOD_LABELS,
+        TALLY_METHOD_LABELS=TALLY_METHOD_LABELS,
         SCORE_LABELS=SCORE_LABELS,
     )
     return env

@@ -44,7 +44,8 @@ async def create_decision(request: Request, engine: AsyncEngine, project: str) -
     responses=problems(401, 404),
 )
 async def list_decisions_route(engine: AsyncEngine, project: str) -> s.DecisionList:
-    return s.DecisionList(items=[decision_out(d) for d in await list_decisions(engine, project)])
+    async with engine.connect() as conn:
+        return s.DecisionList(items=[decision_out(d) for d in await list_decisions(conn, project)])
 
 
 ROUTES = [create_decision, list_decisions_route]

@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller, idempotent_project_write, require_project_writer, require_role, require_write
@@ -29,13 +29,14 @@ from api.http import (
 )
 from api.presenters import cosignature_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
+from api.sheets import pdf_maker
 from ledger.canonical import SHANGHAI
 from ledger.disclosures import (
     Disclosure,
     DisclosureDraft,
     Objection,
     ObjectionResponse,
-    SheetSnapshot,
+    PdfMaker,
     disclosure_pdf,
     file_objection,
     get_disclosure,
@@ -48,8 +49,6 @@ from ledger.disclosures import (
 )
 from ledger.masking import mask_phones
 from ledger.witnesses import Cosignature, sheet_cosignatures
-from reports.render import PdfRenderer
-from reports.sheet_builder import build_sheet_model
 
 PDF = "application/pdf"
 NoticeDays = Annotated[int, Parameter(ge=1, le=90)]
@@ -115,14 +114,8 @@ def response_out(r: ObjectionResponse, *, unmasked: bool = False) -> s.Objection
     )
 
 
-def _pdf_maker(request: Request):
-    renderer: PdfRenderer = request.app.state.renderer
-    base_url = request.app.state.settings.public_base_url
-
-    async def make(conn: AsyncConnection, snap: SheetSnapshot) -> bytes:
-        return await renderer.render(await build_sheet_model(conn, snap, public_base_url=base_url))
-
-    return make
+def _pdf_maker(request: Request) -> PdfMaker:
+    return pdf_maker(request.app.state.renderer, request.app.state.settings.public_base_url)
 
 
 @post(

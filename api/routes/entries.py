@@ -36,15 +36,9 @@ from api.versioned import JSON, json_bytes, versioned
 from ledger import tree
 from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
-from ledger.entries import (
-    ENTRY_KINDS,
-    EntryDraft,
-    RecordedEntry,
-    append_entries,
-    count_entries,
-    get_entry,
-    list_entries,
-)
+from ledger.drafts import ENTRY_KINDS, EntryDraft
+from ledger.entries import append_entries
+from ledger.entry_reads import RecordedEntry, count_entries, get_entry, list_entries
 from ledger.errors import LedgerError
 from ledger.projects import Project, ProjectState, get_project
 from reports.exports import XlsxWriter, csv_chunk, csv_header

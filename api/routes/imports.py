@@ -21,7 +21,7 @@ from api.errors import ApiError, problem
 from api.http import dump, json_response
 from api.presenters import entry_out
 from api.routes.common import BEARER, problems
-from ledger.entries import RecordedEntry
+from ledger.entry_reads import RecordedEntry
 from ledger.errors import ValidationFailed
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.import_template import template_xlsx

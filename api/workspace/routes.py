@@ -51,7 +51,8 @@ from ledger.disclosures import (
     publish_disclosure,
     respond_to_objection,
 )
-from ledger.entries import append_entries, get_entry, list_entries
+from ledger.entries import append_entries
+from ledger.entry_reads import get_entry, list_entries
 from ledger.errors import IdempotencyInFlight, LedgerError, NotFound
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.money import format_fen_grouped
