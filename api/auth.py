@@ -16,9 +16,10 @@ from pydantic import BaseModel
 
 from api.errors import ApiError
 from api.http import idempotency_key, idempotency_request, parse_body, read_json
+from ledger.errors import NotFound
 from ledger.idempotency import IdempotencyRequest
 from ledger.projects import project_community
-from ledger.tokens import Token, authenticate
+from ledger.tokens import Token, authenticate, authenticate_for_project
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -87,7 +88,22 @@ def require_write(caller: Caller, community_id: int) -> None:
 
 async def require_project_writer(request: Request, project_code: str) -> Caller:
     """The treasurer of the project's community (or an admin): 401/403 by role, then 404 for an
-    unknown project, then 403 for another community's project."""
+    unknown project, then 403 for another community's project. The token and the project's
+    community are one read (the hot path of every append)."""
+    header = request.headers.get("authorization")
+    if request.scope.get("ledger_caller") is None and header is not None:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() == "bearer" and secret.strip():
+            token, community_id = await authenticate_for_project(request.app.state.engine, secret.strip(), project_code)
+            if token is None:
+                raise ApiError("unauthorized", "令牌无效或已吊销")
+            caller = Caller(token=token)
+            request.scope["ledger_caller"] = caller  # type: ignore[typeddict-unknown-key]
+            await require_role(request, "treasurer")
+            if community_id is None:
+                raise NotFound(f"项目 {project_code} 不存在")
+            require_write(caller, community_id)
+            return caller
     caller = await require_role(request, "treasurer")
     require_write(caller, await project_community(request.app.state.engine, project_code))
     return caller

@@ -86,6 +86,30 @@ async def authenticate(engine: AsyncEngine, secret: str) -> Token | None:
     return Token(**dict(record))
 
 
+_AUTHENTICATE_FOR_PROJECT = pg.Query(
+    """
+    SELECT t.id, t.name, t.role, c.code AS community_code, t.community_id, t.created_at, t.revoked_at,
+           (SELECT p.community_id FROM projects p WHERE p.code = :code) AS project_community_id
+    FROM api_tokens t LEFT JOIN communities c ON c.id = t.community_id
+    WHERE t.token_hash = :hash AND t.revoked_at IS NULL
+    """
+)
+
+
+async def authenticate_for_project(
+    engine: AsyncEngine, secret: str, project_code: str
+) -> tuple[Token | None, int | None]:
+    """The live token for this bearer value and the community of the project it is about to write
+    (None: no such project), in one round trip: what every write to a project checks first."""
+    async with pg.connection(engine) as conn:
+        record = await pg.fetchrow(conn, _AUTHENTICATE_FOR_PROJECT, hash=hash_secret(secret), code=project_code)
+    if record is None:
+        return None, None
+    fields = dict(record)
+    community_id = fields.pop("project_community_id")
+    return Token(**fields), community_id
+
+
 async def revoke_token(engine: AsyncEngine, token_id: uuid.UUID) -> None:
     """Errors: NotFound (unknown or already revoked)."""
     async with engine.begin() as conn:

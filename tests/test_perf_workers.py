@@ -104,3 +104,60 @@ async def test_concurrent_takes_never_exceed_the_budget(engine: object) -> None:
     assert all(r is None or 1 <= r <= 12 for r in results)  # 60 s / 5: the next slot within 12 s
     await sweep(engine)  # type: ignore[arg-type]  # the key's TAT is in the future: it stays
     assert await take(engine, key, 5) is not None  # type: ignore[arg-type]
+
+
+def test_concurrent_appends_through_two_workers_stay_gapless_and_idempotent(database: Database, tmp_path: Path) -> None:
+    """40 appends to one project, each sent twice at once (the same Idempotency-Key), over 16
+    connections to ``ledger serve --workers 2``, then each retried once more: 40 entries, seqs
+    1..40; a concurrent duplicate is a replay or 409 idempotency_in_flight, a later retry a replay."""
+    import asyncio
+
+    from tests.api_support import contribution
+
+    async def run(base: str, token: str, project: str) -> tuple[list[httpx.Response], list[httpx.Response]]:
+        limits = httpx.Limits(max_connections=16)
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+
+            async def post(i: int) -> httpx.Response:
+                return await client.post(
+                    f"/api/v1/projects/{project}/entries",
+                    json=contribution(str(10 + i), f"居民{i % 7}"),
+                    headers={"Authorization": f"Bearer {token}", "Idempotency-Key": f"k-{i}"},
+                )
+
+            burst = await asyncio.gather(*(post(i) for i in range(40) for _ in range(2)))
+            retries = await asyncio.gather(*(post(i) for i in range(40)))
+            return burst, retries
+
+    async def setup() -> tuple[str, str]:
+        from api.settings import Settings as AppSettings
+        from ledger.database import create_engine
+        from ledger.tokens import create_token
+        from tests.conftest import make_project
+
+        engine = create_engine(database.urls.app, AppSettings(data_dir=tmp_path))
+        try:
+            project = await make_project(engine)
+            token = (await create_token(engine, name="t", role="admin", community_code=None)).secret
+        finally:
+            await engine.dispose()
+        return token, project.code
+
+    token, project = asyncio.run(setup())
+    with _serve(database, tmp_path / "w", uuid.uuid4().hex, "--workers", "2") as (base, _):
+        burst, retries = asyncio.run(run(base, token, project))
+        listed = httpx.get(f"{base}/api/v1/projects/{project}/entries", params={"limit": 100}).json()["items"]
+    first: dict[str, dict[str, object]] = {}
+    for r in burst:
+        key = r.request.headers["idempotency-key"]
+        if r.status_code == 409:
+            assert r.json()["code"] == "idempotency_in_flight"
+            continue
+        assert r.status_code == 201, r.text
+        assert first.setdefault(key, r.json()) == r.json(), "a replay is the first answer"
+    assert len(first) == 40
+    for r in retries:
+        assert r.status_code == 201 and r.headers.get("idempotent-replayed") == "true"
+        assert r.json() == first[r.request.headers["idempotency-key"]]
+    assert sorted(int(body["seq"]) for body in first.values()) == list(range(1, 41))  # type: ignore[call-overload]
+    assert [e["seq"] for e in listed] == list(range(1, 41))
