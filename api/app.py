@@ -17,6 +17,7 @@ from litestar.exceptions import TooManyRequestsException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.pydantic import PydanticPlugin
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import Caller, caller_of
@@ -102,8 +103,31 @@ def _engine(state: State, request: Request) -> AsyncEngine:
     auditor) reads the primary, so it always sees what it has just written."""
     reads: ReadReplicas | None = state.get("reads")
     if reads is not None and _is_public_read(request):
-        return reads.engine_for_read()
+        return reads.engine_for_read(request.path_params.get("project"))
     return state.engine
+
+
+def _fence_staff_writes(app: ASGIApp) -> ASGIApp:
+    """A write by staff (a token, a workspace session) that succeeded fences the project it names
+    from the read replicas until they have replayed it (ledger/replicas.py), noted before the
+    response leaves, so any read the writer makes after it is fenced."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        reads: ReadReplicas | None = scope["app"].state.get("reads")
+        if reads is None or scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        staff = b"authorization" in headers or WORKSPACE_COOKIE.encode() in headers.get(b"cookie", b"")
+
+        async def noting(message: Message) -> None:
+            if staff and message["type"] == "http.response.start" and message["status"] < 400:
+                reads.note_write(scope.get("path_params", {}).get("project"))
+            await send(message)
+
+        await app(scope, receive, noting)
+
+    return middleware
 
 
 def _is_public_read(request: Request) -> bool:
@@ -251,6 +275,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         dependencies={"engine": Provide(_engine, sync_to_thread=False), "caller": Provide(caller_of)},
         before_request=_resolve_token_on_reads,
+        middleware=[_fence_staff_writes],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=JSON_BODY_MAX,
         openapi_config=OpenAPIConfig(

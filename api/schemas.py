@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema, field_validator
 
 from ledger import kinds
+from ledger.decisions import STAGES
 from ledger.money import AMOUNT_MAX_FEN, parse_yuan
 
 MONEY_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$"
@@ -259,20 +260,12 @@ class EntryBatchIn(RequestBody):
 Count = Annotated[int, Field(ge=0, le=1_000_000), Integral]
 
 
-Stage = Literal[
-    "proposal",
-    "deliberation",
-    "review",
-    "resolution",
-    "announcement",
-    "start",
-    "acceptance",
-    "evaluation",
-    "closure",
-]
 if TYPE_CHECKING:
+    Stage = str
     EntryKind = str
 else:
+    # The 四议两公开 stages in order, as ledger/decisions.py defines them.
+    Stage = Literal[STAGES]
     # Every kind of ledger/kinds.py, in its order (tests/test_kinds.py holds the request union to it).
     EntryKind = Literal[kinds.NAMES]
 

@@ -4,7 +4,9 @@ database's own CHECK must all name exactly its kinds (issue 9)."""
 
 from __future__ import annotations
 
+import re
 import typing
+from pathlib import Path
 
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -72,3 +74,13 @@ async def test_the_database_check_names_exactly_the_registry_kinds(engine: Async
         ).scalar_one()
     assert sorted(kind for kind in kinds.NAMES if f"'{kind}'" in definition) == sorted(kinds.NAMES)
     assert definition.count("'::text") == len(kinds.NAMES), definition
+
+
+def test_the_pages_checker_script_labels_kinds_as_the_registry() -> None:
+    # The resident's in-browser check (api/static/check.js) carries its own copy of the labels:
+    # it works from a saved page too. Held to the registry here.
+    script = (Path(__file__).resolve().parents[1] / "api" / "static" / "check.js").read_text(encoding="utf-8")
+    block = re.search(r"const KIND_LABELS = \{(.*?)\};", script, re.S)
+    assert block is not None
+    shown = dict(re.findall(r"(\w+): \"([^\"]+)\"", block.group(1)))
+    assert shown == dict(kinds.LABELS)

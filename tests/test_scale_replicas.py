@@ -62,6 +62,9 @@ async def _replica_when(client: httpx.AsyncClient, ok: Callable[[dict[str, Any]]
 async def test_public_reads_come_from_the_standby_fall_back_when_it_lags_or_stops(
     world: World, database: Database, standby: Standby, tmp_path: Path
 ) -> None:
+    """Paused replay, an entry recorded by another service process: the treasurer's read shows it,
+    a resident's (JSON and page) does not — only the standby can answer so; lagging past the bound,
+    the standby is skipped; resumed, it serves; stopped, reads fall back to the primary."""
     code = await world.project()
     await world.entry(code, contribution("200", "张三", "3栋2单元501"))
     settings = app_settings(
@@ -77,10 +80,9 @@ async def test_public_reads_come_from_the_standby_fall_back_when_it_lags_or_stop
         paused = await asyncpg.connect(_standby_dsn(standby))
         try:
             await paused.execute("SELECT pg_wal_replay_pause()")
-            posted = await api.post(
-                f"/api/v1/projects/{code}/entries", contribution("300", "李四"), token=world.treasurer, key=new_key()
-            )
-            assert posted.status_code == 201, posted.text
+            # Recorded through another service process (the suite's shared app): this one has no
+            # fence for it, so only the replica's replay decides what its residents see.
+            await world.entry(code, contribution("300", "李四"))
             # The treasurer reads the primary: the entry just recorded is there.
             assert [e["seq"] for e in await all_entries(client, code, **treasurer)] == [1, 2]
             assert (await api.get(f"/api/v1/projects/{code}/entries/2", token=world.treasurer)).status_code == 200
@@ -128,6 +130,51 @@ async def test_a_replica_that_never_answers_is_skipped(world: World, database: D
             ("replica-2", "down"),
         ]
         assert len(await all_entries(client, code)) == 1
+
+
+async def test_a_treasurers_write_fences_its_project_from_the_replica_until_replayed(
+    world: World, database: Database, standby: Standby, tmp_path: Path
+) -> None:
+    """Read-your-writes on the public pages too: a treasurer records an entry through this process
+    while the standby's replay is paused; a resident's read of that project — the treasurer opening
+    the public page — comes from the primary and shows it, while a resident's read of another
+    project is still served by the standby. Once replay resumes, the project is served by the
+    standby again."""
+    code, elsewhere = await world.project(), await world.project()
+    await world.entry(code, contribution("200", "张三", "3栋2单元501"))
+    await world.entry(elsewhere, contribution("100", "王五"))
+    settings = app_settings(
+        database, tmp_path, read_database_url=standby.url(database.settings.app_role), replica_lag_max_s=30.0
+    )
+    async with AsyncTestClient(create_app(settings)) as client:
+        api = Api(client)
+        await _replica_when(client, lambda r: r["state"] == "ok")
+        assert len(await all_entries(client, code)) == 1 and len(await all_entries(client, elsewhere)) == 1
+        paused = await asyncpg.connect(_standby_dsn(standby))
+        try:
+            await paused.execute("SELECT pg_wal_replay_pause()")
+            posted = await api.post(
+                f"/api/v1/projects/{code}/entries", contribution("300", "李四"), token=world.treasurer, key=new_key()
+            )
+            assert posted.status_code == 201, posted.text
+            await world.entry(elsewhere, contribution("400", "赵六"))  # through another process
+            reads_before = (await _replica_when(client, lambda r: True))["reads"]
+            assert [e["seq"] for e in await all_entries(client, code)] == [1, 2], "the fence sends it to the primary"
+            assert [e["seq"] for e in await all_entries(client, elsewhere)] == [1], "still on the paused standby"
+            after = await _replica_when(client, lambda r: True)
+            assert after["state"] == "ok" and after["reads"] == reads_before + 1
+        finally:
+            await paused.execute("SELECT pg_wal_replay_resume()")
+            await paused.close()
+        # Replayed past the write: the project's public reads go back to the standby.
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while True:
+            before = (await _replica_when(client, lambda r: r["state"] == "ok"))["reads"]
+            assert [e["seq"] for e in await all_entries(client, code)] == [1, 2]
+            if (await _replica_when(client, lambda r: True))["reads"] > before:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "the fence never lifted"
+            await asyncio.sleep(0.1)
 
 
 def test_read_urls_and_lsns_parse() -> None:
