@@ -15,8 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import rfc8785
-
+from ledger import jcs
 from ledger.accounts import Posting
 
 DOCUMENT_VERSION = 1
@@ -68,7 +67,7 @@ def contributor_commitment(
     fields: dict[str, Any] = {"household": household, "name": name, "type": contributor_type}
     if anonymous_id is not None:
         fields["anonymous_id"] = anonymous_id
-    return hashlib.sha256(salt + rfc8785.dumps(fields)).digest()
+    return hashlib.sha256(salt + jcs.dumps(fields)).digest()
 
 
 def timestamp_text(moment: datetime) -> str:
@@ -129,4 +128,4 @@ def entry_document(
     # A grant citing the 以奖代补 computation carries its inputs and result (ledger/awards.py).
     if award_basis is not None:
         doc["award"] = award_basis
-    return rfc8785.dumps(doc)
+    return jcs.dumps(doc)

@@ -17,7 +17,7 @@ from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
-from api.auth import Caller, idempotent_project_write
+from api.auth import Caller, caller_of, idempotent_project_write
 from api.errors import ApiError
 from api.http import (
     BATCH_BODY_MAX,
@@ -195,12 +195,13 @@ def _cache_control(caller: Caller) -> Callable[[ProjectState], str]:
 async def list_entries_route(
     request: Request,
     engine: AsyncEngine,
-    caller: Caller,
     project: str,
     kind: s.EntryKind | None = None,
     after_seq: Annotated[int, Parameter(ge=0, le=INT64_MAX, description="从这个序号之后开始；0 为第一页")] = 0,
     limit: Limit = PAGE_SIZE_DEFAULT,
 ) -> Response[bytes]:
+    # Called, not injected: Litestar's dependency injection costs a hot public read ~10 % of its CPU.
+    caller = await caller_of(request)
     size = clamp_limit(limit)
 
     async def build(state: ProjectState) -> bytes:
@@ -229,9 +230,9 @@ async def list_entries_route(
     security=OPTIONAL_BEARER,
     responses={**versioned_ok(s.EntryOut, "记账凭证与收据"), **problems(401, 404, 422)},
 )
-async def get_entry_route(
-    request: Request, engine: AsyncEngine, caller: Caller, project: str, seq: PathId
-) -> Response[bytes]:
+async def get_entry_route(request: Request, engine: AsyncEngine, project: str, seq: PathId) -> Response[bytes]:
+    caller = await caller_of(request)
+
     async def build(state: ProjectState) -> bytes:
         async with engine.connect() as conn:
             entry = await get_entry(conn, project, seq)
