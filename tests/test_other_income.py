@@ -106,6 +106,11 @@ async def test_the_sheet_prints_other_income_from_the_ledger(api: Api, world: Wo
     assert re.search(r"其他收入\s+35\.20\s+35\.20", text), text
     assert re.search(r"结余\s+—\s+1,135\.20", text), text
     assert "其他收入 35.20 元" in text  # the income chart's legend
+    # Its own detail table (三、收入明细 （三）), the reversal in red ink beside its original.
+    assert "（三）其他收入（利息、变卖余料等）" in text
+    assert re.search(r"某银行黄石分行\s+利息\s+35\.20", text), text
+    assert re.search(r"某废品回收站\s+变卖余料\s+10\.00", text), text
+    assert re.search(r"某废品回收站\s+变卖余料\s+-10\.00", text), text
 
 
 async def test_verify_covers_other_income(api: Api, world: World, database: Any) -> None:
