@@ -46,7 +46,7 @@ from ledger.contributors import ContributorRef  # noqa: E402
 from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
 from ledger.embedded_pg import SUPERUSER  # noqa: E402
 from ledger.entries import EntryDraft, append_entries, list_entries  # noqa: E402
-from ledger.projects import BudgetLine, NewProject, create_project, load_project, project_state  # noqa: E402
+from ledger.projects import BudgetLine, NewProject, create_project, get_project, project_state  # noqa: E402
 from ledger.summary import project_summary  # noqa: E402
 from tests.scale_support import Standby  # noqa: E402
 
@@ -93,7 +93,7 @@ async def public_read(engine: AsyncEngine, code: str, rng: random.Random) -> Non
     """What an uncached public read of a project costs the database."""
     await project_state(engine, code)
     async with engine.connect() as conn:
-        project = await load_project(conn, code)
+        project = await get_project(conn, code)
         await project_summary(conn, project)
         await list_entries(conn, code, after_seq=rng.randrange(SEED_ENTRIES - 50), limit=50)
 

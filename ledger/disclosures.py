@@ -32,7 +32,7 @@ from ledger.canonical import SHANGHAI
 from ledger.errors import Conflict, IdempotencyInFlight, NotFound, ValidationFailed
 from ledger.idempotency import KEY_LOCK_ID, IdempotencyRequest, StoredResponse, claim, store
 from ledger.masking import refuse_personal_numbers
-from ledger.projects import Project, load_project
+from ledger.projects import Project, get_project
 
 NOTICE_DAYS_DEFAULT = 7
 NOTICE_DAYS_MAX = 90
@@ -259,7 +259,7 @@ async def _publish_once(
                     stored = await claim(conn, idempotency)
                     if stored is not None:
                         return stored, True
-                project = await load_project(conn, project_code)
+                project = await get_project(conn, project_code)
                 reserved = (
                     await conn.execute(text("SELECT nextval(pg_get_serial_sequence('disclosures', 'id'))"))
                 ).scalar_one()
@@ -335,7 +335,7 @@ async def preview_pdf(
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
-            project = await load_project(conn, project_code)
+            project = await get_project(conn, project_code)
             return await make_pdf(conn, await snapshot(conn, project, draft, today))
 
 
@@ -383,7 +383,7 @@ async def get_disclosure(engine: AsyncEngine, disclosure_id: int) -> Disclosure:
 
 async def list_disclosures(engine: AsyncEngine, project_code: str, *, after_id: int, limit: int) -> list[Disclosure]:
     async with engine.connect() as conn:
-        await load_project(conn, project_code)
+        await get_project(conn, project_code)
         rows = await conn.execute(
             text(_DISCLOSURE_SQL + " WHERE p.code = :code AND d.id > :after ORDER BY d.id LIMIT :limit"),
             {"code": project_code, "after": after_id, "limit": limit},

@@ -65,6 +65,7 @@ class RecordedEntry:
 
 
 PAGE_SIZE_MAX = 500
+SEQ_MAX = 2**63 - 1  # entries.seq is a bigint
 
 # The page is cut first (keyset on the primary key, or on entries_kind_idx with a kind: the index
 # order is the seq order, LIMIT stops after ``limit`` rows at any depth), then joined: joining
@@ -178,7 +179,7 @@ async def list_entries(
         # which the planner reads as such however stale its statistics (after a large import it
         # could otherwise bitmap-scan and sort everything after ``after``).
         where += " AND e.seq <= :upto"
-        params["upto"] = after_seq + limit
+        params["upto"] = min(after_seq + limit, SEQ_MAX)  # a bigint: a last page asked for stays in range
     rows = await conn.execute(text(_READ_SQL.format(where="AND e.seq > :after" + where)), params)
     return [_entry_from_row(r) for r in rows]
 

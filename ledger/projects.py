@@ -136,7 +136,7 @@ async def create_project(engine: AsyncEngine, new: NewProject) -> Project:
             await conn.execute(insert(project_heads).values(**ids, size=0, frontier=b"", root_hash=merkle.EMPTY_ROOT))
             if new.award_policy is not None:
                 await assign_policy(raw, project_id, community.id, new.award_policy, assigned_by=new.created_by)
-            return await load_project(conn, new.code)
+            return await get_project(conn, new.code)
     except IntegrityError as exc:
         if "projects_code_unique" in str(exc.orig):
             raise Conflict(f"项目编号 {new.code} 已存在") from exc
@@ -170,7 +170,8 @@ def _project_query():
     ).join(communities, communities.c.id == projects.c.community_id)
 
 
-async def load_project(conn: AsyncConnection, code: str) -> Project:
+async def get_project(conn: AsyncConnection, code: str) -> Project:
+    """The project and its budget lines, on the caller's connection. Errors: NotFound."""
     row = (await conn.execute(_project_query().where(projects.c.code == code))).one_or_none()
     if row is None:
         raise NotFound(f"项目 {code} 不存在")
@@ -201,11 +202,6 @@ def _project_from_row(row: object, lines: list[BudgetLine]) -> Project:
         countersign_over_fen=m["countersign_over_fen"],
         award_policy=m["award_policy"],
     )
-
-
-async def get_project(engine: AsyncEngine, code: str) -> Project:
-    async with engine.connect() as conn:
-        return await load_project(conn, code)
 
 
 async def list_projects(

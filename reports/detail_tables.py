@@ -32,6 +32,7 @@ from reports.sheet_model import (
     ExpenditureRow,
     GrantRow,
     InKindRow,
+    OtherIncomeRow,
     PledgeRow,
     RefundRow,
     TableTotal,
@@ -199,6 +200,11 @@ GRANT_COLUMNS = _columns(
     Column("文号", 25, "left", lambda r: r.document_no),
     note_cells=18,
 )
+OTHER_INCOME_COLUMNS = _columns(
+    Column("付款方", 34, "left", lambda r: r.payer),
+    Column("事由", 25, "left", lambda r: r.memo),
+    note_cells=18,
+)
 EXPENDITURE_COLUMNS = _columns(
     Column("收款单位", 32, "left", lambda r: r.payee),
     Column("科目", 10, "left", lambda r: r.category_label),
@@ -235,6 +241,7 @@ assert sum(c.width_cells for c in PLEDGE_COLUMNS) == TABLE_CELLS
 _COLUMNS_BY_ROW_TYPE: dict[type[EntryRow], tuple[str, tuple[Column, ...]]] = {
     ContributionRow: ("contributions", CONTRIBUTION_COLUMNS),
     GrantRow: ("grants", GRANT_COLUMNS),
+    OtherIncomeRow: ("other_income", OTHER_INCOME_COLUMNS),
     ExpenditureRow: ("expenditures", EXPENDITURE_COLUMNS),
     InKindRow: ("in_kind", IN_KIND_COLUMNS),
     RefundRow: ("refunds", REFUND_COLUMNS),

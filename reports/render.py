@@ -35,6 +35,7 @@ from reports.sheet_model import (
     ExpenditureRow,
     GrantRow,
     InKindRow,
+    OtherIncomeRow,
     PledgeRow,
     RefundRow,
     SheetModel,
@@ -108,6 +109,7 @@ def render_sheet_html(model: SheetModel) -> str:
             for name, row_type in (
                 ("contributions", ContributionRow),
                 ("grants", GrantRow),
+                ("other_income", OtherIncomeRow),
                 ("expenditures", ExpenditureRow),
                 ("in_kind", InKindRow),
                 ("refunds", RefundRow),

@@ -25,10 +25,11 @@ from reports.labels import CHANNEL_LABELS, SOURCE_LABELS, STAGE_LABELS
 from reports.labels import WITNESS_KIND_LABELS as WITNESS_KINDS
 
 # The detail table of each kind of entry (a reversal goes to its original's); pledges have a
-# table of their own, cumulative; other income is a line of the summary (一、资金收支总表).
+# table of their own, cumulative.
 TABLE_OF_KIND = {
     "contribution": "contributions",
     "grant": "grants",
+    "other_income": "other_income",
     "expenditure": "expenditures",
     "in_kind": "in_kind",
     "refund": "refunds",
@@ -121,6 +122,7 @@ def build_sheet_model(facts: SheetFacts, *, public_base_url: str, objection_cont
         ],
         contributions=rows["contribution"],
         grants=rows["grant"],
+        other_income=rows["other_income"],
         expenditures=rows["expenditure"],
         in_kind=rows["in_kind"],
         refunds=rows["refund"],
@@ -266,6 +268,8 @@ def _row(kind: str, e: RecordedEntry, src: RecordedEntry, labels: dict[str, str]
             # 审核人: the auditor who approved the voucher (countersigned spending only).
             approver_name=mask_person_name(src.checker.name) if src.checker else "",
         )
+    if kind == "other_income":
+        return m.OtherIncomeRow(**common, payer=f.get("payer") or "", memo=f.get("memo") or "")
     if kind == "in_kind":
         return m.InKindRow(**common, contributor_name=name, building=building, description=f.get("description") or "")
     return m.RefundRow(**common, contributor_name=name, building=building, memo=f.get("memo") or "")

@@ -32,7 +32,7 @@ SHEET_ROWS_MAX = 20_000
 TEXT_LENGTH_MAX = 500
 
 # The detail tables, by the SheetModel field that holds their rows.
-DETAIL_TABLES = ("contributions", "grants", "expenditures", "in_kind", "refunds", "pledges")
+DETAIL_TABLES = ("contributions", "grants", "other_income", "expenditures", "in_kind", "refunds", "pledges")
 
 _HASH_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -134,6 +134,14 @@ class GrantRow(EntryRow):
 
     grantor: str  # 拨款单位, e.g. 下陆区住房和城乡建设局
     document_no: str = ""  # 文号, e.g. 下住建〔2026〕12号
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OtherIncomeRow(EntryRow):
+    """其他收入: bank interest, the sale of leftover materials."""
+
+    payer: str  # 付款方, e.g. 某银行黄石分行
+    memo: str = ""  # 事由, e.g. 利息
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -488,6 +496,7 @@ class SheetModel:
     committee_name: str = ""  # who seals the sheet; default: community_name + 居民委员会
     objection_reply_days: int = 3  # 个工作日内公开答复
     pledges: Sequence[PledgeRow] = ()  # every pledge not reversed, as of the sheet, by seq
+    other_income: Sequence[OtherIncomeRow] = ()  # 其他收入 of the period
     award: AwardBlock | None = None  # None: the project follows no 以奖代补 policy
     # Each detail table's count and total from the ledger, as (table name, total) pairs: the
     # name is a field of this model ("contributions", …, "pledges"). A table without one is
@@ -501,6 +510,7 @@ class SheetModel:
             "budget_lines": BudgetLineRow,
             "contributions": ContributionRow,
             "grants": GrantRow,
+            "other_income": OtherIncomeRow,
             "expenditures": ExpenditureRow,
             "in_kind": InKindRow,
             "refunds": RefundRow,
@@ -515,7 +525,7 @@ class SheetModel:
         if self.detail_row_count > SHEET_ROWS_MAX:
             raise ValueError(f"a sheet holds at most {SHEET_ROWS_MAX} detail rows")
         self._check_totals()
-        for name in ("contributions", "grants", "expenditures", "in_kind", "refunds", "pledges"):
+        for name in DETAIL_TABLES:
             seqs = [row.seq for row in getattr(self, name)]
             if seqs != sorted(seqs):
                 raise ValueError(f"SheetModel.{name} must be in seq order")
@@ -550,6 +560,7 @@ class SheetModel:
         for name, figure in (
             ("contributions", period.contributed_fen),
             ("grants", period.granted_fen),
+            ("other_income", period.other_income_fen),
             ("expenditures", period.spent_fen),
             ("refunds", period.refunded_fen),
         ):
@@ -572,10 +583,7 @@ class SheetModel:
 
     @property
     def detail_row_count(self) -> int:
-        return sum(
-            len(rows)
-            for rows in (self.contributions, self.grants, self.expenditures, self.in_kind, self.refunds, self.pledges)
-        )
+        return sum(len(getattr(self, name)) for name in DETAIL_TABLES)
 
     @property
     def seal_name(self) -> str:

@@ -79,7 +79,8 @@ async def test_spending_opens_only_after_the_whole_trail(engine: AsyncEngine) ->
     with pytest.raises(StageForbidsEntry):
         await append(engine, project, [spend(NOTICE_END)], today=NOTICE_END)  # over, but not started
     await decide(engine, project, START)
-    assert (await get_project(engine, project.code)).stage == "start"
+    async with engine.connect() as conn:
+        assert (await get_project(conn, project.code)).stage == "start"
     # An expenditure dated before the notice ended is still refused if "today" is before it.
     with pytest.raises(StageForbidsEntry):
         await append(engine, project, [spend(NOTICE_END - timedelta(days=1))], today=NOTICE_END - timedelta(days=1))

@@ -106,6 +106,11 @@ async def test_the_sheet_prints_other_income_from_the_ledger(api: Api, world: Wo
     assert re.search(r"其他收入\s+35\.20\s+35\.20", text), text
     assert re.search(r"结余\s+—\s+1,135\.20", text), text
     assert "其他收入 35.20 元" in text  # the income chart's legend
+    # Its own detail table (三、收入明细 （三）), the reversal in red ink beside its original.
+    assert "（三）其他收入（利息、变卖余料等）" in text
+    assert re.search(r"某银行黄石分行\s+利息\s+35\.20", text), text
+    assert re.search(r"某废品回收站\s+变卖余料\s+10\.00", text), text
+    assert re.search(r"某废品回收站\s+变卖余料\s+-10\.00", text), text
 
 
 async def test_verify_covers_other_income(api: Api, world: World, database: Any) -> None:
@@ -151,3 +156,35 @@ def test_other_income_rows_import(word: str) -> None:
     draft = report.rows[0].draft
     assert (draft.kind, draft.payer, draft.amount_fen, draft.contributor) == ("other_income", "某银行", 3520, None)
     assert draft.memo == "第四季度利息"
+
+
+async def test_the_workspace_records_other_income_through_its_form(world: World) -> None:
+    from tests.test_workspace import Browser, form_fields, sign_in
+
+    project = await world.project()
+    browser = Browser(world.api.client)
+    await sign_in(browser, world.treasurer)
+    desk = await browser.get(f"/w/p/{project}")
+    assert f'href="/w/p/{project}/new/other_income">其他收入<' in desk.text
+    url = f"/w/p/{project}/new/other_income"
+    page = await browser.get(url)
+    assert page.status_code == 200 and "记一笔其他收入" in page.text and 'id="f-payer"' in page.text
+    hidden = form_fields(page.text, url)
+    bad = await browser.post(url, data={**hidden, "amount": "35.20", "occurred_on": past(), "payer": ""})
+    assert bad.status_code == 422 and 'id="f-payer-err"' in bad.text
+    good = {**hidden, "amount": "35.20", "occurred_on": past(), "payer": "某银行黄石分行", "memo": "利息"}
+    assert (await browser.post(url, data=good)).status_code == 303
+    entry = (await world.api.get(f"/api/v1/projects/{project}/entries/1")).json()
+    assert (entry["kind"], entry["payer"], entry["amount"]) == ("other_income", "某银行黄石分行", "35.20")
+    summary = (await browser.get(f"/w/p/{project}")).text
+    assert 'id="fig-other-income">¥35.20<' in summary
+
+
+async def test_the_resident_pages_show_other_income(api: Api, world: World) -> None:
+    code, entry = await project_with_other_income(world)
+    page = (await api.get(f"/p/{code}")).text
+    assert "其他收入（利息、变卖余料等）¥35.20" in page
+    shown = (await api.get(f"/p/{code}/e/{entry['seq']}")).text
+    assert "<dt>付款方</dt><dd>某银行黄石分行</dd>" in shown and "其他收入" in shown
+    listed = (await api.get(f"/p/{code}/entries")).text
+    assert "某银行黄石分行" in listed and "某废品回收站" in listed

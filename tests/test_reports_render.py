@@ -425,7 +425,7 @@ def test_an_empty_first_sheet_still_renders_every_section() -> None:
     model = dataclasses.replace(sample_sheet(0, first_seq=1), budget_lines=(), decisions=())
     document = rendered(model)
     text = squash(document.text)
-    assert text.count("本期无记录。") == 5
+    assert text.count("本期无记录。") == 6  # six period tables (其他收入 has one since issue 9)
     assert "本项目未设预算科目。" in text and "暂无决策记录。" in text and "暂无收入" in text
     assert "上期公示：无（本期为首期公示）" in text
     assert re.search(r"结余 — 0\.00", text)

@@ -88,7 +88,8 @@ async def _run(
 ) -> int:
     engine = create_engine(url, settings)
     try:
-        found = await get_project(engine, project)
+        async with engine.connect() as conn:
+            found = await get_project(conn, project)
         with _progress(err) as progress:
             task = progress.add_task("读取表格…", total=None)
             report = await asyncio.to_thread(

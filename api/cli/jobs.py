@@ -158,10 +158,10 @@ class _Export:
 
 
 async def _read_entries(engine: AsyncEngine, code: str, kind: str | None, advance: Callable[[int], None]) -> _Export:
-    project = await get_project(engine, code)
     async with engine.connect() as conn:
         # One snapshot: the head printed with the file is the one its rows were read at.
         await conn.execution_options(isolation_level="REPEATABLE READ")
+        project = await get_project(conn, code)
         head = await tree.head(conn, code)
         rows: list[RecordedEntry] = []
         while True:
@@ -384,7 +384,8 @@ async def check_projects(engine: AsyncEngine, codes: list[str] | None, report: R
         codes = await all_project_codes(engine)
     else:
         for code in codes:
-            await get_project(engine, code)  # NotFound before any work
+            async with engine.connect() as conn:
+                await get_project(conn, code)  # NotFound before any work
     results = []
     with report.bar("核验账本", total=len(codes)) as advance:
         for done, code in enumerate(codes, start=1):

@@ -117,8 +117,8 @@ async def community_page(engine: AsyncEngine, community: str) -> Template:
 
 
 async def _project_context(engine: AsyncEngine, project: str) -> dict[str, Any]:
-    found = await get_project(engine, project)
     async with engine.connect() as conn:
+        found = await get_project(conn, project)
         summary = await project_summary(conn, found)
         newest = await list_entries(conn, found.code, after_seq=max(summary.ledger_size - NEWEST_ENTRIES, 0))
         open_pledges = await list_pledges(conn, found.id, status="open", limit=OPEN_PLEDGES_SHOWN)
@@ -238,9 +238,9 @@ async def entries_page(
     request: Request, engine: AsyncEngine, project: str, kind: str | None = None, after: After = 0
 ) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
-        found = await get_project(engine, project)
         shown = kind if kind in KINDS else None
         async with engine.connect() as conn:
+            found = await get_project(conn, project)
             rows = await list_entries(conn, found.code, kind=shown, after_seq=max(after, 0), limit=ENTRIES_PAGE + 1)
         more = len(rows) > ENTRIES_PAGE
         rows = rows[:ENTRIES_PAGE]
@@ -262,9 +262,9 @@ async def pledges_page(
     request: Request, engine: AsyncEngine, project: str, status: str | None = None, after: After = 0
 ) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
-        found = await get_project(engine, project)
         shown = status if status in dict(PLEDGE_STATUSES) else None
         async with engine.connect() as conn:
+            found = await get_project(conn, project)
             totals = await pledge_totals(conn, found.id)
             rows = await list_pledges(conn, found.id, status=shown, after_seq=max(after, 0), limit=ENTRIES_PAGE + 1)
         more = len(rows) > ENTRIES_PAGE
@@ -286,8 +286,8 @@ async def pledges_page(
 @get("/p/{project:str}/progress", name="page_progress")
 async def progress_page(request: Request, engine: AsyncEngine, project: str, before: int = 0) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
-        found = await get_project(engine, project)
         async with engine.connect() as conn:
+            found = await get_project(conn, project)
             notes = await list_notes(
                 conn, found.id, found.code, before_id=before if before > 0 else None, limit=ENTRIES_PAGE + 1
             )
@@ -305,8 +305,8 @@ async def progress_page(request: Request, engine: AsyncEngine, project: str, bef
 @get("/p/{project:str}/e/{seq:int}", name="page_entry")
 async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: PathId) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
-        found = await get_project(engine, project)
         async with engine.connect() as conn:
+            found = await get_project(conn, project)
             entry = await get_entry(conn, found.code, seq)
         sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
         return template("entry"), {
@@ -325,7 +325,8 @@ async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: P
 async def check_page(
     engine: AsyncEngine, project: str, seq: str | None = None, size: str | None = None, root: str | None = None
 ) -> Template:
-    found = await get_project(engine, project)
+    async with engine.connect() as conn:
+        found = await get_project(conn, project)
     sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
     typed = (seq or "").strip()[:RECEIPT_NO_MAX]
     receipt_no, matches = None, []
@@ -351,7 +352,8 @@ async def check_page(
 
 async def _disclosure_context(engine: AsyncEngine, disclosure_id: int) -> dict[str, Any]:
     d = await get_disclosure(engine, disclosure_id)
-    found = await get_project(engine, d.project_code)
+    async with engine.connect() as conn:
+        found = await get_project(conn, d.project_code)
     signed = await sheet_cosignatures(engine, [d.id])
     return {
         "sheet": disclosure_out(d, cosignatures=signed[d.id]),

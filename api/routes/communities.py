@@ -14,7 +14,7 @@ from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems, versi
 from api.versioned import JSON, json_bytes, versioned
 from ledger.communities import NewCommunity, create_community, find_community, list_communities
 from ledger.decisions import STAGES
-from ledger.projects import BudgetLine, NewProject, ProjectState, list_projects, load_project
+from ledger.projects import BudgetLine, NewProject, ProjectState, get_project, list_projects
 from ledger.projects import create_project as ledger_create_project
 from ledger.summary import project_summary
 
@@ -130,7 +130,7 @@ async def get_project_route(request: Request, engine: AsyncEngine, project: str)
 
     async def build(_: ProjectState) -> bytes:
         async with engine.connect() as conn:
-            found = await load_project(conn, project)
+            found = await get_project(conn, project)
             summary = await project_summary(conn, found)
         return json_bytes(project_out(found, summary))
 

@@ -319,7 +319,8 @@ async def _export(
     occurred_from: date | None,
     occurred_to: date | None,
 ) -> Export:
-    found = await get_project(engine, project)
+    async with engine.connect() as conn:
+        found = await get_project(conn, project)
     kind = _kind_filter(kind)
     if occurred_from is not None and occurred_to is not None and occurred_from > occurred_to:
         raise ApiError("validation_failed", "起始日期晚于截止日期", [{"field": "from", "message": "须不晚于 to"}])

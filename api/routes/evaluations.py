@@ -154,7 +154,8 @@ async def issue_codes_route(request: Request, engine: AsyncEngine, project: str)
 
 async def slips_pdf(request: Request, issued: IssuedBatch) -> bytes:
     engine: AsyncEngine = request.app.state.engine
-    found = await get_project(engine, issued.batch.project_code)
+    async with engine.connect() as conn:
+        found = await get_project(conn, issued.batch.project_code)
     model = SlipsModel(
         project_code=found.code,
         project_title=found.title,
@@ -207,7 +208,8 @@ async def slips_route(request: Request, engine: AsyncEngine, project: str, batch
 )
 async def evaluate_route(request: Request, engine: AsyncEngine, project: str) -> s.EvaluationOut:
     raw = await read_json(request)
-    await get_project(engine, project)
+    async with engine.connect() as conn:
+        await get_project(conn, project)
     body = parse_body(s.EvaluationIn, raw)
     return evaluation_out(await submit_evaluation(engine, project, body.household_code, body.score, body.comment))
 
@@ -269,9 +271,9 @@ def results_out(
 async def results_route(
     engine: AsyncEngine, caller: Caller, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
 ) -> s.EvaluationResultsOut:
-    found = await get_project(engine, project)
     size = clamp_limit(limit)
     async with engine.connect() as conn:
+        found = await get_project(conn, project)
         results = await evaluation_results(conn, found.id, found.code)
         comments = await list_comments(conn, found.id, before_id=int(cursor) if cursor else None, limit=size + 1)
     unmasked = caller.can_read_unmasked(found.community_id)

@@ -276,7 +276,8 @@ async def create_import(
     await request.body()  # read (and bounded) before the token is looked at, as every write does
     caller = await require_project_writer(request, project)
     upload = await read_upload(request)
-    found = await get_project(engine, project)
+    async with engine.connect() as conn:
+        found = await get_project(conn, project)
     assert kind in IMPORT_KINDS
     idem = None
     if not dry_run and key is not None:

@@ -31,9 +31,9 @@ async def list_pledges_route(
     limit: Limit = PAGE_SIZE_DEFAULT,
     cursor: Cursor = "",
 ) -> s.PledgePage:
-    found = await get_project(engine, project)
     size = clamp_limit(limit)
     async with engine.connect() as conn:
+        found = await get_project(conn, project)
         totals = await pledge_totals(conn, found.id)
         items = await list_pledges(conn, found.id, status=status, after_seq=cursor_id(cursor), limit=size + 1)
     unmasked = caller.can_read_unmasked(found.community_id)

@@ -70,9 +70,9 @@ async def post_progress_route(request: Request, engine: AsyncEngine, project: st
 async def list_progress_route(
     engine: AsyncEngine, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
 ) -> s.ProgressPage:
-    found = await get_project(engine, project)
     size = clamp_limit(limit)
     async with engine.connect() as conn:
+        found = await get_project(conn, project)
         notes = await list_notes(conn, found.id, found.code, before_id=int(cursor) if cursor else None, limit=size + 1)
     nxt = str(notes[size - 1].id) if len(notes) > size else None
     return s.ProgressPage(items=[progress_out(n) for n in notes[:size]], next=nxt)

@@ -169,7 +169,8 @@ async def list_vouchers_route(
     caller = await caller_of(request)
     if caller.token is None:
         raise ApiError("unauthorized", "需要有效的 Bearer 令牌")
-    found = await get_project(engine, project)
+    async with engine.connect() as conn:
+        found = await get_project(conn, project)
     require_reader(caller, found.community_id)
     size = clamp_limit(limit)
     items = await list_vouchers(engine, found.code, status=status, after_id=cursor_id(cursor), limit=size + 1)

@@ -107,7 +107,8 @@ def may_read(caller: Caller, community_id: int) -> bool:
 async def readable_project(engine: AsyncEngine, session: Session, code: str) -> Project:
     """The project, if this session's community is its own (another community's staff see
     nothing of it, not even that it exists). Errors: NotFound."""
-    project = await get_project(engine, code)
+    async with engine.connect() as conn:
+        project = await get_project(conn, code)
     if not may_read(session.caller, project.community_id):
         raise NotFound(f"项目 {code} 不存在")
     return project
@@ -619,7 +620,10 @@ async def answer(request: Request, engine: AsyncEngine, objection_id: PathId) ->
             engine, objection_id, parsed.message, responded_by=session.caller.scope, idempotency=idem
         )
     )
-    found = await get_project(engine, project_code) if project_code else None
+    found = None
+    if project_code:
+        async with engine.connect() as conn:
+            found = await get_project(conn, project_code)
     target = f"/w/p/{found.code}/objections" if found and found.community_id == community_id else "/w/"
     return Redirect(target, status_code=303)
 
