@@ -51,7 +51,9 @@ from api.settings import Settings
 from ledger.communities import NewCommunity, create_community
 from ledger.contributors import ContributorRef
 from ledger.database import DatabaseRuntime, create_engine, upgrade
-from ledger.entries import EntryDraft, RecordedEntry, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
+from ledger.entry_reads import RecordedEntry
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.projects import BudgetLine, NewProject, create_project
 

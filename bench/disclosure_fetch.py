@@ -32,7 +32,8 @@ from ledger.canonical import SHANGHAI
 from ledger.communities import NewCommunity, create_community
 from ledger.contributors import ContributorRef
 from ledger.database import DatabaseRuntime, create_engine, upgrade
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from ledger.projects import BudgetLine, NewProject, create_project
 from ledger.tokens import create_token
 

@@ -50,7 +50,9 @@ from ledger import merkle, tree  # noqa: E402
 from ledger.communities import NewCommunity, create_community  # noqa: E402
 from ledger.contributors import ContributorRef  # noqa: E402
 from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
-from ledger.entries import EntryDraft, append_entries, list_entries  # noqa: E402
+from ledger.drafts import EntryDraft  # noqa: E402
+from ledger.entries import append_entries  # noqa: E402
+from ledger.entry_reads import list_entries  # noqa: E402
 from ledger.projects import BudgetLine, NewProject, create_project  # noqa: E402
 
 PROJECT = "million"

@@ -1,8 +1,7 @@
 """Entries (记账凭证): the append transaction.
 
 Drafts and the rules that need no database are in ledger/drafts.py (the kinds in ledger/kinds.py),
-the read model in ledger/entry_reads.py; their names are re-exported here for one step, so code
-that imports them from ``ledger.entries`` keeps working while it moves.
+the read model in ledger/entry_reads.py.
 
 The append path is the hot path. One transaction per call (one draft, or a batch of up to 10,000):
 
@@ -45,24 +44,14 @@ from ledger.decisions import check_spending_allowed
 from ledger.drafts import (
     ATTACHMENTS_MAX,
     BATCH_SIZE_MAX,
-    CHANNELS,
     CONTRIBUTOR_KINDS,
     COUNTERSIGNED_KINDS,
-    EARLIEST_DATE,
-    ENTRY_KINDS,
-    PUBLIC_TEXT_FIELDS,
     TOTAL_FOR_KIND,
     EntryDraft,
     check_static,
 )
 from ledger.entry_reads import (
-    PAGE_SIZE_MAX,
     RecordedEntry,
-    count_entries,
-    get_entry,
-    list_entries,
-    seqs_by_receipt_no,
-    signer,
 )
 from ledger.errors import (
     AlreadyReversed,
@@ -79,31 +68,6 @@ from ledger.errors import (
 from ledger.idempotency import IdempotencyRequest, StoredResponse
 from ledger.money import format_fen_grouped
 from ledger.pledges import PledgeBook
-
-# Moved in issue 9 and re-exported for one step (import them from ledger.drafts and
-# ledger.entry_reads).
-__all__ = [
-    "ATTACHMENTS_MAX",
-    "BATCH_SIZE_MAX",
-    "CHANNELS",
-    "CONTRIBUTOR_KINDS",
-    "COUNTERSIGNED_KINDS",
-    "EARLIEST_DATE",
-    "ENTRY_KINDS",
-    "PAGE_SIZE_MAX",
-    "PUBLIC_TEXT_FIELDS",
-    "TOTAL_FOR_KIND",
-    "AppendResult",
-    "EntryDraft",
-    "RecordedEntry",
-    "append_entries",
-    "check_static",
-    "count_entries",
-    "get_entry",
-    "list_entries",
-    "seqs_by_receipt_no",
-    "signer",
-]
 
 
 @dataclass

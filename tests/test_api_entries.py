@@ -14,7 +14,8 @@ from typing import Any
 import openpyxl
 
 from ledger import merkle
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from tests.api_support import (
     MONEY_OUT,
     World,

@@ -13,7 +13,8 @@ import openpyxl
 
 from ledger.communities import find_community
 from ledger.contributors import ContributorRef, erase_contributor
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from tests.api_support import World, assert_problem, contribution, in_kind, new_key, pledge
 
 # (name, household, type, anonymous) → (public name, public household)

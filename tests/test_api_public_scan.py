@@ -12,7 +12,8 @@ from datetime import date
 from typing import Any
 
 from ledger.contributors import ContributorRef
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from tests.api_support import (
     PERSON_NAMES,
     PHONE_NUMBERS,

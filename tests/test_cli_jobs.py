@@ -34,8 +34,9 @@ from ledger import tree
 from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
 from ledger.database import DatabaseRuntime, DatabaseUrls, create_engine, upgrade
+from ledger.drafts import EntryDraft
 from ledger.embedded_pg import SUPERUSER
-from ledger.entries import EntryDraft, append_entries
+from ledger.entries import append_entries
 from ledger.projects import Project
 from tests.api_support import Api
 from tests.conftest import Database, make_project

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.canonical import Signer
 from ledger.decisions import DecisionDraft, record_decision
-from ledger.entries import AppendResult, EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import AppendResult, append_entries
 from ledger.errors import StageForbidsEntry
 from ledger.projects import Project
 from ledger.vouchers import Actor, approve_voucher, get_voucher, submit_voucher

@@ -17,7 +17,8 @@ from api.settings import get_settings
 from ledger import tree
 from ledger.contributors import ContributorRef
 from ledger.database import create_engine
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from tests.api_support import World, assert_problem, contribution, new_key
 from tests.conftest import Database, make_project
 

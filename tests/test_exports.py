@@ -19,7 +19,8 @@ import pytest
 from litestar import Litestar
 
 from api.routes import entries as entries_routes
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from reports.exports import HEADER
 from tests.api_support import (
     LiveServer,

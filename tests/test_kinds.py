@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import errors, schemas
 from api.routes.imports import IMPORT_KINDS
 from api.workspace.forms import FIELDS, FORM_KINDS
-from ledger import accounts, canonical, entries, imports, kinds
+from ledger import accounts, canonical, drafts, imports, kinds
 from reports import labels
 
 
@@ -43,7 +43,7 @@ def test_the_request_union_has_one_model_per_kind_with_its_fields() -> None:
 def test_every_layer_names_the_same_kinds() -> None:
     assert typing.get_args(schemas.EntryKind) == kinds.NAMES
     assert frozenset(kinds.NAMES) == errors._UNION_TAGS
-    assert entries.ENTRY_KINDS == kinds.NAMES
+    assert drafts.ENTRY_KINDS == kinds.NAMES
     assert FORM_KINDS == kinds.NAMES and set(FIELDS) == set(kinds.NAMES)
     assert IMPORT_KINDS == kinds.RECORDED == imports.IMPORT_KINDS
     assert set(imports.KIND_FIELDS) == set(kinds.RECORDED)

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.contributors import ContributorRef
 from ledger.decisions import DecisionDraft, record_decision
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from tests.conftest import Database, make_project, unique
 

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import tree
 from ledger.contributors import ContributorRef
-from ledger.entries import BATCH_SIZE_MAX, EntryDraft, append_entries
+from ledger.drafts import BATCH_SIZE_MAX, EntryDraft
+from ledger.entries import append_entries
 from ledger.errors import ValidationFailed
 from ledger.projects import Project
 from ledger.summary import project_summary

@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import tree
 from ledger.contributors import ContributorRef
-from ledger.entries import AppendResult, EntryDraft, RecordedEntry, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import AppendResult, append_entries
+from ledger.entry_reads import RecordedEntry
 from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, LedgerError
 from ledger.idempotency import IdempotencyRequest, claim, fingerprint
 from ledger.projects import Project

@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import tree
 from ledger.contributors import Contributor, ContributorRef, erase_contributor
-from ledger.entries import EntryDraft, RecordedEntry, append_entries, get_entry, list_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
+from ledger.entry_reads import RecordedEntry, get_entry, list_entries
 from ledger.errors import IdempotencyKeyReused, NotFound, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.projects import Project

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import tree
 from ledger.contributors import ContributorRef
-from ledger.entries import EntryDraft, append_entries, list_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
+from ledger.entry_reads import list_entries
 from ledger.projects import Project
 from ledger.summary import CategoryLine, project_summary
 from tests.conftest import make_project

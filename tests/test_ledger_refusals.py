@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import tree
 from ledger.canonical import SHANGHAI
 from ledger.contributors import ContributorRef
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from ledger.errors import AlreadyReversed, Conflict, InsufficientFunds, LedgerError, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.money import AMOUNT_MAX_FEN

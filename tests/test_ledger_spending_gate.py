@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.contributors import ContributorRef
 from ledger.decisions import DecisionDraft, list_decisions, record_decision
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from ledger.errors import Conflict, StageForbidsEntry, ValidationFailed
 from ledger.projects import Project, get_project
 from tests.conftest import make_project

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import merkle, tree
 from ledger.contributors import ContributorRef
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from ledger.projects import Project
 from tests.conftest import Database, make_project
 

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import tree
 from ledger.communities import NewCommunity, create_community
 from ledger.contributors import ContributorRef
-from ledger.entries import EntryDraft, append_entries
+from ledger.drafts import EntryDraft
+from ledger.entries import append_entries
 from ledger.errors import NotFound
 from ledger.projects import Project
 from ledger.tokens import authenticate, create_token, revoke_token
