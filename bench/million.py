@@ -199,8 +199,7 @@ async def reads(engine: AsyncEngine, size: int, samples: int) -> list[tuple[str,
 VERIFY_CHILD = """
 import asyncio, json, resource, sys, time
 sys.path.insert(0, {root!r})
-from sqlalchemy import text
-from ledger import tree
+from ledger import pg, tree
 from ledger.database import create_engine
 from api.settings import Settings
 
@@ -211,16 +210,16 @@ async def main():
     if mode == "verify":
         v = await tree.verify(engine, "million")
         result = {{"ok": v.ok, "size": v.size}}
-    else:  # the same rows, streamed in the same chunks, nothing recomputed
-        async with engine.connect() as conn:
-            pid = (await conn.execute(text("SELECT id FROM projects WHERE code = 'million'"))).scalar_one()
+    else:  # the same rows, read the same way (raw driver, one snapshot, same chunks), nothing recomputed
+        async with pg.transaction(engine, isolation="repeatable_read") as conn:
+            pid = await conn.fetchval("SELECT id FROM projects WHERE code = 'million'")
             after, n = 0, 0
             while True:
-                rows = (await conn.execute(tree._VERIFY_SQL, {{"pid": pid, "after": after, "limit": tree.VERIFY_CHUNK}})).all()
+                rows = await pg.fetch(conn, tree._VERIFY_Q, pid=pid, after=after, limit=tree.VERIFY_CHUNK)
                 if not rows:
                     break
                 n += len(rows)
-                after = rows[-1].seq
+                after = rows[-1]["seq"]
         result = {{"rows": n}}
     result["seconds"] = time.perf_counter() - t0
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
