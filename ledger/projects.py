@@ -212,11 +212,14 @@ async def list_projects(
     after_id: int,
     limit: int,
     newest_first: bool = False,
+    before_id: int | None = None,
 ) -> list[Project]:
-    """Projects in id order from ``after_id`` (keyset), or the newest ``limit`` ones first (what a
-    treasurer's desk shows: the projects being worked on, not the oldest)."""
+    """Projects in id order from ``after_id`` (keyset), or newest first (what a treasurer's desk
+    and a community's page show: the projects being worked on), from ``before_id`` down."""
     if newest_first:
         query = _project_query().order_by(projects.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(projects.c.id < before_id)
     else:
         query = _project_query().where(projects.c.id > after_id).order_by(projects.c.id).limit(limit)
     if community_code is not None:

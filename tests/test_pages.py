@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from api.pages.views import money
-from tests.api_support import Api, LiveServer, World, app_settings, full_names_in, phone_numbers_in
+from tests.api_support import Api, LiveServer, World, app_settings, full_names_in, phone_numbers_in, unique
 from tests.conftest import Database
 from tests.pages_support import HOSTILE, PAGE_BYTES_MAX, Seeded, page_paths, scan, seed, text_of
 
@@ -286,3 +286,35 @@ async def test_an_unexpected_error_on_a_page_is_a_page_without_details(
     assert response.status_code == 500 and response.headers["content-type"].startswith("text/html")
     assert "服务器出了点问题" in response.text and "SELECT" not in response.text
     assert_safe_headers(response.headers)
+
+
+async def test_a_community_page_is_paged_newest_first_and_the_index_stays_short(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A community with many projects: its page shows the newest first, a page at a time, with a
+    link to the earlier ones; the index lists each community's newest few and counts the rest."""
+    import api.pages.routes as routes
+
+    monkeypatch.setattr(routes, "COMMUNITY_PAGE", 2)
+    monkeypatch.setattr(routes, "INDEX_PROJECTS", 2)
+    code = unique("pg")
+    created = await world.api.post(
+        "/api/v1/communities", {"code": code, "name": "翻页小区", "households": 300}, token=world.admin
+    )
+    assert created.status_code == 201, created.text
+    first, second, third = [await world.project(community=code) for _ in range(3)]
+
+    page1 = (await world.api.get(f"/c/{code}")).text
+    assert page1.index(third) < page1.index(second) and first not in page1
+    earlier = re.search(rf'href="/c/{code}\?before=(\d+)"', page1)
+    assert earlier and "更早的项目" in page1
+    page2 = (await world.api.get(f"/c/{code}", params={"before": earlier.group(1)})).text
+    assert first in page2 and second not in page2 and third not in page2
+    assert "?before=" not in page2
+    beyond = await world.api.get(f"/c/{code}", params={"before": 1})
+    assert beyond.status_code == 200 and "没有更早的项目了" in beyond.text
+    assert (await world.api.get(f"/c/{code}", params={"before": 2**63})).status_code == 400
+
+    index = (await world.api.get("/", params={"q": "翻页小区"})).text
+    assert third in index and second in index and first not in index
+    assert "另有 1 个项目" in index and f'href="/c/{code}"' in index

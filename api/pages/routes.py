@@ -51,6 +51,8 @@ from ledger.witnesses import sheet_cosignatures
 from reports.labels import SOURCE_LABELS
 
 LIST_MAX = 500  # communities and projects on one page: a district, not a province
+COMMUNITY_PAGE = 30  # project cards on a community's page (each with its money figures)
+INDEX_PROJECTS = 5  # newest projects listed under each community on the index; the rest on its page
 ENTRIES_PAGE = 50
 NEWEST_ENTRIES = 5
 OPEN_PLEDGES_SHOWN = 10
@@ -99,20 +101,36 @@ async def index(engine: AsyncEngine, q: str | None = None) -> Template:
         groups.append(
             (
                 community_out(c),
-                [project_out(p) for p in found],
+                [project_out(p) for p in found[:INDEX_PROJECTS]],
+                len(found) - INDEX_PROJECTS,
                 max((p.created_at for p in found), default=c.created_at),
             )
         )
-    groups.sort(key=lambda g: g[2], reverse=True)
-    return page("index", groups=[(c, ps) for c, ps, _ in groups], q=query)
+    groups.sort(key=lambda g: g[3], reverse=True)
+    return page("index", groups=[(c, ps, more) for c, ps, more, _ in groups], q=query)
 
 
 @get("/c/{community:str}", name="page_community")
-async def community_page(engine: AsyncEngine, community: str) -> Template:
+async def community_page(engine: AsyncEngine, community: str, before: After = 0) -> Template:
+    """The community's projects, newest first, a phone's page at a time (each card reads its
+    project's summary); ``before`` is the id the previous page ended at."""
     found = await find_community(engine, community)
-    projects = await list_projects(engine, community_code=found.code, stage=None, after_id=0, limit=LIST_MAX)
+    projects = await list_projects(
+        engine,
+        community_code=found.code,
+        stage=None,
+        after_id=0,
+        limit=COMMUNITY_PAGE + 1,
+        newest_first=True,
+        before_id=before if before > 0 else None,
+    )
+    shown = projects[:COMMUNITY_PAGE]
     return page(
-        "community", community=community_out(found), projects=[await _with_summary(engine, p) for p in projects]
+        "community",
+        community=community_out(found),
+        projects=[await _with_summary(engine, p) for p in shown],
+        next_before=shown[-1].id if len(projects) > COMMUNITY_PAGE else None,
+        paged=before > 0,
     )
 
 
