@@ -14,10 +14,6 @@ FORBIDDEN = {
     "ledger": ("api", "reports"),
     "reports": ("api", "sqlalchemy", "asyncpg", "ledger.pg", "ledger.database"),
 }
-# Transitional, and the only one: console scripts installed before the CLI moved to api/cli/
-# still call ledger.cli:main, a stub that forwards there. Remove both when every checkout has
-# reinstalled (scripts/setup.sh).
-ALLOWED = {("ledger/cli.py", "api.cli")}
 
 
 def imported_modules(path: Path, package: str) -> list[tuple[int, str]]:
@@ -47,7 +43,7 @@ def violations() -> list[str]:
             package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
             for line, module in imported_modules(path, package):
                 hit = any(module == f or module.startswith(f + ".") for f in forbidden)
-                if hit and not any(relative == f and module.startswith(m) for f, m in ALLOWED):
+                if hit:
                     out.append(f"{relative}:{line} imports {module}")
     return out
 
@@ -66,9 +62,3 @@ def test_the_checker_sees_every_form_of_import(tmp_path: Path) -> None:
     modules = [m for _, m in imported_modules(source, "ledger.sub")]
     assert "api.app" in modules and "reports" in modules and "api.routes" in modules
     assert "ledger.sub.sibling" in modules and "ledger.api.x" in modules
-
-
-def test_the_transitional_stub_is_the_only_exception() -> None:
-    for relative, module in ALLOWED:
-        imports = [m for _, m in imported_modules(ROOT / relative, "ledger") if not m.startswith("__future__")]
-        assert imports == [module, f"{module}.main"], "the stub forwards and does nothing else"
