@@ -21,6 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import Caller, caller_of
+from api.db import Db, provide_db
 from api.errors import EXCEPTION_HANDLERS
 from api.http import JSON_BODY_MAX, reject_nul_in_url
 from api.logging import configure_logging
@@ -273,7 +274,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         template_config=template_config(),
         lifespan=[lifespan],
-        dependencies={"engine": Provide(_engine, sync_to_thread=False), "caller": Provide(caller_of)},
+        dependencies={
+            "engine": Provide(_engine, sync_to_thread=False),
+            # The request's connections, opened lazily from the same engine (api/db.py).
+            "db": Provide(provide_db, sync_to_thread=False),
+            "caller": Provide(caller_of),
+        },
         before_request=_resolve_token_on_reads,
         middleware=[_fence_staff_writes],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -288,7 +294,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="访问令牌")}
             ),
         ),
-        signature_namespace={"Caller": Caller, "AsyncEngine": AsyncEngine},
+        signature_namespace={"Caller": Caller, "AsyncEngine": AsyncEngine, "Db": Db},
         # Responses use field aliases: ConsistencyOut's ``from_`` is ``from`` on the wire (API.md).
         plugins=[PydanticPlugin(prefer_alias=True)],
         debug=False,

@@ -70,14 +70,8 @@ async def get_community(conn: AsyncConnection, code: str) -> Community:
     return _from_row(row)
 
 
-async def find_community(engine: AsyncEngine, code: str) -> Community:
-    async with engine.connect() as conn:
-        return await get_community(conn, code)
-
-
-async def list_communities(engine: AsyncEngine, *, after_id: int, limit: int) -> list[Community]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(communities).where(communities.c.id > after_id).order_by(communities.c.id).limit(limit)
-        )
-        return [_from_row(r) for r in rows]
+async def list_communities(conn: AsyncConnection, *, after_id: int, limit: int) -> list[Community]:
+    rows = await conn.execute(
+        select(communities).where(communities.c.id > after_id).order_by(communities.c.id).limit(limit)
+    )
+    return [_from_row(r) for r in rows]

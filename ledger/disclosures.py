@@ -373,30 +373,27 @@ def _from_row(r: Any) -> Disclosure:
     )
 
 
-async def get_disclosure(engine: AsyncEngine, disclosure_id: int) -> Disclosure:
-    async with engine.connect() as conn:
-        row = (await conn.execute(text(_DISCLOSURE_SQL + " WHERE d.id = :id"), {"id": disclosure_id})).one_or_none()
+async def get_disclosure(conn: AsyncConnection, disclosure_id: int) -> Disclosure:
+    row = (await conn.execute(text(_DISCLOSURE_SQL + " WHERE d.id = :id"), {"id": disclosure_id})).one_or_none()
     if row is None:
         raise NotFound(f"公示表 {disclosure_id} 不存在")
     return _from_row(row)
 
 
-async def list_disclosures(engine: AsyncEngine, project_code: str, *, after_id: int, limit: int) -> list[Disclosure]:
-    async with engine.connect() as conn:
-        await get_project(conn, project_code)
-        rows = await conn.execute(
-            text(_DISCLOSURE_SQL + " WHERE p.code = :code AND d.id > :after ORDER BY d.id LIMIT :limit"),
-            {"code": project_code, "after": after_id, "limit": limit},
-        )
-        return [_from_row(r) for r in rows]
+async def list_disclosures(conn: AsyncConnection, project_code: str, *, after_id: int, limit: int) -> list[Disclosure]:
+    await get_project(conn, project_code)
+    rows = await conn.execute(
+        text(_DISCLOSURE_SQL + " WHERE p.code = :code AND d.id > :after ORDER BY d.id LIMIT :limit"),
+        {"code": project_code, "after": after_id, "limit": limit},
+    )
+    return [_from_row(r) for r in rows]
 
 
-async def disclosure_pdf(engine: AsyncEngine, disclosure_id: int) -> tuple[bytes, str]:
+async def disclosure_pdf(conn: AsyncConnection, disclosure_id: int) -> tuple[bytes, str]:
     """The stored PDF bytes and their SHA-256, exactly as published."""
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(text("SELECT pdf, pdf_sha256 FROM disclosures WHERE id = :id"), {"id": disclosure_id})
-        ).one_or_none()
+    row = (
+        await conn.execute(text("SELECT pdf, pdf_sha256 FROM disclosures WHERE id = :id"), {"id": disclosure_id})
+    ).one_or_none()
     if row is None:
         raise NotFound(f"公示表 {disclosure_id} 不存在")
     return bytes(row.pdf), row.pdf_sha256
@@ -429,7 +426,8 @@ async def file_objection(
 ) -> Objection:
     """Errors: NotFound; Conflict once the notice period is over."""
     today = today or datetime.now(SHANGHAI).date()
-    disclosure = await get_disclosure(engine, disclosure_id)
+    async with engine.connect() as conn:
+        disclosure = await get_disclosure(conn, disclosure_id)
     if not disclosure.in_notice_period(today):
         raise Conflict(f"公示期已于 {disclosure.notice_end.isoformat()} 结束，不再受理异议")
     async with engine.begin() as conn:
@@ -445,23 +443,22 @@ async def file_objection(
     return Objection(row.id, disclosure_id, disclosure.community_id, message, contact, row.created_at, [])
 
 
-async def list_objections(engine: AsyncEngine, disclosure_id: int) -> list[Objection]:
-    await get_disclosure(engine, disclosure_id)
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text("SELECT * FROM objections WHERE disclosure_id = :did ORDER BY id"), {"did": disclosure_id}
-            )
-        ).all()
-        answers = (
-            await conn.execute(
-                text(
-                    "SELECT r.* FROM objection_responses r JOIN objections o ON o.id = r.objection_id "
-                    "WHERE o.disclosure_id = :did ORDER BY r.id"
-                ),
-                {"did": disclosure_id},
-            )
-        ).all()
+async def list_objections(conn: AsyncConnection, disclosure_id: int) -> list[Objection]:
+    await get_disclosure(conn, disclosure_id)
+    rows = (
+        await conn.execute(
+            text("SELECT * FROM objections WHERE disclosure_id = :did ORDER BY id"), {"did": disclosure_id}
+        )
+    ).all()
+    answers = (
+        await conn.execute(
+            text(
+                "SELECT r.* FROM objection_responses r JOIN objections o ON o.id = r.objection_id "
+                "WHERE o.disclosure_id = :did ORDER BY r.id"
+            ),
+            {"did": disclosure_id},
+        )
+    ).all()
     by_objection: dict[int, list[ObjectionResponse]] = {}
     for a in answers:
         by_objection.setdefault(a.objection_id, []).append(
@@ -473,11 +470,10 @@ async def list_objections(engine: AsyncEngine, disclosure_id: int) -> list[Objec
     ]
 
 
-async def objection_community(engine: AsyncEngine, objection_id: int) -> int:
-    async with engine.connect() as conn:
-        community_id = (
-            await conn.execute(text("SELECT community_id FROM objections WHERE id = :id"), {"id": objection_id})
-        ).scalar_one_or_none()
+async def objection_community(conn: AsyncConnection, objection_id: int) -> int:
+    community_id = (
+        await conn.execute(text("SELECT community_id FROM objections WHERE id = :id"), {"id": objection_id})
+    ).scalar_one_or_none()
     if community_id is None:
         raise NotFound(f"异议 {objection_id} 不存在")
     return int(community_id)
@@ -493,7 +489,8 @@ async def respond_to_objection(
 ) -> ObjectionResponse | None:
     """Errors: NotFound, IdempotencyInFlight, IdempotencyKeyReused. With ``idempotency``, a
     repeated request (a double-clicked form) records nothing and returns None."""
-    community_id = await objection_community(engine, objection_id)
+    async with engine.connect() as conn:
+        community_id = await objection_community(conn, objection_id)
     async with engine.begin() as conn:
         if idempotency is not None:
             if await claim(conn, idempotency) is not None:

@@ -282,33 +282,32 @@ async def _batch_with_codes(
     return batch, codes
 
 
-async def list_batches(engine: AsyncEngine, project_code: str) -> list[Batch]:
+async def list_batches(conn: AsyncConnection, project_code: str) -> list[Batch]:
     """The project's batches, oldest first (for the workspace)."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                """
-                SELECT b.id, b.community_id, b.batch_no, b.count, b.issued_by, b.issued_at,
-                       sum(b.count) OVER (ORDER BY b.batch_no) AS issued_total
-                FROM evaluation_batches b JOIN projects p ON p.id = b.project_id
-                WHERE p.code = :code ORDER BY b.batch_no
-                """
-            ),
-            {"code": project_code},
+    rows = await conn.execute(
+        text(
+            """
+            SELECT b.id, b.community_id, b.batch_no, b.count, b.issued_by, b.issued_at,
+                   sum(b.count) OVER (ORDER BY b.batch_no) AS issued_total
+            FROM evaluation_batches b JOIN projects p ON p.id = b.project_id
+            WHERE p.code = :code ORDER BY b.batch_no
+            """
+        ),
+        {"code": project_code},
+    )
+    return [
+        Batch(
+            r.id,
+            project_code,
+            r.community_id,
+            r.batch_no,
+            int(r._mapping["count"]),
+            r.issued_by,
+            r.issued_at,
+            int(r.issued_total),
         )
-        return [
-            Batch(
-                r.id,
-                project_code,
-                r.community_id,
-                r.batch_no,
-                int(r._mapping["count"]),
-                r.issued_by,
-                r.issued_at,
-                int(r.issued_total),
-            )
-            for r in rows
-        ]
+        for r in rows
+    ]
 
 
 # -- the window -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
@@ -44,6 +44,13 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     async with engine.connect() as sa_connection:
         pooled = await sa_connection.get_raw_connection()
         yield pooled.driver_connection
+
+
+async def driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg driver under a SQLAlchemy connection (the request's), for raw reads on it."""
+    pooled = await conn.get_raw_connection()
+    raw: asyncpg.Connection = pooled.driver_connection
+    return raw
 
 
 @asynccontextmanager

@@ -205,7 +205,7 @@ def _project_from_row(row: object, lines: list[BudgetLine]) -> Project:
 
 
 async def list_projects(
-    engine: AsyncEngine,
+    conn: AsyncConnection,
     *,
     community_code: str | None,
     stage: str | None,
@@ -226,18 +226,17 @@ async def list_projects(
         query = query.where(communities.c.code == community_code)
     if stage is not None:
         query = query.where(projects.c.stage == stage)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-        if not rows:
-            return []
-        ids = [r.id for r in rows]
-        line_rows = (
-            await conn.execute(
-                select(budget_lines)
-                .where(budget_lines.c.project_id.in_(ids))
-                .order_by(budget_lines.c.project_id, budget_lines.c.position)
-            )
-        ).all()
+    rows = (await conn.execute(query)).all()
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    line_rows = (
+        await conn.execute(
+            select(budget_lines)
+            .where(budget_lines.c.project_id.in_(ids))
+            .order_by(budget_lines.c.project_id, budget_lines.c.position)
+        )
+    ).all()
     by_project: dict[int, list[BudgetLine]] = {}
     for r in line_rows:
         by_project.setdefault(r.project_id, []).append(BudgetLine(r.category, r.label, r.source, r.amount_fen))

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 import rfc8785
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.attachments import require_uploaded
 from ledger.canonical import SHANGHAI, Signer
@@ -247,17 +247,16 @@ def _voucher_from_row(row: Any) -> Voucher:
     )
 
 
-async def get_voucher(engine: AsyncEngine, voucher_id: int) -> Voucher:
+async def get_voucher(conn: AsyncConnection, voucher_id: int) -> Voucher:
     """Errors: NotFound."""
-    async with engine.connect() as conn:
-        row = (await conn.execute(text(_SELECT + " WHERE v.id = :id"), {"id": voucher_id})).one_or_none()
+    row = (await conn.execute(text(_SELECT + " WHERE v.id = :id"), {"id": voucher_id})).one_or_none()
     if row is None:
         raise NotFound(f"凭证 {voucher_id} 不存在")
     return _voucher_from_row(row)
 
 
 async def list_vouchers(
-    engine: AsyncEngine, project_code: str, *, status: str | None = None, after_id: int = 0, limit: int = 50
+    conn: AsyncConnection, project_code: str, *, status: str | None = None, after_id: int = 0, limit: int = 50
 ) -> list[Voucher]:
     """The project's vouchers, oldest first. The caller checks the project exists."""
     if status is not None and status not in STATUSES:
@@ -267,12 +266,11 @@ async def list_vouchers(
         where += " AND ev.id IS NULL"
     elif status is not None:
         where += " AND ev.event = :status"
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            text(_SELECT + where + " ORDER BY v.id LIMIT :limit"),
-            {"code": project_code, "after": after_id, "limit": min(limit, PAGE_SIZE_MAX), "status": status},
-        )
-        return [_voucher_from_row(r) for r in rows]
+    rows = await conn.execute(
+        text(_SELECT + where + " ORDER BY v.id LIMIT :limit"),
+        {"code": project_code, "after": after_id, "limit": min(limit, PAGE_SIZE_MAX), "status": status},
+    )
+    return [_voucher_from_row(r) for r in rows]
 
 
 # -- decide ----------------------------------------------------------------------------------------
@@ -323,7 +321,8 @@ async def approve_voucher(
 ) -> AppendResult:
     """Append the voucher's entry, signed by maker and checker, and record the approval in the
     same transaction. Errors: NotFound, Forbidden, Conflict, and those of append_entries."""
-    voucher = await get_voucher(engine, voucher_id)
+    async with engine.connect() as conn:
+        voucher = await get_voucher(conn, voucher_id)
     _check_checker(voucher, checker)
     if not await _already_answered(engine, idempotency):
         _check_pending(voucher)

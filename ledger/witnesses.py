@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
 from ledger.errors import Conflict, NotFound, ValidationFailed
@@ -161,16 +161,16 @@ async def register_witness(
     return _witness(row)
 
 
-async def list_witnesses(engine: AsyncEngine, community_code: str) -> list[Witness]:
+async def list_witnesses(sa_conn: AsyncConnection, community_code: str) -> list[Witness]:
     """Errors: NotFound (community)."""
-    async with pg.connection(engine) as conn:
-        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM communities WHERE code = $1)", community_code):
-            raise NotFound(f"社区 {community_code} 不存在")
-        rows = await conn.fetch(
-            f"SELECT {_WITNESS_COLUMNS} FROM witnesses w JOIN communities c ON c.id = w.community_id "
-            "WHERE c.code = $1 ORDER BY w.id",
-            community_code,
-        )
+    conn = await pg.driver(sa_conn)
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM communities WHERE code = $1)", community_code):
+        raise NotFound(f"社区 {community_code} 不存在")
+    rows = await conn.fetch(
+        f"SELECT {_WITNESS_COLUMNS} FROM witnesses w JOIN communities c ON c.id = w.community_id "
+        "WHERE c.code = $1 ORDER BY w.id",
+        community_code,
+    )
     return [_witness(r) for r in rows]
 
 
@@ -201,20 +201,19 @@ async def list_cosignatures(conn: asyncpg.Connection, disclosure_ids: list[int])
     return out
 
 
-async def sheet_cosignatures(engine: AsyncEngine, disclosure_ids: list[int]) -> dict[int, list[Cosignature]]:
-    async with pg.connection(engine) as conn:
-        return await list_cosignatures(conn, disclosure_ids)
+async def sheet_cosignatures(sa_conn: AsyncConnection, disclosure_ids: list[int]) -> dict[int, list[Cosignature]]:
+    """:func:`list_cosignatures` on the request's connection."""
+    return await list_cosignatures(await pg.driver(sa_conn), disclosure_ids)
 
 
-async def sheet_checkpoint(engine: AsyncEngine, disclosure_id: int, public_base_url: str) -> tuple[str, int]:
+async def sheet_checkpoint(sa_conn: AsyncConnection, disclosure_id: int, public_base_url: str) -> tuple[str, int]:
     """The sheet's checkpoint text under the service's current address, and its community.
     Errors: NotFound."""
-    async with pg.connection(engine) as conn:
-        row = await conn.fetchrow(
-            "SELECT d.tree_size, d.root_hash, d.community_id, p.code FROM disclosures d "
-            "JOIN projects p ON p.id = d.project_id WHERE d.id = $1",
-            disclosure_id,
-        )
+    row = await (await pg.driver(sa_conn)).fetchrow(
+        "SELECT d.tree_size, d.root_hash, d.community_id, p.code FROM disclosures d "
+        "JOIN projects p ON p.id = d.project_id WHERE d.id = $1",
+        disclosure_id,
+    )
     if row is None:
         raise NotFound(f"公示表 {disclosure_id} 不存在")
     text = checkpoint_text(origin(public_base_url, row["code"]), row["tree_size"], bytes(row["root_hash"]))
@@ -233,7 +232,8 @@ async def add_cosignature(
     """Verify a witness's signature over the sheet's checkpoint and keep it; (cosignature,
     created). Errors: NotFound (sheet), ValidationFailed (unknown witness, or a signature that
     does not verify: over another root or size, or by another key)."""
-    text, community_id = await sheet_checkpoint(engine, disclosure_id, public_base_url)
+    async with engine.connect() as sa_conn:
+        text, community_id = await sheet_checkpoint(sa_conn, disclosure_id, public_base_url)
     if len(signature) == 4 + SIGNATURE_SIZE:
         key_prefix, signature = signature[:4], signature[4:]
     else:

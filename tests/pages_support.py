@@ -10,7 +10,7 @@ from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
 
-from ledger.communities import find_community
+from ledger.communities import get_community
 from ledger.contributors import erase_contributor
 from tests.api_support import (
     World,
@@ -71,7 +71,8 @@ async def seed(world: World) -> Seeded:
     await world.entry(project, grant("50000"))
     await world.entry(project, pledge("500", "王五"))
     erased = await world.entry(project, in_kind("300", "赵六"))
-    community = await find_community(world.engine, world.community)
+    async with world.engine.connect() as conn:
+        community = await get_community(conn, world.community)
     await erase_contributor(world.engine, community.id, uuid.UUID(erased["contributor"]["id"]))
     first = await publish(world, project)
     await world.entry(project, expenditure("1200.35"))

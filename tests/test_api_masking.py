@@ -11,7 +11,7 @@ from typing import Any
 
 import openpyxl
 
-from ledger.communities import find_community
+from ledger.communities import get_community
 from ledger.contributors import ContributorRef, erase_contributor
 from ledger.drafts import EntryDraft
 from ledger.entries import append_entries
@@ -45,7 +45,8 @@ async def _seed(world: World) -> str:
     )
     assert response.status_code == 201, response.text
     # 赵六 asks to be erased (个人信息保护法).
-    community = await find_community(world.engine, world.community)
+    async with world.engine.connect() as conn:
+        community = await get_community(conn, world.community)
     await erase_contributor(world.engine, community.id, uuid.UUID(response.json()["items"][-2]["contributor"]["id"]))
     return project
 

@@ -137,6 +137,7 @@ async def test_no_expenditure_commits_after_a_closure(engine: AsyncEngine, datab
     # counted above) or was refused (its voucher still pending). Row-lock waiters are not served
     # strictly in arrival order, so how many of each varies from run to run.
     approvals = outcomes[1 + SINGLES // 2 : 1 + len(early)] + outcomes[1 + len(early) + SINGLES // 2 :]
-    statuses = [v.status for v in await asyncio.gather(*(get_voucher(engine, v) for v in vouchers))]
+    async with engine.connect() as conn:
+        statuses = [(await get_voucher(conn, v)).status for v in vouchers]
     assert statuses == ["approved" if isinstance(o, AppendResult) else "pending" for o in approvals]
     print(f"approvals committed before the closure: {statuses.count('approved')}, refused: {statuses.count('pending')}")

@@ -217,12 +217,13 @@ async def test_project_pages_answer_304_until_what_they_show_changes(api: Api, w
     # An erasure changes names on the pages without touching the tree: it changes the version too.
     import uuid
 
-    from ledger.communities import find_community
+    from ledger.communities import get_community
     from ledger.contributors import erase_contributor
 
     etag = (await api.get(f"/p/{project}/e/1")).headers["etag"]
     person = (await api.get(f"/api/v1/projects/{project}/entries/1")).json()["contributor"]["id"]
-    community = await find_community(world.engine, world.community)
+    async with world.engine.connect() as conn:
+        community = await get_community(conn, world.community)
     await erase_contributor(world.engine, community.id, uuid.UUID(person))
     changed = await api.get(f"/p/{project}/e/1", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and "已注销" in changed.text

@@ -352,7 +352,8 @@ async def check_project(engine: AsyncEngine, code: str) -> ProjectCheck:
     sheets = 0
     after = 0
     while True:
-        page = await list_disclosures(engine, code, after_id=after, limit=200)
+        async with engine.connect() as conn:
+            page = await list_disclosures(conn, code, after_id=after, limit=200)
         for d in page:
             sheets += 1
             if d.tree_size > v.size:
@@ -371,7 +372,8 @@ async def all_project_codes(engine: AsyncEngine) -> list[str]:
     codes: list[str] = []
     after = 0
     while True:
-        page = await list_projects(engine, community_code=None, stage=None, after_id=after, limit=500)
+        async with engine.connect() as conn:
+            page = await list_projects(conn, community_code=None, stage=None, after_id=after, limit=500)
         codes.extend(p.code for p in page)
         if len(page) < 500:
             return codes

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
+from api.db import Db
 from api.errors import validation_errors
 from api.http import INT64_MAX, PathId
 from api.pages.cache import project_page as cached_page
@@ -28,7 +29,7 @@ from api.routes.progress import progress_out
 from ledger import kinds
 from ledger.awards import project_award_by_code
 from ledger.canonical import SHANGHAI
-from ledger.communities import find_community, list_communities
+from ledger.communities import get_community, list_communities
 from ledger.decisions import list_decisions
 from ledger.disclosures import file_objection, get_disclosure, list_disclosures, list_objections
 from ledger.entry_reads import get_entry, list_entries, seqs_by_receipt_no
@@ -84,10 +85,11 @@ async def _with_summary(engine: AsyncEngine, project: Project) -> s.ProjectOut:
 
 
 @get("/", name="page_index")
-async def index(engine: AsyncEngine, q: str | None = None) -> Template:
+async def index(db: Db, q: str | None = None) -> Template:
     query = (q or "").strip()[:SEARCH_MAX]
-    communities = await list_communities(engine, after_id=0, limit=LIST_MAX)
-    projects = await list_projects(engine, community_code=None, stage=None, after_id=0, limit=LIST_MAX)
+    async with db.connect() as conn:
+        communities = await list_communities(conn, after_id=0, limit=LIST_MAX)
+        projects = await list_projects(conn, community_code=None, stage=None, after_id=0, limit=LIST_MAX)
     by_community: dict[str, list[Project]] = {}
     for p in sorted(projects, key=lambda p: p.created_at, reverse=True):
         by_community.setdefault(p.community_code, []).append(p)
@@ -114,16 +116,17 @@ async def index(engine: AsyncEngine, q: str | None = None) -> Template:
 async def community_page(engine: AsyncEngine, community: str, before: After = 0) -> Template:
     """The community's projects, newest first, a phone's page at a time (each card reads its
     project's summary); ``before`` is the id the previous page ended at."""
-    found = await find_community(engine, community)
-    projects = await list_projects(
-        engine,
-        community_code=found.code,
-        stage=None,
-        after_id=0,
-        limit=COMMUNITY_PAGE + 1,
-        newest_first=True,
-        before_id=before if before > 0 else None,
-    )
+    async with engine.connect() as conn:
+        found = await get_community(conn, community)
+        projects = await list_projects(
+            conn,
+            community_code=found.code,
+            stage=None,
+            after_id=0,
+            limit=COMMUNITY_PAGE + 1,
+            newest_first=True,
+            before_id=before if before > 0 else None,
+        )
     shown = projects[:COMMUNITY_PAGE]
     return page(
         "community",
@@ -144,7 +147,7 @@ async def _project_context(engine: AsyncEngine, project: str) -> dict[str, Any]:
         comments = await list_comments(conn, found.id, limit=COMMENTS_SHOWN)
         notes = await list_notes(conn, found.id, found.code, limit=NOTES_SHOWN + 1)
         decisions = [decision_out(d) for d in await list_decisions(conn, found.code)]
-    sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+        sheets = [disclosure_out(d) for d in await list_disclosures(conn, found.code, after_id=0, limit=LIST_MAX)]
     award = await project_award_by_code(engine, found.code)
     by_source: dict[str, int] = {}
     for line in found.budget_lines:
@@ -326,7 +329,7 @@ async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: P
         async with engine.connect() as conn:
             found = await get_project(conn, project)
             entry = await get_entry(conn, found.code, seq)
-        sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+            sheets = [disclosure_out(d) for d in await list_disclosures(conn, found.code, after_id=0, limit=LIST_MAX)]
         return template("entry"), {
             "project": project_out(found),
             "community_name": found.community_name,
@@ -345,7 +348,7 @@ async def check_page(
 ) -> Template:
     async with engine.connect() as conn:
         found = await get_project(conn, project)
-    sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+        sheets = [disclosure_out(d) for d in await list_disclosures(conn, found.code, after_id=0, limit=LIST_MAX)]
     typed = (seq or "").strip()[:RECEIPT_NO_MAX]
     receipt_no, matches = None, []
     if typed and not typed.isdigit():
@@ -369,15 +372,16 @@ async def check_page(
 
 
 async def _disclosure_context(engine: AsyncEngine, disclosure_id: int) -> dict[str, Any]:
-    d = await get_disclosure(engine, disclosure_id)
     async with engine.connect() as conn:
+        d = await get_disclosure(conn, disclosure_id)
         found = await get_project(conn, d.project_code)
-    signed = await sheet_cosignatures(engine, [d.id])
+        signed = await sheet_cosignatures(conn, [d.id])
+        objections = await list_objections(conn, disclosure_id)
     return {
         "sheet": disclosure_out(d, cosignatures=signed[d.id]),
         "project": project_out(found),
         "community_name": found.community_name,
-        "objections": [objection_out(o) for o in await list_objections(engine, disclosure_id)],
+        "objections": [objection_out(o) for o in objections],
         "accepting": d.in_notice_period(_today()),
         "form": {"message": "", "contact": ""},
         "form_errors": [],

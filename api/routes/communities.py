@@ -7,12 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import caller_of, require_role
+from api.db import Db
 from api.errors import ApiError
 from api.http import PAGE_SIZE_DEFAULT, Cursor, Limit, clamp_limit, cursor_id, parse_body, read_json
 from api.presenters import community_out, project_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems, versioned_ok
 from api.versioned import JSON, json_bytes, versioned
-from ledger.communities import NewCommunity, create_community, find_community, list_communities
+from ledger.communities import NewCommunity, create_community, get_community, list_communities
 from ledger.decisions import STAGES
 from ledger.projects import BudgetLine, NewProject, ProjectState, get_project, list_projects
 from ledger.projects import create_project as ledger_create_project
@@ -39,11 +40,10 @@ async def create_community_route(request: Request, engine: AsyncEngine) -> s.Com
 
 
 @get("/communities", tags=["communities"], summary="社区列表", security=OPTIONAL_BEARER, responses=problems(401, 422))
-async def list_communities_route(
-    engine: AsyncEngine, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
-) -> s.CommunityPage:
+async def list_communities_route(db: Db, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = "") -> s.CommunityPage:
     size = clamp_limit(limit)
-    items = await list_communities(engine, after_id=cursor_id(cursor), limit=size + 1)
+    async with db.connect() as conn:
+        items = await list_communities(conn, after_id=cursor_id(cursor), limit=size + 1)
     nxt = str(items[size - 1].id) if len(items) > size else None
     return s.CommunityPage(items=[community_out(c) for c in items[:size]], next=nxt)
 
@@ -55,8 +55,9 @@ async def list_communities_route(
     security=OPTIONAL_BEARER,
     responses=problems(401, 404),
 )
-async def get_community_route(engine: AsyncEngine, code: str) -> s.CommunityOut:
-    return community_out(await find_community(engine, code))
+async def get_community_route(db: Db, code: str) -> s.CommunityOut:
+    async with db.connect() as conn:
+        return community_out(await get_community(conn, code))
 
 
 @post(
@@ -72,7 +73,8 @@ async def create_project_route(request: Request, engine: AsyncEngine) -> s.Proje
     raw = await read_json(request)
     caller = await require_role(request, "treasurer")
     body = parse_body(s.ProjectIn, raw)
-    community = await find_community(engine, body.community)
+    async with engine.connect() as conn:
+        community = await get_community(conn, body.community)
     if not caller.can_write(community.id):
         raise ApiError("forbidden", "只能为本社区创建项目")
     if body.spending_gate == "waived" and not caller.is_admin:
@@ -99,7 +101,7 @@ async def create_project_route(request: Request, engine: AsyncEngine) -> s.Proje
 
 @get("/projects", tags=["projects"], summary="项目列表", security=OPTIONAL_BEARER, responses=problems(401, 422))
 async def list_projects_route(
-    engine: AsyncEngine,
+    db: Db,
     community: str | None = None,
     stage: s.Stage | None = None,
     limit: Limit = PAGE_SIZE_DEFAULT,
@@ -110,9 +112,10 @@ async def list_projects_route(
             "validation_failed", "未知的阶段", [{"field": "stage", "message": f"须为 {', '.join(STAGES)} 之一"}]
         )
     size = clamp_limit(limit)
-    items = await list_projects(
-        engine, community_code=community, stage=stage, after_id=cursor_id(cursor), limit=size + 1
-    )
+    async with db.connect() as conn:
+        items = await list_projects(
+            conn, community_code=community, stage=stage, after_id=cursor_id(cursor), limit=size + 1
+        )
     nxt = str(items[size - 1].id) if len(items) > size else None
     return s.ProjectPage(items=[project_out(p) for p in items[:size]], next=nxt)
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller, idempotent_project_write, require_project_writer, require_role, require_write
+from api.db import Db
 from api.http import (
     JSON_BODY_MAX,
     PAGE_SIZE_DEFAULT,
@@ -154,13 +155,12 @@ async def publish_route(request: Request, engine: AsyncEngine, project: str) -> 
     security=OPTIONAL_BEARER,
     responses=problems(401, 404, 422),
 )
-async def list_route(
-    engine: AsyncEngine, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
-) -> s.DisclosurePage:
+async def list_route(db: Db, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = "") -> s.DisclosurePage:
     size = clamp_limit(limit)
-    items = await list_disclosures(engine, project, after_id=cursor_id(cursor), limit=size + 1)
+    async with db.connect() as conn:
+        items = await list_disclosures(conn, project, after_id=cursor_id(cursor), limit=size + 1)
+        signed = await sheet_cosignatures(conn, [d.id for d in items[:size]])
     nxt = str(items[size - 1].id) if len(items) > size else None
-    signed = await sheet_cosignatures(engine, [d.id for d in items[:size]])
     return s.DisclosurePage(items=[disclosure_out(d, cosignatures=signed[d.id]) for d in items[:size]], next=nxt)
 
 
@@ -197,9 +197,10 @@ async def preview_route(
     security=OPTIONAL_BEARER,
     responses=problems(401, 404),
 )
-async def get_route(engine: AsyncEngine, disclosure_id: PathId) -> s.DisclosureOut:
-    found = await get_disclosure(engine, disclosure_id)
-    signed = await sheet_cosignatures(engine, [found.id])
+async def get_route(db: Db, disclosure_id: PathId) -> s.DisclosureOut:
+    async with db.connect() as conn:
+        found = await get_disclosure(conn, disclosure_id)
+        signed = await sheet_cosignatures(conn, [found.id])
     return disclosure_out(found, cosignatures=signed[found.id])
 
 
@@ -211,8 +212,9 @@ async def get_route(engine: AsyncEngine, disclosure_id: PathId) -> s.DisclosureO
     media_type=PDF,
     responses={200: ResponseSpec(bytes, description="PDF", media_type=PDF), **problems(401, 404)},
 )
-async def pdf_route(request: Request, engine: AsyncEngine, disclosure_id: PathId) -> Response[bytes]:
-    pdf, sha = await disclosure_pdf(engine, disclosure_id)
+async def pdf_route(request: Request, db: Db, disclosure_id: PathId) -> Response[bytes]:
+    async with db.connect() as conn:
+        pdf, sha = await disclosure_pdf(conn, disclosure_id)
     etag = f'"{sha}"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
     if request.headers.get("if-none-match") == etag:
@@ -244,8 +246,9 @@ async def objection_route(request: Request, engine: AsyncEngine, disclosure_id: 
     security=OPTIONAL_BEARER,
     responses=problems(401, 404),
 )
-async def objections_route(engine: AsyncEngine, caller: Caller, disclosure_id: PathId) -> s.ObjectionList:
-    objections = await list_objections(engine, disclosure_id)
+async def objections_route(db: Db, caller: Caller, disclosure_id: PathId) -> s.ObjectionList:
+    async with db.connect() as conn:
+        objections = await list_objections(conn, disclosure_id)
     return s.ObjectionList(
         items=[objection_out(o, unmasked=caller.can_read_unmasked(o.community_id)) for o in objections]
     )
@@ -261,13 +264,14 @@ async def objections_route(engine: AsyncEngine, caller: Caller, disclosure_id: P
     opt=body_opt(s.ObjectionResponseIn),
     responses=problems(400, 401, 403, 404, 413, 422),
 )
-async def respond_route(request: Request, engine: AsyncEngine, objection_id: int) -> s.ObjectionResponseOut:
+async def respond_route(request: Request, db: Db, objection_id: int) -> s.ObjectionResponseOut:
     raw = await read_json(request)
     caller = await require_role(request, "treasurer")
-    community_id = await objection_community(engine, existing_id(objection_id, "异议"))
+    async with db.connect() as conn:
+        community_id = await objection_community(conn, existing_id(objection_id, "异议"))
     require_write(caller, community_id)
     body = parse_body(s.ObjectionResponseIn, raw)
-    answer = await respond_to_objection(engine, objection_id, body.message, responded_by=caller.scope)
+    answer = await respond_to_objection(db.engine, objection_id, body.message, responded_by=caller.scope)
     assert answer is not None, "only a repeated idempotent request answers None"
     return response_out(answer, unmasked=caller.can_read_unmasked(community_id))
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller, caller_of, idempotent_project_write, require_role
+from api.db import Db
 from api.errors import ApiError
 from api.http import (
     JSON_BODY_MAX,
@@ -93,7 +94,8 @@ async def _decision_prelude(request: Request, voucher_id: int) -> tuple[Caller, 
     if key is not None and (not 1 <= len(key) <= 255 or not all(0x21 <= ord(ch) <= 0x7E for ch in key)):
         raise ApiError("malformed_request", "Idempotency-Key 须为 1–255 个可打印 ASCII 字符")
     caller = await require_role(request, "auditor")
-    voucher = await get_voucher(request.app.state.engine, existing_id(voucher_id, "凭证"))
+    async with request.app.state.engine.connect() as conn:
+        voucher = await get_voucher(conn, existing_id(voucher_id, "凭证"))
     require_checker(caller, voucher.community_id)
     return caller, voucher, raw, key
 
@@ -160,7 +162,7 @@ VoucherStatus = Annotated[str, Parameter(pattern=r"^(pending|approved|rejected)$
 )
 async def list_vouchers_route(
     request: Request,
-    engine: AsyncEngine,
+    db: Db,
     project: str,
     status: VoucherStatus | None = None,
     cursor: Cursor = "",
@@ -169,11 +171,11 @@ async def list_vouchers_route(
     caller = await caller_of(request)
     if caller.token is None:
         raise ApiError("unauthorized", "需要有效的 Bearer 令牌")
-    async with engine.connect() as conn:
-        found = await get_project(conn, project)
-    require_reader(caller, found.community_id)
     size = clamp_limit(limit)
-    items = await list_vouchers(engine, found.code, status=status, after_id=cursor_id(cursor), limit=size + 1)
+    async with db.connect() as conn:
+        found = await get_project(conn, project)
+        require_reader(caller, found.community_id)
+        items = await list_vouchers(conn, found.code, status=status, after_id=cursor_id(cursor), limit=size + 1)
     nxt = str(items[size - 1].id) if len(items) > size else None
     return s.VoucherPage(items=[voucher_out(v) for v in items[:size]], next=nxt)
 
@@ -185,11 +187,12 @@ async def list_vouchers_route(
     security=BEARER,
     responses=problems(401, 403, 404),
 )
-async def get_voucher_route(request: Request, engine: AsyncEngine, voucher_id: PathId) -> s.VoucherOut:
+async def get_voucher_route(request: Request, db: Db, voucher_id: PathId) -> s.VoucherOut:
     caller = await caller_of(request)
     if caller.token is None:
         raise ApiError("unauthorized", "需要有效的 Bearer 令牌")
-    voucher = await get_voucher(engine, voucher_id)
+    async with db.connect() as conn:
+        voucher = await get_voucher(conn, voucher_id)
     require_reader(caller, voucher.community_id)
     return voucher_out(voucher)
 

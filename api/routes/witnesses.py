@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import require_role
+from api.db import Db
 from api.http import JSON_BODY_MAX, PathId, dump, existing_id, json_response, parse_body, read_json
 from api.presenters import cosignature_out, witness_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
@@ -53,8 +54,9 @@ async def register_route(request: Request, engine: AsyncEngine, code: str) -> s.
     security=OPTIONAL_BEARER,
     responses=problems(401, 404),
 )
-async def list_route(engine: AsyncEngine, code: str) -> s.WitnessList:
-    return s.WitnessList(items=[witness_out(w) for w in await list_witnesses(engine, code)])
+async def list_route(db: Db, code: str) -> s.WitnessList:
+    async with db.connect() as conn:
+        return s.WitnessList(items=[witness_out(w) for w in await list_witnesses(conn, code)])
 
 
 @get(
@@ -65,9 +67,10 @@ async def list_route(engine: AsyncEngine, code: str) -> s.WitnessList:
     media_type="text/plain",
     responses={200: ResponseSpec(str, description="C2SP signed note", media_type="text/plain"), **problems(401, 404)},
 )
-async def checkpoint_route(request: Request, engine: AsyncEngine, disclosure_id: PathId) -> Response[str]:
-    text, _ = await sheet_checkpoint(engine, disclosure_id, request.app.state.settings.public_base_url)
-    signed = await sheet_cosignatures(engine, [disclosure_id])
+async def checkpoint_route(request: Request, db: Db, disclosure_id: PathId) -> Response[str]:
+    async with db.connect() as conn:
+        text, _ = await sheet_checkpoint(conn, disclosure_id, request.app.state.settings.public_base_url)
+        signed = await sheet_cosignatures(conn, [disclosure_id])
     return Response(signed_note(text, signed[disclosure_id]), media_type="text/plain; charset=utf-8")
 
 
@@ -104,9 +107,10 @@ async def cosign_route(request: Request, engine: AsyncEngine, disclosure_id: int
     security=OPTIONAL_BEARER,
     responses=problems(401, 404),
 )
-async def cosignatures_route(request: Request, engine: AsyncEngine, disclosure_id: PathId) -> s.CosignatureList:
-    await sheet_checkpoint(engine, disclosure_id, request.app.state.settings.public_base_url)  # 404 if none
-    signed = await sheet_cosignatures(engine, [disclosure_id])
+async def cosignatures_route(request: Request, db: Db, disclosure_id: PathId) -> s.CosignatureList:
+    async with db.connect() as conn:
+        await sheet_checkpoint(conn, disclosure_id, request.app.state.settings.public_base_url)  # 404 if none
+        signed = await sheet_cosignatures(conn, [disclosure_id])
     return s.CosignatureList(items=[cosignature_out(c) for c in signed[disclosure_id]])
 
 

@@ -69,7 +69,8 @@ async def _evaluation_page(
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> Template:
-    batches = await list_batches(engine, found.code)
+    async with engine.connect() as conn:
+        batches = await list_batches(conn, found.code)
     codes: list[str] = []
     if shown_batch is not None:
         try:

@@ -179,9 +179,10 @@ async def logout(request: Request) -> Response[Any]:
 async def home(request: Request, engine: AsyncEngine) -> Template:
     session = await current_session(request)
     t = session.token
-    projects = await list_projects(
-        engine, community_code=t.community_code, stage=None, after_id=0, limit=LIST_MAX + 1, newest_first=True
-    )
+    async with engine.connect() as conn:
+        projects = await list_projects(
+            conn, community_code=t.community_code, stage=None, after_id=0, limit=LIST_MAX + 1, newest_first=True
+        )
     return page("home", session, projects=[project_out(p) for p in projects[:LIST_MAX]], more=len(projects) > LIST_MAX)
 
 
@@ -210,7 +211,7 @@ async def project_desk(
             recorded = await get_entry(conn, found.code, done)
             if recorded.pledge_seq is not None:
                 kept = await get_pledge(conn, found.id, recorded.pledge_seq)
-    pending = await list_vouchers(engine, found.code, status="pending", limit=LIST_MAX)
+        pending = await list_vouchers(conn, found.code, status="pending", limit=LIST_MAX)
     return page(
         "project",
         session,
@@ -367,7 +368,8 @@ async def voucher_queue(request: Request, engine: AsyncEngine, project: str, err
 async def _queue(
     engine: AsyncEngine, session: Session, found: Project, *, message: str = "", status: int = 200
 ) -> Template:
-    vouchers = await list_vouchers(engine, found.code, limit=LIST_MAX)
+    async with engine.connect() as conn:
+        vouchers = await list_vouchers(conn, found.code, limit=LIST_MAX)
     pending = [voucher_out(v) for v in vouchers if v.status == "pending"]
     decided = [voucher_out(v) for v in reversed(vouchers) if v.status != "pending"]
     return page(
@@ -389,7 +391,8 @@ async def _voucher_for_checker(
 ) -> tuple[Session, dict[str, Any], Project]:
     session = await current_session(request)
     form = await posted_form(request, session)
-    voucher = await get_voucher(engine, voucher_id)
+    async with engine.connect() as conn:
+        voucher = await get_voucher(conn, voucher_id)
     found = await readable_project(engine, session, voucher.project_code)
     return session, form, found
 
@@ -482,7 +485,8 @@ async def publish_form(request: Request, engine: AsyncEngine, project: str) -> T
 async def _publish_page(
     engine: AsyncEngine, session: Session, found: Project, values: dict[str, str], errors: list[str], status: int = 200
 ) -> Template:
-    sheets = [disclosure_out(d) for d in await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)]
+    async with engine.connect() as conn:
+        sheets = [disclosure_out(d) for d in await list_disclosures(conn, found.code, after_id=0, limit=LIST_MAX)]
     return page(
         "publish",
         session,
@@ -589,9 +593,10 @@ async def objections(request: Request, engine: AsyncEngine, project: str) -> Tem
     session = await current_session(request)
     found = await readable_project(engine, session, project)
     sheets = []
-    for d in reversed(await list_disclosures(engine, found.code, after_id=0, limit=LIST_MAX)):
-        items = [objection_out(o, unmasked=True) for o in await list_objections(engine, d.id)]
-        sheets.append((disclosure_out(d), items))
+    async with engine.connect() as conn:
+        for d in reversed(await list_disclosures(conn, found.code, after_id=0, limit=LIST_MAX)):
+            items = [objection_out(o, unmasked=True) for o in await list_objections(conn, d.id)]
+            sheets.append((disclosure_out(d), items))
     return page(
         "objections",
         session,
@@ -606,7 +611,8 @@ async def objections(request: Request, engine: AsyncEngine, project: str) -> Tem
 async def answer(request: Request, engine: AsyncEngine, objection_id: PathId) -> Response[Any]:
     session = await current_session(request)
     form = await posted_form(request, session)
-    community_id = await objection_community(engine, objection_id)
+    async with engine.connect() as conn:
+        community_id = await objection_community(conn, objection_id)
     if not may_write(session.caller, community_id):
         return refused(session, "只有本社区的报账员可以答复异议。")
     message = str(form.get("message") or "").strip()
