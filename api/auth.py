@@ -63,7 +63,8 @@ async def caller_of(request: Request) -> Caller:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise ApiError("unauthorized", "Authorization 须为 Bearer <令牌>")
-        token = await authenticate(request.app.state.engine, secret.strip())
+        async with request.app.state.engine.connect() as conn:
+            token = await authenticate(conn, secret.strip())
         if token is None:
             raise ApiError("unauthorized", "令牌无效或已吊销")
         caller = Caller(token=token)
@@ -94,7 +95,8 @@ async def require_project_writer(request: Request, project_code: str) -> Caller:
     if request.scope.get("ledger_caller") is None and header is not None:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() == "bearer" and secret.strip():
-            token, community_id = await authenticate_for_project(request.app.state.engine, secret.strip(), project_code)
+            async with request.app.state.engine.connect() as conn:
+                token, community_id = await authenticate_for_project(conn, secret.strip(), project_code)
             if token is None:
                 raise ApiError("unauthorized", "令牌无效或已吊销")
             caller = Caller(token=token)
@@ -105,7 +107,9 @@ async def require_project_writer(request: Request, project_code: str) -> Caller:
             require_write(caller, community_id)
             return caller
     caller = await require_role(request, "treasurer")
-    require_write(caller, await project_community(request.app.state.engine, project_code))
+    async with request.app.state.engine.connect() as conn:
+        community_id = await project_community(conn, project_code)
+    require_write(caller, community_id)
     return caller
 
 

@@ -90,7 +90,8 @@ class VersionReads:
                 # Readers arriving from here on wait for the next read: this one starts now.
                 future, slot.next = slot.next, None
                 try:
-                    state = await project_state(engine, project)
+                    async with engine.connect() as conn:
+                        state = await project_state(conn, project)
                 except BaseException as exc:
                     future.set_exception(exc)
                     future.exception()  # retrieved: no "never retrieved" warning when nobody waits

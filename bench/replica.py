@@ -93,7 +93,8 @@ async def seed(engine: AsyncEngine) -> list[str]:
 
 async def public_read(engine: AsyncEngine, code: str, rng: random.Random) -> None:
     """What an uncached public read of a project costs the database."""
-    await project_state(engine, code)
+    async with engine.connect() as conn:
+        await project_state(conn, code)
     async with engine.connect() as conn:
         project = await get_project(conn, code)
         await project_summary(conn, project)

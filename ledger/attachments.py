@@ -200,11 +200,10 @@ class FileAccess:
     community_ids: frozenset[int]
 
 
-async def read_attachment(engine: AsyncEngine, sha256: str) -> FileAccess:
+async def read_attachment(conn: AsyncConnection, sha256: str) -> FileAccess:
     """The file, whether it is public (backs an expenditure or a grant, or is in a progress note) and which communities
     uploaded it (their staff may read it even when it is not public). Errors: NotFound."""
-    async with pg.connection(engine) as conn:
-        row = await pg.fetchrow(conn, _READ, sha256=check_digest(sha256), kinds=list(PUBLIC_KINDS))
+    row = await pg.fetchrow(await pg.driver(conn), _READ, sha256=check_digest(sha256), kinds=list(PUBLIC_KINDS))
     if row is None:
         raise NotFound("附件不存在")
     return FileAccess(

@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 import rfc8785
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
 from ledger.errors import Conflict, NotFound, ValidationFailed
@@ -311,16 +311,15 @@ def _policy(row: Any) -> AwardPolicy:
 
 
 async def list_policies(
-    engine: AsyncEngine, *, code: str | None = None, after_id: int = 0, limit: int = 50
+    conn: AsyncConnection, *, code: str | None = None, after_id: int = 0, limit: int = 50
 ) -> list[AwardPolicy]:
     """Every version of every policy (or of one code), oldest first."""
-    async with pg.connection(engine) as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM award_policies WHERE id > $1 AND ($2::text IS NULL OR code = $2) ORDER BY id LIMIT $3",
-            after_id,
-            code,
-            limit,
-        )
+    rows = await (await pg.driver(conn)).fetch(
+        "SELECT * FROM award_policies WHERE id > $1 AND ($2::text IS NULL OR code = $2) ORDER BY id LIMIT $3",
+        after_id,
+        code,
+        limit,
+    )
     return [_policy(r) for r in rows]
 
 

@@ -26,7 +26,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import kinds, pg
 from ledger.canonical import SHANGHAI
@@ -464,9 +464,8 @@ def _mark(row: Any) -> ImportMark:
     return ImportMark(row["id"], row["file_sha256"], row["rows"], row["first_seq"], row["last_seq"], row["imported_at"])
 
 
-async def find_import(engine: AsyncEngine, project: Project, file_sha256: str) -> ImportMark | None:
-    async with pg.connection(engine) as conn:
-        row = await pg.fetchrow(conn, _FIND_MARK, pid=project.id, sha=file_sha256)
+async def find_import(conn: AsyncConnection, project: Project, file_sha256: str) -> ImportMark | None:
+    row = await pg.fetchrow(await pg.driver(conn), _FIND_MARK, pid=project.id, sha=file_sha256)
     return _mark(row) if row is not None else None
 
 
@@ -489,7 +488,8 @@ async def run_import(
     idempotency errors of ``append_entries``. A dry run's ledger-level problems (cash, spending
     gate, refunds) are added to ``report.problems``."""
     if not (idempotency is not None and await _key_is_stored(engine, idempotency)):
-        earlier = await find_import(engine, project, report.file_sha256)
+        async with engine.connect() as conn:
+            earlier = await find_import(conn, project, report.file_sha256)
         if earlier is not None:
             raise Conflict(earlier.pointer())
     if report.problems or not report.rows:

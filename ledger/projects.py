@@ -243,19 +243,18 @@ async def list_projects(
     return [_project_from_row(r, by_project.get(r.id, [])) for r in rows]
 
 
-async def count_projects(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(projects))).scalar_one()
+async def count_projects(conn: AsyncConnection) -> int:
+    return (await conn.execute(select(func.count()).select_from(projects))).scalar_one()
 
 
 _PROJECT_COMMUNITY = pg.Query("SELECT community_id FROM projects WHERE code = :code")
 
 
-async def project_community(engine: AsyncEngine, code: str) -> int:
+async def project_community(conn: AsyncConnection, code: str) -> int:
     """The community a project belongs to (what every write's authorization needs), in one
-    indexed read. Errors: NotFound."""
-    async with pg.connection(engine) as conn:
-        community_id = await conn.fetchval(_PROJECT_COMMUNITY.sql, *_PROJECT_COMMUNITY.args({"code": code}))
+    indexed read (raw asyncpg on the caller's connection). Errors: NotFound."""
+    raw = await pg.driver(conn)
+    community_id = await raw.fetchval(_PROJECT_COMMUNITY.sql, *_PROJECT_COMMUNITY.args({"code": code}))
     if community_id is None:
         raise NotFound(f"项目 {code} 不存在")
     return int(community_id)
@@ -292,14 +291,13 @@ class ProjectState:
     community_id: int
 
 
-async def project_state(engine: AsyncEngine, code: str) -> ProjectState:
+async def project_state(conn: AsyncConnection, code: str) -> ProjectState:
     """Everything a project's public pages and JSON reads show can change only with one of these:
     the tree head, the stage and decision trail (and any other update of the project's row), the
     published sheets, an erasure in the community, the award policy, the scores, tallies, codes and
     progress notes of 共评 and 进展公开. One small read, so a read can answer 304 (or from a cache)
     without rebuilding itself. Errors: NotFound."""
-    async with pg.connection(engine) as conn:
-        row = await pg.fetchrow(conn, _VERSION, code=code)
+    row = await pg.fetchrow(await pg.driver(conn), _VERSION, code=code)
     if row is None:
         raise NotFound(f"项目 {code} 不存在")
     erased = row["erased_at"].isoformat() if row["erased_at"] else "-"
@@ -308,8 +306,3 @@ async def project_state(engine: AsyncEngine, code: str) -> ProjectState:
         f"|{erased}|{row['assigned_id']}|{row['policy_id']}|{row['loop']}|{row['row_version']}"
     )
     return ProjectState(version, int(row["community_id"]))
-
-
-async def project_version(engine: AsyncEngine, code: str) -> str:
-    """The version part of :func:`project_state`. Errors: NotFound."""
-    return (await project_state(engine, code)).version

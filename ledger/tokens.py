@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
 from ledger.communities import get_community
@@ -76,11 +76,10 @@ _AUTHENTICATE = pg.Query(
 )
 
 
-async def authenticate(engine: AsyncEngine, secret: str) -> Token | None:
+async def authenticate(conn: AsyncConnection, secret: str) -> Token | None:
     """The live token for this bearer value, or None. Every authenticated request runs this, so
     it is one prepared statement on the raw driver."""
-    async with pg.connection(engine) as conn:
-        record = await pg.fetchrow(conn, _AUTHENTICATE, hash=hash_secret(secret))
+    record = await pg.fetchrow(await pg.driver(conn), _AUTHENTICATE, hash=hash_secret(secret))
     if record is None:
         return None
     return Token(**dict(record))
@@ -97,12 +96,13 @@ _AUTHENTICATE_FOR_PROJECT = pg.Query(
 
 
 async def authenticate_for_project(
-    engine: AsyncEngine, secret: str, project_code: str
+    conn: AsyncConnection, secret: str, project_code: str
 ) -> tuple[Token | None, int | None]:
     """The live token for this bearer value and the community of the project it is about to write
     (None: no such project), in one round trip: what every write to a project checks first."""
-    async with pg.connection(engine) as conn:
-        record = await pg.fetchrow(conn, _AUTHENTICATE_FOR_PROJECT, hash=hash_secret(secret), code=project_code)
+    record = await pg.fetchrow(
+        await pg.driver(conn), _AUTHENTICATE_FOR_PROJECT, hash=hash_secret(secret), code=project_code
+    )
     if record is None:
         return None, None
     fields = dict(record)

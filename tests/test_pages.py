@@ -260,10 +260,10 @@ async def test_a_burst_of_readers_shares_version_reads(
     reads: list[str] = []
     real = versioned.project_state
 
-    async def counted(engine: object, code: str) -> object:
+    async def counted(conn: object, code: str) -> object:
         reads.append(code)
         await asyncio.sleep(0.05)  # long enough for the whole burst to arrive while it is in flight
-        return await real(engine, code)  # type: ignore[arg-type]
+        return await real(conn, code)  # type: ignore[arg-type]
 
     monkeypatch.setattr(versioned, "project_state", counted)
     async with httpx.AsyncClient(base_url=live_server.base_url) as client:

@@ -89,7 +89,8 @@ async def test_revocation_is_final(engine: AsyncEngine, database: Database, role
     async with rolled_back(url) as conn:
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="revocation is final"):
             await conn.execute(f"UPDATE api_tokens SET revoked_at = {new_value} WHERE id = $1", token_id)
-    assert await authenticate(engine, secret) is None
+    async with engine.connect() as conn:
+        assert await authenticate(conn, secret) is None
     with pytest.raises(NotFound):
         await revoke_token(engine, token_id)  # type: ignore[arg-type]
 
@@ -103,6 +104,7 @@ async def test_a_live_token_can_still_be_revoked_and_renamed_by_the_owner(
         # Only revoked_at is frozen, and only once set.
         assert await conn.execute("UPDATE api_tokens SET name = '审核人2' WHERE id = $1", issued.token.id) == "UPDATE 1"
     await revoke_token(engine, issued.token.id)
-    assert await authenticate(engine, issued.secret) is None
+    async with engine.connect() as conn:
+        assert await authenticate(conn, issued.secret) is None
     async with rolled_back(database.urls.owner) as conn:
         assert await conn.execute("UPDATE api_tokens SET name = '审核人3' WHERE id = $1", issued.token.id) == "UPDATE 1"

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller, require_project_writer
+from api.db import Db
 from api.errors import ApiError
 from api.http import dump, json_response
 from api.routes.common import BEARER, OPTIONAL_BEARER, problems
@@ -51,7 +52,8 @@ async def upload_attachment(request: Request, engine: AsyncEngine, project: str)
         raise ApiError("malformed_request", "Idempotency-Key 须为 1–255 个可打印 ASCII 字符")
     content = await request.body()
     caller = await require_project_writer(request, project)
-    community_id = await project_community(engine, project)
+    async with engine.connect() as conn:
+        community_id = await project_community(conn, project)
     declared = request.headers.get("content-type", "")
     idem = None
     if key is not None:
@@ -84,11 +86,12 @@ async def upload_attachment(request: Request, engine: AsyncEngine, project: str)
     responses=problems(401, 404),
 )
 async def get_attachment(
-    engine: AsyncEngine,
+    db: Db,
     caller: Caller,
     sha256: Annotated[str, Parameter(pattern=r"^[0-9a-f]{64}$", description="附件的 SHA-256（小写十六进制）")],
 ) -> Response[bytes]:
-    access = await read_attachment(engine, sha256)
+    async with db.connect() as conn:
+        access = await read_attachment(conn, sha256)
     allowed = access.public or any(caller.can_read_unmasked(c) for c in access.community_ids)
     if not allowed:
         # Not public: answered as absent, so a guessed digest reveals nothing.

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import require_role
+from api.db import Db
 from api.http import PAGE_SIZE_DEFAULT, Cursor, Limit, clamp_limit, cursor_id, parse_body, read_json
 from api.presenters import award_out, award_policy_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
@@ -53,10 +54,11 @@ async def create_policy_route(request: Request, engine: AsyncEngine) -> s.AwardP
     responses=problems(401, 422),
 )
 async def list_policies_route(
-    engine: AsyncEngine, code: str | None = None, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
+    db: Db, code: str | None = None, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
 ) -> s.AwardPolicyPage:
     size = clamp_limit(limit)
-    items = await list_policies(engine, code=code, after_id=cursor_id(cursor), limit=size + 1)
+    async with db.connect() as conn:
+        items = await list_policies(conn, code=code, after_id=cursor_id(cursor), limit=size + 1)
     nxt = str(items[size - 1].id) if len(items) > size else None
     return s.AwardPolicyPage(items=[award_policy_out(p) for p in items[:size]], next=nxt)
 

@@ -162,7 +162,10 @@ async def login(request: Request) -> Response[Any]:
     form = await request.form()
     secret = str(form.get("token") or "").strip()
     target = _safe_next(str(form.get("next") or ""))
-    token = await authenticate(request.app.state.engine, secret) if 0 < len(secret) <= TOKEN_TYPED_MAX else None
+    token = None
+    if 0 < len(secret) <= TOKEN_TYPED_MAX:
+        async with request.app.state.engine.connect() as conn:
+            token = await authenticate(conn, secret)
     if token is None:
         return page("login", None, 401, next=target, error="令牌无效或已吊销，请核对后重新粘贴。", signed_out=False)
     return set_session(Redirect(target, status_code=303), request, secret)
@@ -449,7 +452,8 @@ async def reject(request: Request, engine: AsyncEngine, voucher_id: PathId) -> R
 async def attachment(request: Request, engine: AsyncEngine, sha256: str) -> Response[bytes]:
     """An attachment for the community's own staff (a pending voucher's invoice is not public yet)."""
     session = await current_session(request)
-    access = await read_attachment(engine, sha256)
+    async with engine.connect() as conn:
+        access = await read_attachment(conn, sha256)
     if not (access.public or any(may_read(session.caller, c) for c in access.community_ids)):
         raise NotFound("附件不存在")
     f = access.file

@@ -65,7 +65,8 @@ async def current_session(request: Request) -> Session:
     secret = request.cookies.get(COOKIE)
     if not secret or len(secret) > TOKEN_TYPED_MAX:
         raise SignInRequired
-    token = await authenticate(request.app.state.engine, secret)
+    async with request.app.state.engine.connect() as conn:
+        token = await authenticate(conn, secret)
     if token is None:
         raise SignInRequired
     return Session(Caller(token), secret)
