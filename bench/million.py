@@ -142,13 +142,16 @@ async def reads(engine: AsyncEngine, size: int, samples: int) -> list[tuple[str,
             await conn.execute(text("SELECT 1"))
 
     async def root(i: int) -> None:
-        await tree.root_at(engine, PROJECT, sizes[i])
+        async with engine.connect() as conn:
+            await tree.root_at(conn, PROJECT, sizes[i])
 
     async def inclusion(i: int) -> None:
-        await tree.inclusion(engine, PROJECT, seqs[i], sizes[i])
+        async with engine.connect() as conn:
+            await tree.inclusion(conn, PROJECT, seqs[i], sizes[i])
 
     async def consistency(i: int) -> None:
-        await tree.consistency(engine, PROJECT, pairs[i][0], pairs[i][1])
+        async with engine.connect() as conn:
+            await tree.consistency(conn, PROJECT, pairs[i][0], pairs[i][1])
 
     async def first_page(_: int) -> None:
         async with engine.connect() as conn:
@@ -183,15 +186,16 @@ async def reads(engine: AsyncEngine, size: int, samples: int) -> list[tuple[str,
     ]
     # The proofs agree with the RFC 9162 verifier (ledger.merkle, checked against the vectors).
     checked = 0
-    for i in range(min(samples, 100)):
-        p = await tree.inclusion(engine, PROJECT, seqs[i], sizes[i])
-        merkle.verify_inclusion(p.leaf_hash, p.seq - 1, p.size, p.proof, p.root_hash)
-        a, b = pairs[i]
-        c = await tree.consistency(engine, PROJECT, a, b)
-        merkle.verify_consistency(a, b, c.proof, c.root_from, c.root_to)
-        _, ra = await tree.root_at(engine, PROJECT, a)
-        assert ra == c.root_from
-        checked += 1
+    async with engine.connect() as conn:
+        for i in range(min(samples, 100)):
+            p = await tree.inclusion(conn, PROJECT, seqs[i], sizes[i])
+            merkle.verify_inclusion(p.leaf_hash, p.seq - 1, p.size, p.proof, p.root_hash)
+            a, b = pairs[i]
+            c = await tree.consistency(conn, PROJECT, a, b)
+            merkle.verify_consistency(a, b, c.proof, c.root_from, c.root_to)
+            _, ra = await tree.root_at(conn, PROJECT, a)
+            assert ra == c.root_from
+            checked += 1
     print(f"  {checked} inclusion and {checked} consistency proofs checked with the RFC 9162 verifier: all valid")
     return results
 

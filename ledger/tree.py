@@ -138,41 +138,41 @@ def _root_from(tree: TreeHead, size: int, fetched: dict[merkle.NodeID, bytes]) -
     return merkle.root_plan(size).rehash(fetched)[0]
 
 
-async def root_at(engine: AsyncEngine, project_code: str, size: int | None) -> tuple[int, bytes]:
-    async with pg.connection(engine) as conn:
-        tree = await _head_raw(conn, project_code)
-        size = tree.size if size is None else size
-        _check_size("size", size, tree)
-        return size, _root_from(tree, size, await _nodes(conn, tree.project_id, _root_ids(tree, size)))
+async def root_at(sa_conn: AsyncConnection, project_code: str, size: int | None) -> tuple[int, bytes]:
+    conn = await pg.driver(sa_conn)
+    tree = await _head_raw(conn, project_code)
+    size = tree.size if size is None else size
+    _check_size("size", size, tree)
+    return size, _root_from(tree, size, await _nodes(conn, tree.project_id, _root_ids(tree, size)))
 
 
-async def inclusion(engine: AsyncEngine, project_code: str, seq: int, size: int | None) -> InclusionProof:
-    async with pg.connection(engine) as conn:
-        tree = await _head_raw(conn, project_code)
-        size = tree.size if size is None else size
-        _check_size("size", size, tree, minimum=1)
-        if not 1 <= seq <= size:
-            raise ValidationFailed.on("seq", f"seq 须在 1 到 {size} 之间")
-        plan = merkle.inclusion_plan(seq - 1, size)
-        leaf_id = (0, seq - 1)
-        fetched = await _nodes(conn, tree.project_id, [*plan.node_ids, leaf_id, *_root_ids(tree, size)])
-        proof = plan.rehash(fetched)
-        return InclusionProof(seq, size, fetched[leaf_id], _root_from(tree, size, fetched), proof)
+async def inclusion(sa_conn: AsyncConnection, project_code: str, seq: int, size: int | None) -> InclusionProof:
+    conn = await pg.driver(sa_conn)
+    tree = await _head_raw(conn, project_code)
+    size = tree.size if size is None else size
+    _check_size("size", size, tree, minimum=1)
+    if not 1 <= seq <= size:
+        raise ValidationFailed.on("seq", f"seq 须在 1 到 {size} 之间")
+    plan = merkle.inclusion_plan(seq - 1, size)
+    leaf_id = (0, seq - 1)
+    fetched = await _nodes(conn, tree.project_id, [*plan.node_ids, leaf_id, *_root_ids(tree, size)])
+    proof = plan.rehash(fetched)
+    return InclusionProof(seq, size, fetched[leaf_id], _root_from(tree, size, fetched), proof)
 
 
-async def consistency(engine: AsyncEngine, project_code: str, size_from: int, size_to: int) -> ConsistencyProof:
-    async with pg.connection(engine) as conn:
-        tree = await _head_raw(conn, project_code)
-        _check_size("to", size_to, tree, minimum=1)
-        if not 1 <= size_from <= size_to:
-            raise ValidationFailed.on("from", f"from 须在 1 到 {size_to} 之间")
-        plan = merkle.consistency_plan(size_from, size_to)
-        wanted = [*plan.node_ids, *_root_ids(tree, size_from), *_root_ids(tree, size_to)]
-        fetched = await _nodes(conn, tree.project_id, wanted)
-        proof = plan.rehash(fetched)
-        return ConsistencyProof(
-            size_from, size_to, _root_from(tree, size_from, fetched), _root_from(tree, size_to, fetched), proof
-        )
+async def consistency(sa_conn: AsyncConnection, project_code: str, size_from: int, size_to: int) -> ConsistencyProof:
+    conn = await pg.driver(sa_conn)
+    tree = await _head_raw(conn, project_code)
+    _check_size("to", size_to, tree, minimum=1)
+    if not 1 <= size_from <= size_to:
+        raise ValidationFailed.on("from", f"from 须在 1 到 {size_to} 之间")
+    plan = merkle.consistency_plan(size_from, size_to)
+    wanted = [*plan.node_ids, *_root_ids(tree, size_from), *_root_ids(tree, size_to)]
+    fetched = await _nodes(conn, tree.project_id, wanted)
+    proof = plan.rehash(fetched)
+    return ConsistencyProof(
+        size_from, size_to, _root_from(tree, size_from, fetched), _root_from(tree, size_to, fetched), proof
+    )
 
 
 _VERIFY_SQL = text(

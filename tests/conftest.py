@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.settings import Settings
 from ledger.communities import NewCommunity, create_community
@@ -62,6 +62,13 @@ async def superuser_engine(database: Database) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(database.superuser_url, database.settings)
     yield eng
     await eng.dispose()
+
+
+@pytest.fixture
+async def db_conn(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for ledger reads, as a route's ``db.connect()`` gives one (api/db.py)."""
+    async with engine.connect() as conn:
+        yield conn
 
 
 def unique(prefix: str) -> str:

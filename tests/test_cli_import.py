@@ -37,7 +37,8 @@ def url_env(database: Database) -> dict[str, str]:
 
 
 async def size_of(engine: AsyncEngine, project: str) -> int:
-    size, _ = await root_at(engine, project, None)
+    async with engine.connect() as rconn:
+        size, _ = await root_at(rconn, project, None)
     return size
 
 

@@ -205,7 +205,8 @@ async def test_disclose_prints_the_sheet_the_service_serves(engine: AsyncEngine,
     assert stored["pdf_sha256"] == printed["PDF SHA-256"]
     assert (stored["tree_size"], stored["root_hash"]) == (int(printed["账本大小"]), printed["根哈希"])
     assert stored["tree_size"] == 4 and stored["notice_days"] == 10
-    _, root = await tree.root_at(engine, project.code, 4)
+    async with engine.connect() as rconn:
+        _, root = await tree.root_at(rconn, project.code, 4)
     assert printed["根哈希"] == root.hex()
     pdf_text = await asyncio.to_thread(
         subprocess.run, ["pdftotext", "-", "-"], input=served.content, capture_output=True, check=True
@@ -234,7 +235,8 @@ async def test_verify_passes_then_names_the_tampered_seq(
     env = embedded(database.settings.data_dir)
     nowhere = tmp_path / "no-embedded"
     good = ok(await ledger("verify", "--project", project.code, env=external(database.urls, nowhere)))
-    head = await tree.root_at(engine, project.code, None)
+    async with engine.connect() as rconn:
+        head = await tree.root_at(rconn, project.code, None)
     assert f"✓ {project.code}：4 笔，根哈希 {head[1].hex()}" in good.out
     assert "核验 1 个项目：全部通过" in good.out
     assert not nowhere.exists()

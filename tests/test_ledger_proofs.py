@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import merkle, tree
 from ledger.contributors import ContributorRef
@@ -57,28 +57,28 @@ async def logged(engine: AsyncEngine) -> tuple[Project, list[bytes], dict[int, b
 
 
 async def test_root_at_every_size_matches_the_leaves(
-    logged: tuple[Project, list[bytes], dict[int, bytes]], engine: AsyncEngine
+    logged: tuple[Project, list[bytes], dict[int, bytes]], db_conn: AsyncConnection
 ) -> None:
     project, leaves, published = logged
     for size in range(SIZE + 1):
-        got_size, root = await tree.root_at(engine, project.code, size)
+        got_size, root = await tree.root_at(db_conn, project.code, size)
         assert got_size == size
         assert root == merkle.root_from_leaf_hashes(leaves[:size]), f"size {size}"
-    assert await tree.root_at(engine, project.code, None) == (SIZE, merkle.root_from_leaf_hashes(leaves))
-    assert (await tree.root_at(engine, project.code, 0))[1] == merkle.EMPTY_ROOT
+    assert await tree.root_at(db_conn, project.code, None) == (SIZE, merkle.root_from_leaf_hashes(leaves))
+    assert (await tree.root_at(db_conn, project.code, 0))[1] == merkle.EMPTY_ROOT
     for size, root in published.items():
-        assert (await tree.root_at(engine, project.code, size))[1] == root, "receipts match the historic roots"
+        assert (await tree.root_at(db_conn, project.code, size))[1] == root, "receipts match the historic roots"
 
 
 async def test_every_inclusion_proof_verifies(
-    logged: tuple[Project, list[bytes], dict[int, bytes]], engine: AsyncEngine
+    logged: tuple[Project, list[bytes], dict[int, bytes]], db_conn: AsyncConnection
 ) -> None:
     project, leaves, _ = logged
-    roots = {size: (await tree.root_at(engine, project.code, size))[1] for size in range(1, SIZE + 1)}
+    roots = {size: (await tree.root_at(db_conn, project.code, size))[1] for size in range(1, SIZE + 1)}
     checked = 0
     for size in range(1, SIZE + 1):
         for seq in range(1, size + 1):
-            proof = await tree.inclusion(engine, project.code, seq, size)
+            proof = await tree.inclusion(db_conn, project.code, seq, size)
             assert (proof.seq, proof.size, proof.leaf_hash, proof.root_hash) == (
                 seq,
                 size,
@@ -90,33 +90,33 @@ async def test_every_inclusion_proof_verifies(
             checked += 1
     assert checked == SIZE * (SIZE + 1) // 2
     # A proof for one size does not pass against another size's root, nor for another leaf.
-    proof = await tree.inclusion(engine, project.code, 5, 20)
+    proof = await tree.inclusion(db_conn, project.code, 5, 20)
     with pytest.raises(merkle.ProofError):
         merkle.verify_inclusion(proof.leaf_hash, 4, 20, proof.proof, roots[21])
     with pytest.raises(merkle.ProofError):
         merkle.verify_inclusion(leaves[5], 4, 20, proof.proof, roots[20])
     # The default size is the current head.
-    head_proof = await tree.inclusion(engine, project.code, 1, None)
+    head_proof = await tree.inclusion(db_conn, project.code, 1, None)
     assert head_proof.size == SIZE and head_proof.root_hash == roots[SIZE]
 
 
 async def test_every_consistency_proof_verifies(
-    logged: tuple[Project, list[bytes], dict[int, bytes]], engine: AsyncEngine
+    logged: tuple[Project, list[bytes], dict[int, bytes]], db_conn: AsyncConnection
 ) -> None:
     project, leaves, published = logged
-    roots = {size: (await tree.root_at(engine, project.code, size))[1] for size in range(1, SIZE + 1)}
+    roots = {size: (await tree.root_at(db_conn, project.code, size))[1] for size in range(1, SIZE + 1)}
     for size_to in range(1, SIZE + 1):
         for size_from in range(1, size_to + 1):
-            proof = await tree.consistency(engine, project.code, size_from, size_to)
+            proof = await tree.consistency(db_conn, project.code, size_from, size_to)
             assert (proof.root_from, proof.root_to) == (roots[size_from], roots[size_to])
             merkle.verify_consistency(size_from, size_to, proof.proof, roots[size_from], roots[size_to])
             assert proof.proof == merkle.consistency_proof(leaves, size_from, size_to)
     # Between two printed sheets: the roots a resident holds on paper.
     sizes = sorted(published)
     for old, new in itertools.pairwise(sizes):
-        proof = await tree.consistency(engine, project.code, old, new)
+        proof = await tree.consistency(db_conn, project.code, old, new)
         merkle.verify_consistency(old, new, proof.proof, published[old], published[new])
-    proof = await tree.consistency(engine, project.code, 8, 37)
+    proof = await tree.consistency(db_conn, project.code, 8, 37)
     with pytest.raises(merkle.ProofError):
         merkle.verify_consistency(8, 37, proof.proof, roots[9], roots[37])
 
@@ -156,8 +156,11 @@ async def test_stored_nodes_are_exactly_the_perfect_subtrees(
     ],
 )
 async def test_out_of_range_requests_are_refused(
-    logged: tuple[Project, list[bytes], dict[int, bytes]], engine: AsyncEngine, call: str, args: tuple[int | None, ...]
+    logged: tuple[Project, list[bytes], dict[int, bytes]],
+    db_conn: AsyncConnection,
+    call: str,
+    args: tuple[int | None, ...],
 ) -> None:
     project, _, _ = logged
     with pytest.raises(ValidationFailed):
-        await getattr(tree, call)(engine, project.code, *args)
+        await getattr(tree, call)(db_conn, project.code, *args)

@@ -160,7 +160,8 @@ async def test_edited_merkle_node_is_caught(
     engine: AsyncEngine, database: Database, level: int, idx: int, first_leaf_seq: int, proof_seq: int
 ) -> None:
     project = await project_with(engine, 12)
-    _, published = await tree.root_at(engine, project.code, 12)
+    async with engine.connect() as rconn:
+        _, published = await tree.root_at(rconn, project.code, 12)
     edit = "UPDATE merkle_nodes SET hash = sha256(hash) WHERE project_id = $1 AND level = $2 AND idx = $3"
     await as_superuser(database, [(edit, [project.id, level, idx])], ["merkle_nodes"])
 
@@ -168,7 +169,8 @@ async def test_edited_merkle_node_is_caught(
     assert not verification.ok
     assert verification.first_bad_seq == first_leaf_seq
     # A resident holding a receipt for a leaf this node proves finds out too.
-    proof = await tree.inclusion(engine, project.code, proof_seq, 12)
+    async with engine.connect() as rconn:
+        proof = await tree.inclusion(rconn, project.code, proof_seq, 12)
     with pytest.raises(merkle.ProofError):
         merkle.verify_inclusion(proof.leaf_hash, proof_seq - 1, 12, proof.proof, published)
 
@@ -211,7 +213,8 @@ async def test_full_consistent_rewrite_passes_verify_but_not_a_published_root(
     """Verify checks the database against itself. Someone who rewrites an entry, every node above
     it and the head gets ok=True — which is why sheets print the root: the old root still tells."""
     project = await project_with(engine, 12)
-    size_published, root_published = await tree.root_at(engine, project.code, 10)
+    async with engine.connect() as rconn:
+        size_published, root_published = await tree.root_at(rconn, project.code, 10)
     seq = 4
     edit = "UPDATE entries SET amount_fen = amount_fen + 100 WHERE project_id = $1 AND seq = $2"
     await as_superuser(database, [(edit, [project.id, seq])], ["entries"])
@@ -250,8 +253,10 @@ async def test_full_consistent_rewrite_passes_verify_but_not_a_published_root(
     await as_superuser(database, [(totals_sql, [project.id, seq])], [])
 
     assert (await tree.verify(engine, project.code)).ok, "a thorough forger fools the self-check"
-    _, root_now = await tree.root_at(engine, project.code, size_published)
+    async with engine.connect() as rconn:
+        _, root_now = await tree.root_at(rconn, project.code, size_published)
     assert root_now != root_published
-    proof = await tree.consistency(engine, project.code, size_published, 12)
+    async with engine.connect() as rconn:
+        proof = await tree.consistency(rconn, project.code, size_published, 12)
     with pytest.raises(merkle.ProofError):
         merkle.verify_consistency(size_published, 12, proof.proof, root_published, proof.root_to)

@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import merkle, tree
 from ledger.contributors import ContributorRef
@@ -56,7 +56,7 @@ def _sizes(rng: random.Random) -> list[int]:
 
 
 async def test_roots_and_proofs_agree_with_the_rfc_9162_verifier(
-    big: tuple[Project, list[bytes]], engine: AsyncEngine
+    big: tuple[Project, list[bytes]], db_conn: AsyncConnection
 ) -> None:
     project, leaves = big
     rng = random.Random(9162)
@@ -69,18 +69,18 @@ async def test_roots_and_proofs_agree_with_the_rfc_9162_verifier(
 
     sizes = _sizes(rng)
     for size in sizes:
-        assert (await tree.root_at(engine, project.code, size)) == (size, root_of(size))
+        assert (await tree.root_at(db_conn, project.code, size)) == (size, root_of(size))
         for seq in {1, size, rng.randint(1, size)}:
-            p = await tree.inclusion(engine, project.code, seq, size)
+            p = await tree.inclusion(db_conn, project.code, seq, size)
             assert p.root_hash == root_of(size) and p.leaf_hash == leaves[seq - 1]
             merkle.verify_inclusion(p.leaf_hash, seq - 1, size, p.proof, root_of(size))
     for size_to in sizes:
         for size_from in {1, size_to, rng.randint(1, size_to)}:
-            c = await tree.consistency(engine, project.code, size_from, size_to)
+            c = await tree.consistency(db_conn, project.code, size_from, size_to)
             assert (c.root_from, c.root_to) == (root_of(size_from), root_of(size_to))
             merkle.verify_consistency(size_from, size_to, c.proof, c.root_from, c.root_to)
     # The head: size None means the current size.
-    assert await tree.root_at(engine, project.code, None) == (SIZE, root_of(SIZE))
+    assert await tree.root_at(db_conn, project.code, None) == (SIZE, root_of(SIZE))
 
 
 async def test_keyset_pages_walk_the_whole_log_in_order(big: tuple[Project, list[bytes]], engine: AsyncEngine) -> None:

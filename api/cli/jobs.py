@@ -359,7 +359,8 @@ async def check_project(engine: AsyncEngine, code: str) -> ProjectCheck:
             if d.tree_size > v.size:
                 problems.append(f"公示表第 {d.sheet_number} 期的账本大小 {d.tree_size} 超过账本现有的 {v.size} 笔")
                 continue
-            _, root = await tree.root_at(engine, code, d.tree_size)
+            async with engine.connect() as conn:
+                _, root = await tree.root_at(conn, code, d.tree_size)
             if root != d.root_hash:
                 problems.append(f"公示表第 {d.sheet_number} 期（大小 {d.tree_size}）的根哈希与账本不符")
         if len(page) < 200:

@@ -236,7 +236,7 @@ async def get_entry_route(request: Request, engine: AsyncEngine, project: str, s
     async def build(state: ProjectState) -> bytes:
         async with engine.connect() as conn:
             entry = await get_entry(conn, project, seq)
-        _, root = await tree.root_at(engine, project, entry.seq)
+            _, root = await tree.root_at(conn, project, entry.seq)
         return json_bytes(entry_out(entry, unmasked=_unmasked(caller, state), receipt_root=root))
 
     return await versioned(

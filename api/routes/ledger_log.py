@@ -9,6 +9,7 @@ from litestar.params import Parameter, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
+from api.db import Db
 from api.http import INT64_MAX
 from api.routes.common import OPTIONAL_BEARER, problems
 from ledger import tree
@@ -28,8 +29,9 @@ Seq = Annotated[int, Parameter(ge=1, le=INT64_MAX)]
     security=OPTIONAL_BEARER,
     responses=problems(404, 422),
 )
-async def ledger_root(engine: AsyncEngine, project: str, size: Size | None = None) -> s.LedgerHeadOut:
-    size_at, root = await tree.root_at(engine, project, size)
+async def ledger_root(db: Db, project: str, size: Size | None = None) -> s.LedgerHeadOut:
+    async with db.connect() as conn:
+        size_at, root = await tree.root_at(conn, project, size)
     return s.LedgerHeadOut(size=size_at, root_hash=root.hex())
 
 
@@ -40,8 +42,9 @@ async def ledger_root(engine: AsyncEngine, project: str, size: Size | None = Non
     security=OPTIONAL_BEARER,
     responses=problems(404, 422),
 )
-async def ledger_inclusion(engine: AsyncEngine, project: str, seq: Seq, size: Size | None = None) -> s.InclusionOut:
-    proof = await tree.inclusion(engine, project, seq, size)
+async def ledger_inclusion(db: Db, project: str, seq: Seq, size: Size | None = None) -> s.InclusionOut:
+    async with db.connect() as conn:
+        proof = await tree.inclusion(conn, project, seq, size)
     return s.InclusionOut(
         seq=proof.seq,
         size=proof.size,
@@ -59,12 +62,13 @@ async def ledger_inclusion(engine: AsyncEngine, project: str, seq: Seq, size: Si
     responses=problems(404, 422),
 )
 async def ledger_consistency(
-    engine: AsyncEngine,
+    db: Db,
     project: str,
     size_from: Annotated[int, QueryParameter(name="from", ge=1, le=INT64_MAX)],
     size_to: Annotated[int, QueryParameter(name="to", ge=1, le=INT64_MAX)],
 ) -> s.ConsistencyOut:
-    proof = await tree.consistency(engine, project, size_from, size_to)
+    async with db.connect() as conn:
+        proof = await tree.consistency(conn, project, size_from, size_to)
     return s.ConsistencyOut.model_validate(
         {
             "from": proof.size_from,
