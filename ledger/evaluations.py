@@ -235,11 +235,10 @@ async def issue_codes(
     return IssuedBatch(batch, codes, replayed=False)
 
 
-async def batch_codes(engine: AsyncEngine, project_code: str, batch_no: int, issuer: Issuer) -> IssuedBatch:
+async def batch_codes(conn: AsyncConnection, project_code: str, batch_no: int, issuer: Issuer) -> IssuedBatch:
     """A batch and its codes, for printing its slips again. Only the token that issued it can
     unwrap its seed. Errors: NotFound, Forbidden (another token)."""
-    async with engine.connect() as conn:
-        batch, codes = await _batch_with_codes(conn, project_code, batch_no, issuer)
+    batch, codes = await _batch_with_codes(conn, project_code, batch_no, issuer)
     return IssuedBatch(batch, codes, replayed=True)
 
 

@@ -487,11 +487,11 @@ async def run_import(
     imported before; a dry run says so too), ImportRefused (a commit with any problem), the
     idempotency errors of ``append_entries``. A dry run's ledger-level problems (cash, spending
     gate, refunds) are added to ``report.problems``."""
-    if not (idempotency is not None and await _key_is_stored(engine, idempotency)):
-        async with engine.connect() as conn:
+    async with engine.connect() as conn:
+        if not (idempotency is not None and await _key_is_stored(conn, idempotency)):
             earlier = await find_import(conn, project, report.file_sha256)
-        if earlier is not None:
-            raise Conflict(earlier.pointer())
+            if earlier is not None:
+                raise Conflict(earlier.pointer())
     if report.problems or not report.rows:
         if dry_run:
             return ImportResult(report, 200)
@@ -499,8 +499,8 @@ async def run_import(
     drafts = [r.draft for r in report.rows]
     import_id = 0
     if not dry_run:
-        async with pg.connection(engine) as conn:
-            import_id = await conn.fetchval(_NEXT_ID)
+        async with engine.connect() as conn:
+            import_id = await (await pg.driver(conn)).fetchval(_NEXT_ID)
 
     async def write_mark(conn: asyncpg.Connection, recorded: list[RecordedEntry]) -> None:
         written = await pg.fetchrow(
@@ -561,7 +561,7 @@ def _row_problem(report: ImportReport, row: int, exc: LedgerError) -> Problem:
     return Problem(row, column, message)
 
 
-async def _key_is_stored(engine: AsyncEngine, idempotency: IdempotencyRequest) -> bool:
+async def _key_is_stored(conn: AsyncConnection, idempotency: IdempotencyRequest) -> bool:
     """A retry of a committed import replays its answer; it is not a second import of the file."""
-    async with pg.connection(engine) as conn:
-        return await pg.fetchrow(conn, _STORED_KEY, scope=idempotency.scope, key=idempotency.key) is not None
+    raw = await pg.driver(conn)
+    return await pg.fetchrow(raw, _STORED_KEY, scope=idempotency.scope, key=idempotency.key) is not None

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger import kinds
+from ledger import kinds, pg
 from ledger.awards import AwardComputation, project_award
 from ledger.decisions import Decision, list_decisions
 from ledger.disclosures import SheetSnapshot
@@ -98,7 +98,7 @@ async def gather_sheet_facts(
         grant_sources=await _grant_sources(conn, snap),
         award=await project_award(raw, project.id),
         evaluation=await evaluation_results(conn, project.id, project.code),
-        witnessed=await _witnessed(raw, snap),
+        witnessed=await _witnessed(conn, snap),
     )
 
 
@@ -206,13 +206,13 @@ async def _pledges(conn: AsyncConnection, snap: SheetSnapshot, *, room: int) -> 
     return out[: max(room, 0)]
 
 
-async def _witnessed(raw: Any, snap: SheetSnapshot) -> list[WitnessedSheet]:
+async def _witnessed(conn: AsyncConnection, snap: SheetSnapshot) -> list[WitnessedSheet]:
     """Earlier sheets of the project and who had cosigned them by now (this snapshot)."""
-    sheets = await raw.fetch(
+    sheets = await (await pg.driver(conn)).fetch(
         "SELECT id, sheet_number, tree_size FROM disclosures WHERE project_id = $1 AND sheet_number < $2 "
         "ORDER BY sheet_number",
         snap.project.id,
         snap.sheet_number,
     )
-    signed = await list_cosignatures(raw, [r["id"] for r in sheets])
+    signed = await list_cosignatures(conn, [r["id"] for r in sheets])
     return [WitnessedSheet(r["sheet_number"], r["tree_size"], signed[r["id"]]) for r in sheets]

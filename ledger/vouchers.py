@@ -289,17 +289,16 @@ def _check_pending(voucher: Voucher) -> None:
         raise Conflict(f"凭证 {voucher.id} 已被退回：{voucher.reason}")
 
 
-async def _already_answered(engine: AsyncEngine, idempotency: IdempotencyRequest | None) -> bool:
+async def _already_answered(conn: AsyncConnection, idempotency: IdempotencyRequest | None) -> bool:
     """Whether this key already has a stored response (a retry must get it back, not a 409)."""
     if idempotency is None:
         return False
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT 1 FROM idempotency_keys WHERE scope = :scope AND key = :key"),
-                {"scope": idempotency.scope, "key": idempotency.key},
-            )
-        ).one_or_none()
+    row = (
+        await conn.execute(
+            text("SELECT 1 FROM idempotency_keys WHERE scope = :scope AND key = :key"),
+            {"scope": idempotency.scope, "key": idempotency.key},
+        )
+    ).one_or_none()
     return row is not None
 
 
@@ -323,9 +322,9 @@ async def approve_voucher(
     same transaction. Errors: NotFound, Forbidden, Conflict, and those of append_entries."""
     async with engine.connect() as conn:
         voucher = await get_voucher(conn, voucher_id)
-    _check_checker(voucher, checker)
-    if not await _already_answered(engine, idempotency):
-        _check_pending(voucher)
+        _check_checker(voucher, checker)
+        if not await _already_answered(conn, idempotency):
+            _check_pending(voucher)
     draft = replace(voucher.draft, maker=voucher.maker, checker=checker.signer)
 
     async def record_event(conn: asyncpg.Connection, recorded: list[RecordedEntry]) -> None:

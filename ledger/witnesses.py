@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
@@ -191,19 +190,16 @@ def _cosignature(r: object) -> Cosignature:
     )
 
 
-async def list_cosignatures(conn: asyncpg.Connection, disclosure_ids: list[int]) -> dict[int, list[Cosignature]]:
-    """Cosignatures by sheet, oldest first. ``conn`` is an asyncpg connection (the caller's
-    snapshot, when a sheet is being published)."""
-    rows = await conn.fetch(_COSIGNATURES + " WHERE s.disclosure_id = ANY($1::bigint[]) ORDER BY s.id", disclosure_ids)
+async def list_cosignatures(conn: AsyncConnection, disclosure_ids: list[int]) -> dict[int, list[Cosignature]]:
+    """Cosignatures by sheet, oldest first, read on the caller's connection (a request's, or the
+    publishing snapshot's)."""
+    rows = await (await pg.driver(conn)).fetch(
+        _COSIGNATURES + " WHERE s.disclosure_id = ANY($1::bigint[]) ORDER BY s.id", disclosure_ids
+    )
     out: dict[int, list[Cosignature]] = {i: [] for i in disclosure_ids}
     for r in rows:
         out[r["disclosure_id"]].append(_cosignature(r))
     return out
-
-
-async def sheet_cosignatures(sa_conn: AsyncConnection, disclosure_ids: list[int]) -> dict[int, list[Cosignature]]:
-    """:func:`list_cosignatures` on the request's connection."""
-    return await list_cosignatures(await pg.driver(sa_conn), disclosure_ids)
 
 
 async def sheet_checkpoint(sa_conn: AsyncConnection, disclosure_id: int, public_base_url: str) -> tuple[str, int]:

@@ -48,7 +48,7 @@ from ledger.pledges import list_pledges, pledge_totals
 from ledger.progress import list_notes
 from ledger.projects import Project, get_project, list_projects
 from ledger.summary import project_summary
-from ledger.witnesses import sheet_cosignatures
+from ledger.witnesses import list_cosignatures
 from reports.labels import SOURCE_LABELS
 
 LIST_MAX = 500  # communities and projects on one page: a district, not a province
@@ -375,7 +375,7 @@ async def _disclosure_context(engine: AsyncEngine, disclosure_id: int) -> dict[s
     async with engine.connect() as conn:
         d = await get_disclosure(conn, disclosure_id)
         found = await get_project(conn, d.project_code)
-        signed = await sheet_cosignatures(conn, [d.id])
+        signed = await list_cosignatures(conn, [d.id])
         objections = await list_objections(conn, disclosure_id)
     return {
         "sheet": disclosure_out(d, cosignatures=signed[d.id]),

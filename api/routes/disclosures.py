@@ -49,7 +49,7 @@ from ledger.disclosures import (
     respond_to_objection,
 )
 from ledger.masking import mask_phones
-from ledger.witnesses import Cosignature, sheet_cosignatures
+from ledger.witnesses import Cosignature, list_cosignatures
 
 PDF = "application/pdf"
 NoticeDays = Annotated[int, Parameter(ge=1, le=90)]
@@ -159,7 +159,7 @@ async def list_route(db: Db, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cur
     size = clamp_limit(limit)
     async with db.connect() as conn:
         items = await list_disclosures(conn, project, after_id=cursor_id(cursor), limit=size + 1)
-        signed = await sheet_cosignatures(conn, [d.id for d in items[:size]])
+        signed = await list_cosignatures(conn, [d.id for d in items[:size]])
     nxt = str(items[size - 1].id) if len(items) > size else None
     return s.DisclosurePage(items=[disclosure_out(d, cosignatures=signed[d.id]) for d in items[:size]], next=nxt)
 
@@ -200,7 +200,7 @@ async def preview_route(
 async def get_route(db: Db, disclosure_id: PathId) -> s.DisclosureOut:
     async with db.connect() as conn:
         found = await get_disclosure(conn, disclosure_id)
-        signed = await sheet_cosignatures(conn, [found.id])
+        signed = await list_cosignatures(conn, [found.id])
     return disclosure_out(found, cosignatures=signed[found.id])
 
 

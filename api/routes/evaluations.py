@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller, idempotent_project_write, project_write, require_project_writer
+from api.db import Db
 from api.http import (
     JSON_BODY_MAX,
     PAGE_SIZE_DEFAULT,
@@ -177,9 +178,10 @@ async def slips_pdf(request: Request, issued: IssuedBatch) -> bytes:
     media_type=PDF,
     responses={200: ResponseSpec(bytes, description="PDF", media_type=PDF), **problems(401, 403, 404)},
 )
-async def slips_route(request: Request, engine: AsyncEngine, project: str, batch: PathId) -> Response[bytes]:
+async def slips_route(request: Request, db: Db, project: str, batch: PathId) -> Response[bytes]:
     caller = await require_project_writer(request, project)
-    issued = await batch_codes(engine, project, batch, Issuer(caller.scope, bearer_secret(request)))
+    async with db.connect() as conn:
+        issued = await batch_codes(conn, project, batch, Issuer(caller.scope, bearer_secret(request)))
     return Response(
         await slips_pdf(request, issued),
         media_type=PDF,

@@ -17,11 +17,11 @@ from api.presenters import cosignature_out, witness_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
 from ledger.witnesses import (
     add_cosignature,
+    list_cosignatures,
     list_witnesses,
     parse_public_key,
     register_witness,
     sheet_checkpoint,
-    sheet_cosignatures,
     signed_note,
     unb64,
 )
@@ -70,7 +70,7 @@ async def list_route(db: Db, code: str) -> s.WitnessList:
 async def checkpoint_route(request: Request, db: Db, disclosure_id: PathId) -> Response[str]:
     async with db.connect() as conn:
         text, _ = await sheet_checkpoint(conn, disclosure_id, request.app.state.settings.public_base_url)
-        signed = await sheet_cosignatures(conn, [disclosure_id])
+        signed = await list_cosignatures(conn, [disclosure_id])
     return Response(signed_note(text, signed[disclosure_id]), media_type="text/plain; charset=utf-8")
 
 
@@ -110,7 +110,7 @@ async def cosign_route(request: Request, engine: AsyncEngine, disclosure_id: int
 async def cosignatures_route(request: Request, db: Db, disclosure_id: PathId) -> s.CosignatureList:
     async with db.connect() as conn:
         await sheet_checkpoint(conn, disclosure_id, request.app.state.settings.public_base_url)  # 404 if none
-        signed = await sheet_cosignatures(conn, [disclosure_id])
+        signed = await list_cosignatures(conn, [disclosure_id])
     return s.CosignatureList(items=[cosignature_out(c) for c in signed[disclosure_id]])
 
 

@@ -69,17 +69,15 @@ async def _evaluation_page(
     values: dict[str, str] | None = None,
     status: int = 200,
 ) -> Template:
+    codes: list[str] = []
     async with engine.connect() as conn:
         batches = await list_batches(conn, found.code)
-    codes: list[str] = []
-    if shown_batch is not None:
-        try:
-            codes = [
-                display_code(c) for c in (await batch_codes(engine, found.code, shown_batch, _issuer(session))).codes
-            ]
-        except (NotFound, Forbidden):
-            shown_batch = None
-    async with engine.connect() as conn:
+        if shown_batch is not None:
+            try:
+                issued = await batch_codes(conn, found.code, shown_batch, _issuer(session))
+                codes = [display_code(c) for c in issued.codes]
+            except (NotFound, Forbidden):
+                shown_batch = None
         results = await evaluation_results(conn, found.id, found.code)
     return page(
         "evaluation",
@@ -140,7 +138,8 @@ async def issue_codes_form(request: Request, engine: AsyncEngine, project: str) 
 async def slips(request: Request, engine: AsyncEngine, project: str, batch: PathId) -> Response[bytes]:
     session = await current_session(request)
     found = await readable_project(engine, session, project)
-    issued = await batch_codes(engine, found.code, batch, _issuer(session))
+    async with engine.connect() as conn:
+        issued = await batch_codes(conn, found.code, batch, _issuer(session))
     return Response(
         await slips_pdf(request, issued),
         media_type="application/pdf",
