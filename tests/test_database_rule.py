@@ -114,3 +114,24 @@ def test_the_check_sees_a_plain_read_that_takes_the_engine() -> None:
     )
     found = {name: (_takes_engine(node), _opens_transaction(node)) for name, node in _functions(ast.parse(source), "m")}
     assert found == {"m.read": (True, False), "m.write": (True, True), "m.fine": (False, False)}
+
+
+API = LEDGER.parent / "api"
+ROUTE_DECORATORS = {"get", "post", "put", "patch", "delete", "route"}
+
+
+def test_handlers_take_the_request_db_not_the_engine() -> None:
+    """A route handler reaches the database through ``db: Db`` (api/db.py), whose connections
+    open lazily from the request's engine (primary or replica); none takes ``engine`` itself."""
+    offenders = []
+    for path in sorted(API.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:
+            if not isinstance(node, ast.AsyncFunctionDef):
+                continue
+            called = [d.func if isinstance(d, ast.Call) else d for d in node.decorator_list]
+            names = {d.id for d in called if isinstance(d, ast.Name)}
+            params = [*node.args.args, *node.args.kwonlyargs]
+            if names & ROUTE_DECORATORS and any(a.arg == "engine" for a in params):
+                offenders.append(f"{path.relative_to(API.parent)}:{node.lineno} {node.name}")
+    assert offenders == []

@@ -113,10 +113,10 @@ async def index(db: Db, q: str | None = None) -> Template:
 
 
 @get("/c/{community:str}", name="page_community")
-async def community_page(engine: AsyncEngine, community: str, before: After = 0) -> Template:
+async def community_page(db: Db, community: str, before: After = 0) -> Template:
     """The community's projects, newest first, a phone's page at a time (each card reads its
     project's summary); ``before`` is the id the previous page ended at."""
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         found = await get_community(conn, community)
         projects = await list_projects(
             conn,
@@ -131,7 +131,7 @@ async def community_page(engine: AsyncEngine, community: str, before: After = 0)
     return page(
         "community",
         community=community_out(found),
-        projects=[await _with_summary(engine, p) for p in shown],
+        projects=[await _with_summary(db.engine, p) for p in shown],
         next_before=shown[-1].id if len(projects) > COMMUNITY_PAGE else None,
         paged=before > 0,
     )
@@ -189,13 +189,13 @@ class EvalForm:
 
 @get("/p/{project:str}", name="page_project")
 async def project_page(
-    request: Request, engine: AsyncEngine, project: str, code: str | None = None, evaluated: str | None = None
+    request: Request, db: Db, project: str, code: str | None = None, evaluated: str | None = None
 ) -> Response[bytes] | Template:
     if code is not None:
         # Opened from a slip's QR code: the form with the code filled in. Never cached (the code is
         # a credential), and nothing here says whether the code is valid: that would let anyone
         # test codes without the rate limit of a submission.
-        context = await _project_context(engine, project)
+        context = await _project_context(db.engine, project)
         typed = code.strip()[:EVAL_CODE_TYPED_MAX]
         normalised = normalise_code(typed)
         # As the slip prints it (two groups of five), so the resident can compare the two.
@@ -203,11 +203,11 @@ async def project_page(
         return page("project", headers={"Cache-Control": "no-store"}, **context)
 
     async def build() -> tuple[str, dict[str, Any]]:
-        context = await _project_context(engine, project)
+        context = await _project_context(db.engine, project)
         context["eval_form"] = EvalForm(done=evaluated == "1")
         return template("project"), context
 
-    return await cached_page(request, engine, project, build)
+    return await cached_page(request, db.engine, project, build)
 
 
 @post(
@@ -217,7 +217,7 @@ async def project_page(
     opt={"public_write": True},
     status_code=303,
 )
-async def evaluation_form(request: Request, engine: AsyncEngine, project: str) -> Redirect | Template:
+async def evaluation_form(request: Request, db: Db, project: str) -> Redirect | Template:
     form = await request.form()
     typed = EvalForm(
         code=str(form.get("household_code") or "").strip()[:EVAL_CODE_TYPED_MAX],
@@ -234,7 +234,7 @@ async def evaluation_form(request: Request, engine: AsyncEngine, project: str) -
                 "comment": typed.comment or None,
             }
         )
-        await submit_evaluation(engine, project, body.household_code, body.score, body.comment)
+        await submit_evaluation(db.engine, project, body.household_code, body.score, body.comment)
         return done
     except ValidationError as exc:
         typed.errors = [e["message"] for e in _eval_labelled(exc)]
@@ -244,7 +244,7 @@ async def evaluation_form(request: Request, engine: AsyncEngine, project: str) -
         typed.errors, status_code = [exc.detail], 409
     except (ValidationFailed, Conflict) as exc:
         typed.errors, status_code = [exc.detail], 409 if isinstance(exc, Conflict) else 422
-    context = await _project_context(engine, project)
+    context = await _project_context(db.engine, project)
     context["eval_form"] = typed
     return page("project", status_code=status_code, headers={"Cache-Control": "no-store"}, **context)
 
@@ -256,11 +256,11 @@ def _eval_labelled(exc: ValidationError) -> list[dict[str, str]]:
 
 @get("/p/{project:str}/entries", name="page_entries")
 async def entries_page(
-    request: Request, engine: AsyncEngine, project: str, kind: str | None = None, after: After = 0
+    request: Request, db: Db, project: str, kind: str | None = None, after: After = 0
 ) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
         shown = kind if kind in KINDS else None
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             found = await get_project(conn, project)
             rows = await list_entries(conn, found.code, kind=shown, after_seq=max(after, 0), limit=ENTRIES_PAGE + 1)
         more = len(rows) > ENTRIES_PAGE
@@ -275,16 +275,16 @@ async def entries_page(
             "after": after,
         }
 
-    return await cached_page(request, engine, project, build)
+    return await cached_page(request, db.engine, project, build)
 
 
 @get("/p/{project:str}/pledges", name="page_pledges")
 async def pledges_page(
-    request: Request, engine: AsyncEngine, project: str, status: str | None = None, after: After = 0
+    request: Request, db: Db, project: str, status: str | None = None, after: After = 0
 ) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
         shown = status if status in dict(PLEDGE_STATUSES) else None
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             found = await get_project(conn, project)
             totals = await pledge_totals(conn, found.id)
             rows = await list_pledges(conn, found.id, status=shown, after_seq=max(after, 0), limit=ENTRIES_PAGE + 1)
@@ -301,13 +301,13 @@ async def pledges_page(
             "after": after,
         }
 
-    return await cached_page(request, engine, project, build)
+    return await cached_page(request, db.engine, project, build)
 
 
 @get("/p/{project:str}/progress", name="page_progress")
-async def progress_page(request: Request, engine: AsyncEngine, project: str, before: int = 0) -> Response[bytes]:
+async def progress_page(request: Request, db: Db, project: str, before: int = 0) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             found = await get_project(conn, project)
             notes = await list_notes(
                 conn, found.id, found.code, before_id=before if before > 0 else None, limit=ENTRIES_PAGE + 1
@@ -320,13 +320,13 @@ async def progress_page(request: Request, engine: AsyncEngine, project: str, bef
             "next_before": notes[ENTRIES_PAGE - 1].id if len(notes) > ENTRIES_PAGE else None,
         }
 
-    return await cached_page(request, engine, project, build)
+    return await cached_page(request, db.engine, project, build)
 
 
 @get("/p/{project:str}/e/{seq:int}", name="page_entry")
-async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: PathId) -> Response[bytes]:
+async def entry_page(request: Request, db: Db, project: str, seq: PathId) -> Response[bytes]:
     async def build() -> tuple[str, dict[str, Any]]:
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             found = await get_project(conn, project)
             entry = await get_entry(conn, found.code, seq)
             sheets = [disclosure_out(d) for d in await list_disclosures(conn, found.code, after_id=0, limit=LIST_MAX)]
@@ -339,14 +339,14 @@ async def entry_page(request: Request, engine: AsyncEngine, project: str, seq: P
             "check": {"seq": seq, "size": "", "root": ""},
         }
 
-    return await cached_page(request, engine, project, build)
+    return await cached_page(request, db.engine, project, build)
 
 
 @get("/p/{project:str}/check", name="page_check")
 async def check_page(
-    engine: AsyncEngine, project: str, seq: str | None = None, size: str | None = None, root: str | None = None
+    db: Db, project: str, seq: str | None = None, size: str | None = None, root: str | None = None
 ) -> Template:
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         found = await get_project(conn, project)
         sheets = [disclosure_out(d) for d in await list_disclosures(conn, found.code, after_id=0, limit=LIST_MAX)]
     typed = (seq or "").strip()[:RECEIPT_NO_MAX]
@@ -355,7 +355,7 @@ async def check_page(
         # A receipt number (收据号) rather than a seq: find its entry; the check then confirms the
         # document itself carries this receipt number, so the look-up need not be trusted.
         receipt_no = typed
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             matches = await seqs_by_receipt_no(conn, found.code, receipt_no)
         typed = str(matches[0]) if len(matches) == 1 else typed
     return page(
@@ -394,8 +394,8 @@ def _today() -> date:
 
 
 @get("/d/{disclosure_id:int}", name="page_disclosure")
-async def disclosure_page(engine: AsyncEngine, disclosure_id: PathId, filed: str | None = None) -> Template:
-    context = await _disclosure_context(engine, disclosure_id)
+async def disclosure_page(db: Db, disclosure_id: PathId, filed: str | None = None) -> Template:
+    context = await _disclosure_context(db.engine, disclosure_id)
     context["filed"] = filed == "1"
     return page("disclosure", **context)
 
@@ -407,18 +407,18 @@ async def disclosure_page(engine: AsyncEngine, disclosure_id: PathId, filed: str
     opt={"public_write": True},
     status_code=303,
 )
-async def objection_form(request: Request, engine: AsyncEngine, disclosure_id: PathId) -> Redirect | Template:
+async def objection_form(request: Request, db: Db, disclosure_id: PathId) -> Redirect | Template:
     form = await request.form()
     message = str(form.get("message") or "").strip()
     contact = str(form.get("contact") or "").strip() or None
     try:
         body = s.ObjectionIn(message=message, contact=contact)
     except ValidationError as exc:
-        return await _form_again(engine, disclosure_id, message, contact, [e["message"] for e in _labelled(exc)])
+        return await _form_again(db.engine, disclosure_id, message, contact, [e["message"] for e in _labelled(exc)])
     try:
-        await file_objection(engine, disclosure_id, body.message, body.contact)
+        await file_objection(db.engine, disclosure_id, body.message, body.contact)
     except Conflict as exc:
-        return await _form_again(engine, disclosure_id, message, contact, [exc.detail], status_code=409)
+        return await _form_again(db.engine, disclosure_id, message, contact, [exc.detail], status_code=409)
     return Redirect(f"/d/{disclosure_id}?filed=1#objections", status_code=303)
 
 

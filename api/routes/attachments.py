@@ -9,7 +9,6 @@ from typing import Annotated
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller, require_project_writer
@@ -46,13 +45,13 @@ def attachment_out(a: Attachment) -> s.AttachmentOut:
         **problems(400, 401, 403, 404, 409, 413, 415, 422),
     },
 )
-async def upload_attachment(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def upload_attachment(request: Request, db: Db, project: str) -> Response[bytes]:
     key = request.headers.get("idempotency-key")
     if key is not None and (not 1 <= len(key) <= 255 or not all(0x21 <= ord(ch) <= 0x7E for ch in key)):
         raise ApiError("malformed_request", "Idempotency-Key 须为 1–255 个可打印 ASCII 字符")
     content = await request.body()
     caller = await require_project_writer(request, project)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         community_id = await project_community(conn, project)
     declared = request.headers.get("content-type", "")
     idem = None
@@ -65,7 +64,7 @@ async def upload_attachment(request: Request, engine: AsyncEngine, project: str)
             ),
         )
     stored, replayed = await store_attachment(
-        engine,
+        db.engine,
         community_id,
         caller.scope,
         content,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from litestar import Request, get, post
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import require_role
@@ -25,12 +24,12 @@ TAGS = ["awards"]
     opt=body_opt(s.AwardPolicyIn),
     responses=problems(400, 401, 403, 413, 422),
 )
-async def create_policy_route(request: Request, engine: AsyncEngine) -> s.AwardPolicyOut:
+async def create_policy_route(request: Request, db: Db) -> s.AwardPolicyOut:
     raw = await read_json(request)
     caller = await require_role(request, "admin")
     body = parse_body(s.AwardPolicyIn, raw)
     policy = await create_policy(
-        engine,
+        db.engine,
         NewPolicy(
             code=body.code,
             name=body.name,
@@ -72,12 +71,12 @@ async def list_policies_route(
     opt=body_opt(s.AwardPolicyAssignIn),
     responses=problems(400, 401, 403, 404, 409, 413, 422),
 )
-async def assign_policy_route(request: Request, engine: AsyncEngine, project: str) -> s.AwardOut:
+async def assign_policy_route(request: Request, db: Db, project: str) -> s.AwardOut:
     raw = await read_json(request)
     caller = await require_role(request, "admin")
     body = parse_body(s.AwardPolicyAssignIn, raw)
-    await assign_policy_to_project(engine, project, body.policy, assigned_by=caller.scope)
-    return award_out(await project_award_by_code(engine, project))
+    await assign_policy_to_project(db.engine, project, body.policy, assigned_by=caller.scope)
+    return award_out(await project_award_by_code(db.engine, project))
 
 
 @get(
@@ -87,8 +86,8 @@ async def assign_policy_route(request: Request, engine: AsyncEngine, project: st
     security=OPTIONAL_BEARER,
     responses=problems(401, 404),
 )
-async def project_award_route(engine: AsyncEngine, project: str) -> s.AwardOut:
-    return award_out(await project_award_by_code(engine, project))
+async def project_award_route(db: Db, project: str) -> s.AwardOut:
+    return award_out(await project_award_by_code(db.engine, project))
 
 
 ROUTES = [create_policy_route, list_policies_route, assign_policy_route, project_award_route]

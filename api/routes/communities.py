@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from litestar import Request, Response, get, post
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import caller_of, require_role
@@ -29,12 +28,12 @@ from ledger.summary import project_summary
     opt=body_opt(s.CommunityIn),
     responses=problems(400, 401, 403, 409, 413, 422),
 )
-async def create_community_route(request: Request, engine: AsyncEngine) -> s.CommunityOut:
+async def create_community_route(request: Request, db: Db) -> s.CommunityOut:
     raw = await read_json(request)
     await require_role(request, "admin")
     body = parse_body(s.CommunityIn, raw)
     community = await create_community(
-        engine, NewCommunity(code=body.code, name=body.name, district=body.district, households=body.households)
+        db.engine, NewCommunity(code=body.code, name=body.name, district=body.district, households=body.households)
     )
     return community_out(community)
 
@@ -69,18 +68,18 @@ async def get_community_route(db: Db, code: str) -> s.CommunityOut:
     opt=body_opt(s.ProjectIn),
     responses=problems(400, 401, 403, 404, 409, 413, 422),
 )
-async def create_project_route(request: Request, engine: AsyncEngine) -> s.ProjectOut:
+async def create_project_route(request: Request, db: Db) -> s.ProjectOut:
     raw = await read_json(request)
     caller = await require_role(request, "treasurer")
     body = parse_body(s.ProjectIn, raw)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         community = await get_community(conn, body.community)
     if not caller.can_write(community.id):
         raise ApiError("forbidden", "只能为本社区创建项目")
     if body.spending_gate == "waived" and not caller.is_admin:
         raise ApiError("forbidden", "只有管理员可以豁免支出门槛（项目决策在系统上线前完成）")
     project = await ledger_create_project(
-        engine,
+        db.engine,
         NewProject(
             code=body.code,
             community_code=body.community,
@@ -94,7 +93,7 @@ async def create_project_route(request: Request, engine: AsyncEngine) -> s.Proje
             budget_lines=[BudgetLine(b.category, b.label, b.source, b.amount) for b in body.budget_lines],
         ),
     )
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         summary = await project_summary(conn, project)
     return project_out(project, summary)
 
@@ -127,17 +126,17 @@ async def list_projects_route(
     security=OPTIONAL_BEARER,
     responses={**versioned_ok(s.ProjectOut, "项目详情与收支汇总"), **problems(401, 404)},
 )
-async def get_project_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def get_project_route(request: Request, db: Db, project: str) -> Response[bytes]:
     # The token (if any) is checked, but the summary is the same for every reader.
     await caller_of(request)
 
     async def build(_: ProjectState) -> bytes:
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             found = await get_project(conn, project)
             summary = await project_summary(conn, found)
         return json_bytes(project_out(found, summary))
 
-    return await versioned(request, engine, project, build, media_type=JSON)
+    return await versioned(request, db.engine, project, build, media_type=JSON)
 
 
 ROUTES = [

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import project_write
+from api.db import Db
 from api.http import JSON_BODY_MAX, dump, json_response
 from api.presenters import decision_out
 from api.routes.common import BEARER, OPTIONAL_BEARER, body_opt, problems
@@ -23,10 +23,10 @@ from ledger.decisions import DecisionDraft, list_decisions, record_decision
     opt=body_opt(s.DecisionIn),
     responses={201: ResponseSpec(s.DecisionOut, description="已记录"), **problems(400, 401, 403, 404, 409, 413, 422)},
 )
-async def create_decision(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def create_decision(request: Request, db: Db, project: str) -> Response[bytes]:
     write = await project_write(request, project, s.DecisionIn)
     stored, replayed = await record_decision(
-        engine,
+        db.engine,
         project,
         DecisionDraft(**write.body.model_dump()),
         recorded_by=write.caller.scope,
@@ -43,8 +43,8 @@ async def create_decision(request: Request, engine: AsyncEngine, project: str) -
     security=OPTIONAL_BEARER,
     responses=problems(401, 404),
 )
-async def list_decisions_route(engine: AsyncEngine, project: str) -> s.DecisionList:
-    async with engine.connect() as conn:
+async def list_decisions_route(db: Db, project: str) -> s.DecisionList:
+    async with db.connect() as conn:
         return s.DecisionList(items=[decision_out(d) for d in await list_decisions(conn, project)])
 
 

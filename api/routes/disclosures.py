@@ -9,7 +9,6 @@ from typing import Annotated
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller, idempotent_project_write, require_project_writer, require_role, require_write
@@ -131,11 +130,11 @@ def _pdf_maker(request: Request) -> PdfMaker:
         **problems(400, 401, 403, 404, 409, 413, 422),
     },
 )
-async def publish_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def publish_route(request: Request, db: Db, project: str) -> Response[bytes]:
     write = await idempotent_project_write(request, project, s.DisclosureIn)
     body = write.body
     stored, replayed = await publish_disclosure(
-        engine,
+        db.engine,
         project,
         DisclosureDraft(
             period_start=body.period_start, period_end=body.period_end, notice_days=body.notice_days, title=body.title
@@ -174,7 +173,7 @@ async def list_route(db: Db, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cur
 )
 async def preview_route(
     request: Request,
-    engine: AsyncEngine,
+    db: Db,
     project: str,
     period_start: date,
     period_end: date,
@@ -182,7 +181,7 @@ async def preview_route(
 ) -> Response[bytes]:
     await require_project_writer(request, project)
     pdf = await preview_pdf(
-        engine,
+        db.engine,
         project,
         DisclosureDraft(period_start=period_start, period_end=period_end, notice_days=notice_days),
         make_pdf=_pdf_maker(request),
@@ -232,11 +231,11 @@ async def pdf_route(request: Request, db: Db, disclosure_id: PathId) -> Response
     opt={**body_opt(s.ObjectionIn), "public_write": True},
     responses=problems(400, 404, 409, 413, 422, 429),
 )
-async def objection_route(request: Request, engine: AsyncEngine, disclosure_id: int) -> s.ObjectionOut:
+async def objection_route(request: Request, db: Db, disclosure_id: int) -> s.ObjectionOut:
     raw = await read_json(request)
     existing_id(disclosure_id, "公示表")
     body = parse_body(s.ObjectionIn, raw)
-    return objection_out(await file_objection(engine, disclosure_id, body.message, body.contact))
+    return objection_out(await file_objection(db.engine, disclosure_id, body.message, body.contact))
 
 
 @get(

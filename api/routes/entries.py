@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller, caller_of, idempotent_project_write
+from api.db import Db
 from api.errors import ApiError
 from api.http import (
     BATCH_BODY_MAX,
@@ -97,11 +98,11 @@ def to_draft(body: Any) -> EntryDraft:
         **problems(400, 401, 403, 404, 409, 413, 422),
     },
 )
-async def create_entry(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def create_entry(request: Request, db: Db, project: str) -> Response[bytes]:
     write = await idempotent_project_write(request, project, s.EntryRequest)
     draft = to_draft(write.body.root)
     result = await append_entries(
-        engine,
+        db.engine,
         project,
         [draft],
         recorded_by=write.caller.scope,
@@ -123,7 +124,7 @@ async def create_entry(request: Request, engine: AsyncEngine, project: str) -> R
         **problems(400, 401, 403, 404, 409, 413, 422),
     },
 )
-async def create_entries_batch(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def create_entries_batch(request: Request, db: Db, project: str) -> Response[bytes]:
     write = await idempotent_project_write(request, project, s.EntryBatchIn)
     drafts = []
     for i, item in enumerate(write.body.entries):
@@ -134,7 +135,7 @@ async def create_entries_batch(request: Request, engine: AsyncEngine, project: s
             raise
     try:
         result = await append_entries(
-            engine,
+            db.engine,
             project,
             drafts,
             recorded_by=write.caller.scope,
@@ -194,7 +195,7 @@ def _cache_control(caller: Caller) -> Callable[[ProjectState], str]:
 )
 async def list_entries_route(
     request: Request,
-    engine: AsyncEngine,
+    db: Db,
     project: str,
     kind: s.EntryKind | None = None,
     after_seq: Annotated[int, Parameter(ge=0, le=INT64_MAX, description="从这个序号之后开始；0 为第一页")] = 0,
@@ -206,7 +207,7 @@ async def list_entries_route(
 
     async def build(state: ProjectState) -> bytes:
         # Keyset: ``after_seq`` walks the primary key, at any depth the same cost (never OFFSET).
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             items = await list_entries(conn, project, kind=_kind_filter(kind), after_seq=after_seq, limit=size + 1)
         unmasked = _unmasked(caller, state)
         nxt = items[size - 1].seq if len(items) > size else None
@@ -214,7 +215,7 @@ async def list_entries_route(
 
     return await versioned(
         request,
-        engine,
+        db.engine,
         project,
         build,
         media_type=JSON,
@@ -230,18 +231,18 @@ async def list_entries_route(
     security=OPTIONAL_BEARER,
     responses={**versioned_ok(s.EntryOut, "记账凭证与收据"), **problems(401, 404, 422)},
 )
-async def get_entry_route(request: Request, engine: AsyncEngine, project: str, seq: PathId) -> Response[bytes]:
+async def get_entry_route(request: Request, db: Db, project: str, seq: PathId) -> Response[bytes]:
     caller = await caller_of(request)
 
     async def build(state: ProjectState) -> bytes:
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             entry = await get_entry(conn, project, seq)
             _, root = await tree.root_at(conn, project, entry.seq)
         return json_bytes(entry_out(entry, unmasked=_unmasked(caller, state), receipt_root=root))
 
     return await versioned(
         request,
-        engine,
+        db.engine,
         project,
         build,
         media_type=JSON,
@@ -338,21 +339,21 @@ async def _export(
     responses=problems(401, 404, 422),
 )
 async def entries_csv_route(
-    engine: AsyncEngine,
+    db: Db,
     caller: Caller,
     project: str,
     kind: s.EntryKind | None = None,
     occurred_from: ExportFrom = None,
     occurred_to: ExportTo = None,
 ) -> Stream:
-    export = await _export(engine, caller, project, kind, occurred_from, occurred_to)
+    export = await _export(db.engine, caller, project, kind, occurred_from, occurred_to)
 
     # Streamed a batch at a time, so memory stays flat and the event loop serves other requests
     # between batches. Errors are found before the first byte (404, 422); a failure after it
     # breaks the chunked body, so a client never takes a cut file for a whole one.
     async def lines() -> AsyncIterator[bytes]:
         yield csv_header()
-        async for batch in export.batches(engine):
+        async for batch in export.batches(db.engine):
             yield csv_chunk(batch, unmasked=export.unmasked)
 
     return Stream(
@@ -375,15 +376,15 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
 )
 async def entries_xlsx_route(
     request: Request,
-    engine: AsyncEngine,
+    db: Db,
     caller: Caller,
     project: str,
     kind: s.EntryKind | None = None,
     occurred_from: ExportFrom = None,
     occurred_to: ExportTo = None,
 ) -> Response[bytes]:
-    export = await _export(engine, caller, project, kind, occurred_from, occurred_to)
-    rows = await export.count(engine)
+    export = await _export(db.engine, caller, project, kind, occurred_from, occurred_to)
+    rows = await export.count(db.engine)
     if rows > EXPORT_ROWS_MAX:
         raise ApiError(
             "export_too_large",
@@ -394,7 +395,7 @@ async def entries_xlsx_route(
                 {"field": "from", "message": "按发生日期分批，如 from=2026-01-01&to=2026-06-30"},
             ],
         )
-    batches = export.batches(engine)
+    batches = export.batches(db.engine)
 
     async def next_batch() -> list[RecordedEntry]:
         return await anext(batches, [])

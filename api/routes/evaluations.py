@@ -140,10 +140,10 @@ def bearer_secret(request: Request) -> str:
         **problems(400, 401, 403, 404, 409, 413, 422),
     },
 )
-async def issue_codes_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def issue_codes_route(request: Request, db: Db, project: str) -> Response[bytes]:
     write = await idempotent_project_write(request, project, s.EvaluationCodesIn)
     issued = await issue_codes(
-        engine,
+        db.engine,
         project,
         write.body.count,
         Issuer(write.caller.scope, bearer_secret(request)),
@@ -208,12 +208,12 @@ async def slips_route(request: Request, db: Db, project: str, batch: PathId) -> 
         **problems(400, 404, 409, 413, 422, 429),
     },
 )
-async def evaluate_route(request: Request, engine: AsyncEngine, project: str) -> s.EvaluationOut:
+async def evaluate_route(request: Request, db: Db, project: str) -> s.EvaluationOut:
     raw = await read_json(request)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         await get_project(conn, project)
     body = parse_body(s.EvaluationIn, raw)
-    return evaluation_out(await submit_evaluation(engine, project, body.household_code, body.score, body.comment))
+    return evaluation_out(await submit_evaluation(db.engine, project, body.household_code, body.score, body.comment))
 
 
 @post(
@@ -225,11 +225,11 @@ async def evaluate_route(request: Request, engine: AsyncEngine, project: str) ->
     opt=body_opt(s.TallyIn),
     responses={201: ResponseSpec(s.TallyOut, description="已记录"), **problems(400, 401, 403, 404, 409, 413, 422)},
 )
-async def tally_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def tally_route(request: Request, db: Db, project: str) -> Response[bytes]:
     write = await project_write(request, project, s.TallyIn)
     body = write.body
     stored, replayed = await record_tally(
-        engine,
+        db.engine,
         project,
         TallyDraft(body.held_on, body.method, body.counts.as_tuple(), body.sheet_sha256),
         recorded_by=write.caller.scope,
@@ -271,10 +271,10 @@ def results_out(
     responses=problems(401, 404, 422),
 )
 async def results_route(
-    engine: AsyncEngine, caller: Caller, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
+    db: Db, caller: Caller, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
 ) -> s.EvaluationResultsOut:
     size = clamp_limit(limit)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         found = await get_project(conn, project)
         results = await evaluation_results(conn, found.id, found.code)
         comments = await list_comments(conn, found.id, before_id=int(cursor) if cursor else None, limit=size + 1)

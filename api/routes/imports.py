@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import require_project_writer
+from api.db import Db
 from api.errors import ApiError, problem
 from api.http import dump, json_response
 from api.presenters import entry_out
@@ -252,7 +253,7 @@ async def import_upload(
 )
 async def create_import(
     request: Request,
-    engine: AsyncEngine,
+    db: Db,
     project: str,
     dry_run: Annotated[bool, Parameter(description="true：只试导入，不记账")] = False,
     kind: Annotated[ImportKind, Parameter(description="没有「类型」列时每行的类型")] = "contribution",
@@ -276,7 +277,7 @@ async def create_import(
     await request.body()  # read (and bounded) before the token is looked at, as every write does
     caller = await require_project_writer(request, project)
     upload = await read_upload(request)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         found = await get_project(conn, project)
     assert kind in IMPORT_KINDS
     idem = None
@@ -289,7 +290,7 @@ async def create_import(
             ),
         )
     return await import_upload(
-        engine, found, upload, kind=kind, dry_run=dry_run, recorded_by=caller.scope, idempotency=idem
+        db.engine, found, upload, kind=kind, dry_run=dry_run, recorded_by=caller.scope, idempotency=idem
     )
 
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from litestar import Request, get
 from litestar.params import Parameter, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.db import Db
@@ -87,8 +86,8 @@ async def ledger_consistency(
     security=OPTIONAL_BEARER,
     responses=problems(404),
 )
-async def ledger_verify(request: Request, engine: AsyncEngine, project: str) -> s.VerifyOut:
-    checked = await request.app.state.verify_cache.verify(engine, project)
+async def ledger_verify(request: Request, db: Db, project: str) -> s.VerifyOut:
+    checked = await request.app.state.verify_cache.verify(db.engine, project)
     result = checked.result
     return s.VerifyOut(
         checked_at=checked.checked_at.astimezone(SHANGHAI),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from litestar import get
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller
+from api.db import Db
 from api.http import PAGE_SIZE_DEFAULT, Cursor, Limit, clamp_limit, cursor_id
 from api.presenters import pledge_out, pledge_totals_out
 from api.routes.common import OPTIONAL_BEARER, problems
@@ -24,7 +24,7 @@ from ledger.projects import get_project
     responses=problems(401, 404, 422),
 )
 async def list_pledges_route(
-    engine: AsyncEngine,
+    db: Db,
     caller: Caller,
     project: str,
     status: Literal["open", "fulfilled", "reversed"] | None = None,
@@ -32,7 +32,7 @@ async def list_pledges_route(
     cursor: Cursor = "",
 ) -> s.PledgePage:
     size = clamp_limit(limit)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         found = await get_project(conn, project)
         totals = await pledge_totals(conn, found.id)
         items = await list_pledges(conn, found.id, status=status, after_seq=cursor_id(cursor), limit=size + 1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import project_write
+from api.db import Db
 from api.http import (
     JSON_BODY_MAX,
     PAGE_SIZE_DEFAULT,
@@ -46,11 +46,11 @@ def progress_out(n: ProgressNote) -> s.ProgressOut:
     opt=body_opt(s.ProgressIn),
     responses={201: ResponseSpec(s.ProgressOut, description="已发布"), **problems(400, 401, 403, 404, 409, 413, 422)},
 )
-async def post_progress_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def post_progress_route(request: Request, db: Db, project: str) -> Response[bytes]:
     write = await project_write(request, project, s.ProgressIn)
     body = write.body
     stored, replayed = await post_note(
-        engine,
+        db.engine,
         project,
         NoteDraft(body.happened_on, body.text, tuple(body.attachments)),
         posted_by=write.caller.scope,
@@ -68,10 +68,10 @@ async def post_progress_route(request: Request, engine: AsyncEngine, project: st
     responses=problems(401, 404, 422),
 )
 async def list_progress_route(
-    engine: AsyncEngine, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
+    db: Db, project: str, limit: Limit = PAGE_SIZE_DEFAULT, cursor: Cursor = ""
 ) -> s.ProgressPage:
     size = clamp_limit(limit)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         found = await get_project(conn, project)
         notes = await list_notes(conn, found.id, found.code, before_id=int(cursor) if cursor else None, limit=size + 1)
     nxt = str(notes[size - 1].id) if len(notes) > size else None

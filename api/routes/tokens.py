@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 from litestar import Request, delete, post
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import require_role
+from api.db import Db
 from api.http import parse_body, read_json
 from api.presenters import token_out
 from api.routes.common import BEARER, body_opt, problems
@@ -24,11 +24,11 @@ from ledger.tokens import create_token, revoke_token
     opt=body_opt(s.TokenIn),
     responses=problems(400, 401, 403, 404, 413, 422),
 )
-async def create_token_route(request: Request, engine: AsyncEngine) -> s.TokenCreatedOut:
+async def create_token_route(request: Request, db: Db) -> s.TokenCreatedOut:
     raw = await read_json(request)
     await require_role(request, "admin")
     body = parse_body(s.TokenIn, raw)
-    issued = await create_token(engine, name=body.name, role=body.role, community_code=body.community)
+    issued = await create_token(db.engine, name=body.name, role=body.role, community_code=body.community)
     return s.TokenCreatedOut(**token_out(issued.token).model_dump(), token=issued.secret)
 
 
@@ -40,9 +40,9 @@ async def create_token_route(request: Request, engine: AsyncEngine) -> s.TokenCr
     status_code=204,
     responses=problems(401, 403, 404),
 )
-async def revoke_token_route(request: Request, engine: AsyncEngine, token_id: uuid.UUID) -> None:
+async def revoke_token_route(request: Request, db: Db, token_id: uuid.UUID) -> None:
     await require_role(request, "admin")
-    await revoke_token(engine, token_id)
+    await revoke_token(db.engine, token_id)
 
 
 ROUTES = [create_token_route, revoke_token_route]

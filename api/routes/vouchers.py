@@ -8,7 +8,6 @@ from typing import Annotated
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller, caller_of, idempotent_project_write, require_role
@@ -69,10 +68,10 @@ def require_checker(caller: Caller, community_id: int) -> None:
         **problems(400, 401, 403, 404, 409, 413, 422),
     },
 )
-async def submit_voucher_route(request: Request, engine: AsyncEngine, project: str) -> Response[bytes]:
+async def submit_voucher_route(request: Request, db: Db, project: str) -> Response[bytes]:
     write = await idempotent_project_write(request, project, s.VoucherRequest)
     stored, replayed = await submit_voucher(
-        engine,
+        db.engine,
         project,
         to_draft(write.body.root),
         actor_of(write.caller),
@@ -112,12 +111,12 @@ async def _decision_prelude(request: Request, voucher_id: int) -> tuple[Caller, 
         **problems(400, 401, 403, 404, 409, 413, 422),
     },
 )
-async def approve_voucher_route(request: Request, engine: AsyncEngine, voucher_id: int) -> Response[bytes]:
+async def approve_voucher_route(request: Request, db: Db, voucher_id: int) -> Response[bytes]:
     caller, voucher, raw, key = await _decision_prelude(request, voucher_id)
     parse_body(s.ApproveIn, raw)
     idem = idempotency_request(request, caller.scope, key, raw) if key is not None else None
     result = await approve_voucher(
-        engine,
+        db.engine,
         voucher.id,
         actor_of(caller),
         idempotency=idem,
@@ -135,12 +134,12 @@ async def approve_voucher_route(request: Request, engine: AsyncEngine, voucher_i
     opt=body_opt(s.RejectIn),
     responses={201: ResponseSpec(s.VoucherOut, description="已退回"), **problems(400, 401, 403, 404, 409, 413, 422)},
 )
-async def reject_voucher_route(request: Request, engine: AsyncEngine, voucher_id: int) -> Response[bytes]:
+async def reject_voucher_route(request: Request, db: Db, voucher_id: int) -> Response[bytes]:
     caller, voucher, raw, key = await _decision_prelude(request, voucher_id)
     body = parse_body(s.RejectIn, raw)
     idem = idempotency_request(request, caller.scope, key, raw) if key is not None else None
     stored, replayed = await reject_voucher(
-        engine,
+        db.engine,
         voucher.id,
         actor_of(caller),
         body.reason,

@@ -7,7 +7,6 @@ import json
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import require_role
@@ -39,12 +38,12 @@ TAGS = ["witnesses"]
     opt=body_opt(s.WitnessIn),
     responses=problems(400, 401, 403, 404, 409, 413, 422),
 )
-async def register_route(request: Request, engine: AsyncEngine, code: str) -> s.WitnessOut:
+async def register_route(request: Request, db: Db, code: str) -> s.WitnessOut:
     raw = await read_json(request)
     caller = await require_role(request, "admin")
     body = parse_body(s.WitnessIn, raw)
     key = parse_public_key(body.public_key, body.name)
-    return witness_out(await register_witness(engine, code, body.name, body.kind, key, created_by=caller.scope))
+    return witness_out(await register_witness(db.engine, code, body.name, body.kind, key, created_by=caller.scope))
 
 
 @get(
@@ -87,13 +86,13 @@ async def checkpoint_route(request: Request, db: Db, disclosure_id: PathId) -> R
         **problems(400, 404, 413, 422, 429),
     },
 )
-async def cosign_route(request: Request, engine: AsyncEngine, disclosure_id: int) -> Response[bytes]:
+async def cosign_route(request: Request, db: Db, disclosure_id: int) -> Response[bytes]:
     raw = await read_json(request)
     existing_id(disclosure_id, "公示表")
     body = parse_body(s.CosignatureIn, raw)
     signature = unb64(body.signature, "signature", "签名")
     stored, created = await add_cosignature(
-        engine, disclosure_id, body.witness, signature, request.app.state.settings.public_base_url
+        db.engine, disclosure_id, body.witness, signature, request.app.state.settings.public_base_url
     )
     return json_response(
         201 if created else 200, json.dumps(dump(cosignature_out(stored)), ensure_ascii=False), replayed=False

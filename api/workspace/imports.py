@@ -19,6 +19,7 @@ from litestar.datastructures import UploadFile
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.db import Db
 from api.presenters import project_out
 from api.routes.imports import import_body
 from api.workspace.routes import idempotency, may_write, new_idem, once, page, readable_project, refused
@@ -98,18 +99,18 @@ async def _posted(request: Request, engine: AsyncEngine, project: str) -> tuple[
 
 
 @get("/p/{project:str}/import", name="ws_import")
-async def import_form(request: Request, engine: AsyncEngine, project: str) -> Template:
+async def import_form(request: Request, db: Db, project: str) -> Template:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     if not may_write(session.caller, found.community_id):
         return refused(session, NOT_A_WRITER)
     return _page(session, found)
 
 
 @post("/p/{project:str}/import", name="ws_import_check", request_max_body_size=UPLOAD_FORM_MAX)
-async def import_check(request: Request, engine: AsyncEngine, project: str) -> Template:
+async def import_check(request: Request, db: Db, project: str) -> Template:
     """The dry run of the uploaded file."""
-    session, form, found = await _posted(request, engine, project)
+    session, form, found = await _posted(request, db.engine, project)
     if not may_write(session.caller, found.community_id):
         return refused(session, NOT_A_WRITER)
     kind = _kind(form.get("kind"))
@@ -121,7 +122,7 @@ async def import_check(request: Request, engine: AsyncEngine, project: str) -> T
         return _page(session, found, message="文件超过 10 MiB：请分成几个文件导入。", status=413, kind=kind)
     try:
         report = await asyncio.to_thread(prepare_import, found, data, default_kind=kind, filename=upload.filename)
-        await run_import(engine, found, report, dry_run=True, recorded_by=session.caller.scope)
+        await run_import(db.engine, found, report, dry_run=True, recorded_by=session.caller.scope)
     except ValidationFailed as exc:
         return _page(session, found, message=exc.detail, status=422, kind=kind)
     except LedgerError as exc:
@@ -134,9 +135,9 @@ async def import_check(request: Request, engine: AsyncEngine, project: str) -> T
 
 
 @post("/p/{project:str}/import/confirm", name="ws_import_confirm", status_code=303)
-async def import_confirm(request: Request, engine: AsyncEngine, project: str) -> Response[Any]:
+async def import_confirm(request: Request, db: Db, project: str) -> Response[Any]:
     """Record the checked file: all rows or none, once (a double-click replays the first answer)."""
-    session, form, found = await _posted(request, engine, project)
+    session, form, found = await _posted(request, db.engine, project)
     if not may_write(session.caller, found.community_id):
         return refused(session, NOT_A_WRITER)
     kind = _kind(form.get("kind"))
@@ -152,7 +153,7 @@ async def import_confirm(request: Request, engine: AsyncEngine, project: str) ->
         report = await asyncio.to_thread(prepare_import, found, data, default_kind=kind, filename=staged.name)
         result = await once(
             lambda: run_import(
-                engine,
+                db.engine,
                 found,
                 report,
                 dry_run=False,

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
+from api.db import Db
 from api.errors import validation_errors
 from api.http import PathId, dump
 from api.pages.routes import _today
@@ -101,17 +102,17 @@ async def _evaluation_page(
 
 
 @get("/p/{project:str}/evaluation", name="ws_evaluation")
-async def evaluation_desk(request: Request, engine: AsyncEngine, project: str, batch: int | None = None) -> Template:
+async def evaluation_desk(request: Request, db: Db, project: str, batch: int | None = None) -> Template:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
-    return await _evaluation_page(engine, session, found, shown_batch=batch)
+    found = await readable_project(db.engine, session, project)
+    return await _evaluation_page(db.engine, session, found, shown_batch=batch)
 
 
 @post("/p/{project:str}/evaluation/codes", name="ws_issue_codes", status_code=303)
-async def issue_codes_form(request: Request, engine: AsyncEngine, project: str) -> Response[Any]:
+async def issue_codes_form(request: Request, db: Db, project: str) -> Response[Any]:
     session = await current_session(request)
     form = await posted_form(request, session)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     if not may_write(session.caller, found.community_id):
         return refused(session, "只有本社区的报账员可以发放评价码。")
     count_text = str(form.get("count") or "").strip()
@@ -120,25 +121,25 @@ async def issue_codes_form(request: Request, engine: AsyncEngine, project: str) 
     except ValidationError:
         message = f"份数须为 1 到 {BATCH_MAX} 的整数（一户一份）"
         return await _evaluation_page(
-            engine, session, found, messages=[message], values={"count": count_text}, status=422
+            db.engine, session, found, messages=[message], values={"count": count_text}, status=422
         )
     idem = idempotency(session, request.url.path, form)
     try:
-        issued = await once(lambda: issue_codes(engine, found.code, body.count, _issuer(session), idempotency=idem))
+        issued = await once(lambda: issue_codes(db.engine, found.code, body.count, _issuer(session), idempotency=idem))
     except LedgerError as exc:
         if exc.code == "not_found":
             raise
         return await _evaluation_page(
-            engine, session, found, messages=[exc.detail], values={"count": count_text}, status=409
+            db.engine, session, found, messages=[exc.detail], values={"count": count_text}, status=409
         )
     return Redirect(f"/w/p/{found.code}/evaluation?batch={issued.batch.batch_no}#codes", status_code=303)
 
 
 @get("/p/{project:str}/evaluation/{batch:int}/slips.pdf", name="ws_slips")
-async def slips(request: Request, engine: AsyncEngine, project: str, batch: PathId) -> Response[bytes]:
+async def slips(request: Request, db: Db, project: str, batch: PathId) -> Response[bytes]:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
-    async with engine.connect() as conn:
+    found = await readable_project(db.engine, session, project)
+    async with db.connect() as conn:
         issued = await batch_codes(conn, found.code, batch, _issuer(session))
     return Response(
         await slips_pdf(request, issued),
@@ -169,10 +170,10 @@ def _files(form: Any, name: str) -> list[UploadFile]:
 
 
 @post("/p/{project:str}/evaluation/tallies", name="ws_tally", status_code=303, request_max_body_size=TALLY_FORM_MAX)
-async def tally_form(request: Request, engine: AsyncEngine, project: str) -> Response[Any]:
+async def tally_form(request: Request, db: Db, project: str) -> Response[Any]:
     session = await current_session(request)
     form = await posted_form(request, session)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     if not may_write(session.caller, found.community_id):
         return refused(session, "只有本社区的报账员可以记录线下评价。")
     values = {k: str(form.get(k) or "").strip() for k in ("held_on", "method", "c1", "c2", "c3", "c4", "c5")}
@@ -195,16 +196,16 @@ async def tally_form(request: Request, engine: AsyncEngine, project: str) -> Res
     if not sheet:
         messages.append("请上传统计表的照片或扫描件（JPEG、PNG 或 PDF）")
     if parsed is None or messages:
-        return await _evaluation_page(engine, session, found, messages=messages, values=values, status=422)
+        return await _evaluation_page(db.engine, session, found, messages=messages, values=values, status=422)
     content = await sheet[0].read()
     await sheet[0].seek(0)
     idem = idempotency(session, request.url.path, form, extra=hashlib.sha256(content).digest())
     try:
-        sha256 = await _upload(engine, session, found, sheet[0])
+        sha256 = await _upload(db.engine, session, found, sheet[0])
         draft = TallyDraft(parsed.held_on, parsed.method, parsed.counts.as_tuple(), sha256)
         await once(
             lambda: record_tally(
-                engine,
+                db.engine,
                 found.code,
                 draft,
                 recorded_by=session.caller.scope,
@@ -216,7 +217,7 @@ async def tally_form(request: Request, engine: AsyncEngine, project: str) -> Res
         if exc.code == "not_found":
             raise
         status = 422 if exc.code in ("validation_failed", "unsupported_media_type", "payload_too_large") else 409
-        return await _evaluation_page(engine, session, found, messages=[exc.detail], values=values, status=status)
+        return await _evaluation_page(db.engine, session, found, messages=[exc.detail], values=values, status=status)
     return Redirect(f"/w/p/{found.code}/evaluation#tallies", status_code=303)
 
 
@@ -249,17 +250,17 @@ async def _progress_page(
 
 
 @get("/p/{project:str}/progress", name="ws_progress")
-async def progress_desk(request: Request, engine: AsyncEngine, project: str) -> Template:
+async def progress_desk(request: Request, db: Db, project: str) -> Template:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
-    return await _progress_page(engine, session, found)
+    found = await readable_project(db.engine, session, project)
+    return await _progress_page(db.engine, session, found)
 
 
 @post("/p/{project:str}/progress", name="ws_progress_post", status_code=303, request_max_body_size=PROGRESS_FORM_MAX)
-async def progress_form(request: Request, engine: AsyncEngine, project: str) -> Response[Any]:
+async def progress_form(request: Request, db: Db, project: str) -> Response[Any]:
     session = await current_session(request)
     form = await posted_form(request, session)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     if not may_write(session.caller, found.community_id):
         return refused(session, "只有本社区的报账员可以发布进展。")
     values = {k: str(form.get(k) or "").strip() for k in ("happened_on", "text")}
@@ -271,20 +272,20 @@ async def progress_form(request: Request, engine: AsyncEngine, project: str) -> 
     except ValidationError as exc:
         labels = {"happened_on": "日期", "text": "内容"}
         messages = [f"{labels.get(e['field'], e['field'])}：{e['message']}" for e in validation_errors(exc)]
-        return await _progress_page(engine, session, found, messages=messages, values=values, status=422)
+        return await _progress_page(db.engine, session, found, messages=messages, values=values, status=422)
     if len(photos) > PHOTOS_MAX:
         message = f"每条进展最多 {PHOTOS_MAX} 张照片"
-        return await _progress_page(engine, session, found, messages=[message], values=values, status=422)
+        return await _progress_page(db.engine, session, found, messages=[message], values=values, status=422)
     contents = [await p.read() for p in photos]
     for p in photos:
         await p.seek(0)
     idem = idempotency(session, request.url.path, form, extra=b"".join(hashlib.sha256(c).digest() for c in contents))
     try:
-        digests = [await _upload(engine, session, found, p) for p in photos]
+        digests = [await _upload(db.engine, session, found, p) for p in photos]
         draft = NoteDraft(parsed.happened_on, parsed.text, tuple(digests))
         await once(
             lambda: post_note(
-                engine,
+                db.engine,
                 found.code,
                 draft,
                 posted_by=session.caller.scope,
@@ -296,7 +297,7 @@ async def progress_form(request: Request, engine: AsyncEngine, project: str) -> 
         if exc.code == "not_found":
             raise
         status = 409 if exc.code.startswith("idempotency") else 422
-        return await _progress_page(engine, session, found, messages=[exc.detail], values=values, status=status)
+        return await _progress_page(db.engine, session, found, messages=[exc.detail], values=values, status=status)
     return Redirect(f"/w/p/{found.code}/progress#notes", status_code=303)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
 from api.auth import Caller
+from api.db import Db
 from api.errors import ApiError
 from api.http import PathId, dump
 from api.pages.routes import _today
@@ -179,10 +180,10 @@ async def logout(request: Request) -> Response[Any]:
 
 
 @get("/", name="ws_home")
-async def home(request: Request, engine: AsyncEngine) -> Template:
+async def home(request: Request, db: Db) -> Template:
     session = await current_session(request)
     t = session.token
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         projects = await list_projects(
             conn, community_code=t.community_code, stage=None, after_id=0, limit=LIST_MAX + 1, newest_first=True
         )
@@ -195,7 +196,7 @@ async def home(request: Request, engine: AsyncEngine) -> Template:
 @get("/p/{project:str}", name="ws_project")
 async def project_desk(
     request: Request,
-    engine: AsyncEngine,
+    db: Db,
     project: str,
     done: int | None = None,
     submitted: int | None = None,
@@ -204,8 +205,8 @@ async def project_desk(
     last: int | None = None,
 ) -> Template:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
-    async with engine.connect() as conn:
+    found = await readable_project(db.engine, session, project)
+    async with db.connect() as conn:
         summary = await project_summary(conn, found)
         newest = await list_entries(conn, found.code, after_seq=max(summary.ledger_size - 10, 0))
         # A payment just recorded against a pledge: say where the pledge stands (paid beyond it?).
@@ -274,9 +275,9 @@ def _needs_voucher(found: Project, kind: str, amount_fen: int | None) -> bool:
 
 
 @get("/p/{project:str}/new/{kind:str}", name="ws_entry_form")
-async def entry_form(request: Request, engine: AsyncEngine, project: str, kind: str) -> Template:
+async def entry_form(request: Request, db: Db, project: str, kind: str) -> Template:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     if kind not in FORM_KINDS:
         raise NotFound("没有这种记录类型")
     if not may_write(session.caller, found.community_id):
@@ -285,10 +286,10 @@ async def entry_form(request: Request, engine: AsyncEngine, project: str, kind: 
 
 
 @post("/p/{project:str}/new/{kind:str}", name="ws_entry_post", status_code=303, request_max_body_size=UPLOAD_FORM_MAX)
-async def entry_post(request: Request, engine: AsyncEngine, project: str, kind: str) -> Response[Any]:
+async def entry_post(request: Request, db: Db, project: str, kind: str) -> Response[Any]:
     session = await current_session(request)
     form = await posted_form(request, session)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     if kind not in FORM_KINDS:
         raise NotFound("没有这种记录类型")
     if not may_write(session.caller, found.community_id):
@@ -315,7 +316,7 @@ async def entry_post(request: Request, engine: AsyncEngine, project: str, kind: 
         if file_bytes:
             assert isinstance(upload, UploadFile)
             stored, _ = await store_attachment(
-                engine,
+                db.engine,
                 found.community_id,
                 session.caller.scope,
                 file_bytes,
@@ -326,7 +327,7 @@ async def entry_post(request: Request, engine: AsyncEngine, project: str, kind: 
         if _needs_voucher(found, kind, draft.amount_fen):
             answer, _ = await once(
                 lambda: submit_voucher(
-                    engine,
+                    db.engine,
                     found.code,
                     draft,
                     actor_of(session.caller),
@@ -338,7 +339,7 @@ async def entry_post(request: Request, engine: AsyncEngine, project: str, kind: 
             return Redirect(f"/w/p/{found.code}?submitted={voucher_id}", status_code=303)
         result = await once(
             lambda: append_entries(
-                engine,
+                db.engine,
                 found.code,
                 [draft],
                 recorded_by=session.caller.scope,
@@ -362,10 +363,10 @@ async def entry_post(request: Request, engine: AsyncEngine, project: str, kind: 
 
 
 @get("/p/{project:str}/vouchers", name="ws_vouchers")
-async def voucher_queue(request: Request, engine: AsyncEngine, project: str, error: str | None = None) -> Template:
+async def voucher_queue(request: Request, db: Db, project: str, error: str | None = None) -> Template:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
-    return await _queue(engine, session, found, message=(error or "")[:300])
+    found = await readable_project(db.engine, session, project)
+    return await _queue(db.engine, session, found, message=(error or "")[:300])
 
 
 async def _queue(
@@ -401,15 +402,15 @@ async def _voucher_for_checker(
 
 
 @post("/vouchers/{voucher_id:int}/approve", name="ws_approve", status_code=303)
-async def approve(request: Request, engine: AsyncEngine, voucher_id: PathId) -> Response[Any]:
-    session, form, found = await _voucher_for_checker(request, engine, voucher_id)
+async def approve(request: Request, db: Db, voucher_id: PathId) -> Response[Any]:
+    session, form, found = await _voucher_for_checker(request, db.engine, voucher_id)
     if not may_check(session.caller, found.community_id):
         return refused(session, "只有本社区的审核人可以审核凭证。")
     idem = idempotency(session, request.url.path, form)
     try:
         await once(
             lambda: approve_voucher(
-                engine,
+                db.engine,
                 voucher_id,
                 actor_of(session.caller),
                 idempotency=idem,
@@ -419,13 +420,13 @@ async def approve(request: Request, engine: AsyncEngine, voucher_id: PathId) -> 
     except LedgerError as exc:
         if exc.code == "not_found":
             raise
-        return await _queue(engine, session, found, message=f"凭证 {voucher_id} 未能通过：{exc.detail}", status=409)
+        return await _queue(db.engine, session, found, message=f"凭证 {voucher_id} 未能通过：{exc.detail}", status=409)
     return Redirect(f"/w/p/{found.code}/vouchers", status_code=303)
 
 
 @post("/vouchers/{voucher_id:int}/reject", name="ws_reject", status_code=303)
-async def reject(request: Request, engine: AsyncEngine, voucher_id: PathId) -> Response[Any]:
-    session, form, found = await _voucher_for_checker(request, engine, voucher_id)
+async def reject(request: Request, db: Db, voucher_id: PathId) -> Response[Any]:
+    session, form, found = await _voucher_for_checker(request, db.engine, voucher_id)
     if not may_check(session.caller, found.community_id):
         return refused(session, "只有本社区的审核人可以审核凭证。")
     reason = str(form.get("reason") or "").strip()
@@ -433,7 +434,7 @@ async def reject(request: Request, engine: AsyncEngine, voucher_id: PathId) -> R
     try:
         await once(
             lambda: reject_voucher(
-                engine,
+                db.engine,
                 voucher_id,
                 actor_of(session.caller),
                 reason,
@@ -444,15 +445,15 @@ async def reject(request: Request, engine: AsyncEngine, voucher_id: PathId) -> R
     except LedgerError as exc:
         if exc.code == "not_found":
             raise
-        return await _queue(engine, session, found, message=f"凭证 {voucher_id} 未能退回：{exc.detail}", status=422)
+        return await _queue(db.engine, session, found, message=f"凭证 {voucher_id} 未能退回：{exc.detail}", status=422)
     return Redirect(f"/w/p/{found.code}/vouchers", status_code=303)
 
 
 @get("/a/{sha256:str}", name="ws_attachment")
-async def attachment(request: Request, engine: AsyncEngine, sha256: str) -> Response[bytes]:
+async def attachment(request: Request, db: Db, sha256: str) -> Response[bytes]:
     """An attachment for the community's own staff (a pending voucher's invoice is not public yet)."""
     session = await current_session(request)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         access = await read_attachment(conn, sha256)
     if not (access.public or any(may_read(session.caller, c) for c in access.community_ids)):
         raise NotFound("附件不存在")
@@ -478,12 +479,12 @@ def _period_defaults() -> dict[str, str]:
 
 
 @get("/p/{project:str}/publish", name="ws_publish")
-async def publish_form(request: Request, engine: AsyncEngine, project: str) -> Template:
+async def publish_form(request: Request, db: Db, project: str) -> Template:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     if not may_write(session.caller, found.community_id):
         return refused(session, "只有本社区的报账员可以发布公示表。")
-    return await _publish_page(engine, session, found, _period_defaults(), [])
+    return await _publish_page(db.engine, session, found, _period_defaults(), [])
 
 
 async def _publish_page(
@@ -523,23 +524,23 @@ def _disclosure_body(values: dict[str, str]) -> tuple[s.DisclosureIn | None, lis
 @get("/p/{project:str}/preview.pdf", name="ws_preview")
 async def preview(
     request: Request,
-    engine: AsyncEngine,
+    db: Db,
     project: str,
     period_start: str = "",
     period_end: str = "",
     notice_days: str = "7",
 ) -> Response[Any]:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     if not may_write(session.caller, found.community_id):
         return refused(session, "只有本社区的报账员可以预览公示表。")
     values = {"period_start": period_start, "period_end": period_end, "notice_days": notice_days, "title": ""}
     parsed, errors = _disclosure_body(values)
     if parsed is None:
-        return await _publish_page(engine, session, found, values, errors, 422)
+        return await _publish_page(db.engine, session, found, values, errors, 422)
     try:
         pdf = await preview_pdf(
-            engine,
+            db.engine,
             found.code,
             DisclosureDraft(
                 period_start=parsed.period_start, period_end=parsed.period_end, notice_days=parsed.notice_days
@@ -549,26 +550,26 @@ async def preview(
     except LedgerError as exc:
         if exc.code == "not_found":
             raise
-        return await _publish_page(engine, session, found, values, [exc.detail], 422)
+        return await _publish_page(db.engine, session, found, values, [exc.detail], 422)
     return Response(pdf, media_type="application/pdf", headers={"Cache-Control": "no-store"})
 
 
 @post("/p/{project:str}/publish", name="ws_publish_post", status_code=303)
-async def publish(request: Request, engine: AsyncEngine, project: str) -> Response[Any]:
+async def publish(request: Request, db: Db, project: str) -> Response[Any]:
     session = await current_session(request)
     form = await posted_form(request, session)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     if not may_write(session.caller, found.community_id):
         return refused(session, "只有本社区的报账员可以发布公示表。")
     values = {k: str(form.get(k) or "").strip() for k in ("period_start", "period_end", "notice_days", "title")}
     parsed, errors = _disclosure_body(values)
     if parsed is None:
-        return await _publish_page(engine, session, found, values, errors, 422)
+        return await _publish_page(db.engine, session, found, values, errors, 422)
     idem = idempotency(session, request.url.path, form)
     try:
         stored, _ = await once(
             lambda: publish_disclosure(
-                engine,
+                db.engine,
                 found.code,
                 DisclosureDraft(
                     period_start=parsed.period_start,
@@ -585,7 +586,7 @@ async def publish(request: Request, engine: AsyncEngine, project: str) -> Respon
     except LedgerError as exc:
         if exc.code == "not_found":
             raise
-        return await _publish_page(engine, session, found, values, [exc.detail], 409)
+        return await _publish_page(db.engine, session, found, values, [exc.detail], 409)
     return Redirect(f"/d/{json.loads(stored.body)['id']}", status_code=303)
 
 
@@ -593,11 +594,11 @@ async def publish(request: Request, engine: AsyncEngine, project: str) -> Respon
 
 
 @get("/p/{project:str}/objections", name="ws_objections")
-async def objections(request: Request, engine: AsyncEngine, project: str) -> Template:
+async def objections(request: Request, db: Db, project: str) -> Template:
     session = await current_session(request)
-    found = await readable_project(engine, session, project)
+    found = await readable_project(db.engine, session, project)
     sheets = []
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         for d in reversed(await list_disclosures(conn, found.code, after_id=0, limit=LIST_MAX)):
             items = [objection_out(o, unmasked=True) for o in await list_objections(conn, d.id)]
             sheets.append((disclosure_out(d), items))
@@ -612,10 +613,10 @@ async def objections(request: Request, engine: AsyncEngine, project: str) -> Tem
 
 
 @post("/objections/{objection_id:int}/answer", name="ws_answer", status_code=303)
-async def answer(request: Request, engine: AsyncEngine, objection_id: PathId) -> Response[Any]:
+async def answer(request: Request, db: Db, objection_id: PathId) -> Response[Any]:
     session = await current_session(request)
     form = await posted_form(request, session)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         community_id = await objection_community(conn, objection_id)
     if not may_write(session.caller, community_id):
         return refused(session, "只有本社区的报账员可以答复异议。")
@@ -627,12 +628,12 @@ async def answer(request: Request, engine: AsyncEngine, objection_id: PathId) ->
     idem = idempotency(session, request.url.path, form)
     await once(
         lambda: respond_to_objection(
-            engine, objection_id, parsed.message, responded_by=session.caller.scope, idempotency=idem
+            db.engine, objection_id, parsed.message, responded_by=session.caller.scope, idempotency=idem
         )
     )
     found = None
     if project_code:
-        async with engine.connect() as conn:
+        async with db.connect() as conn:
             found = await get_project(conn, project_code)
     target = f"/w/p/{found.code}/objections" if found and found.community_id == community_id else "/w/"
     return Redirect(target, status_code=303)
