@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from tests.api_support import Api, LiveServer, World, contribution, new_key, past
 
@@ -142,3 +144,30 @@ async def test_a_burst_shares_version_reads_that_start_after_it_arrived(
         done = await asyncio.gather(*(client.get(f"/api/v1/projects/{project}") for _ in range(burst)))
     assert [r.status_code for r in done] == [200] * burst and len({r.headers["etag"] for r in done}) == 1
     assert 1 <= reads.count(project) <= 2
+
+
+async def test_a_304_or_a_cached_body_checks_out_only_the_version_read(api: Api, api_app: Any, world: World) -> None:
+    """The request's ``db`` (api/db.py) opens nothing by itself: a public read answered with 304 or
+    from the cache takes one pooled connection, its version read; only a miss opens more."""
+    project = await world.project()
+    await world.entry(project, contribution("200", "张三"))
+    checkouts: list[int] = []
+
+    def counted(*_: object) -> None:
+        checkouts.append(1)
+
+    pool = api_app.state.engine.sync_engine
+    for path in (*_paths(project), f"/p/{project}", f"/p/{project}/entries"):
+        first = await api.get(path)
+        assert first.status_code == 200
+        event.listen(pool, "checkout", counted)
+        try:
+            checkouts.clear()
+            assert (await api.get(path, headers={"If-None-Match": first.headers["etag"]})).status_code == 304
+            after_304 = len(checkouts)
+            checkouts.clear()
+            assert (await api.get(path)).content == first.content
+            after_hit = len(checkouts)
+        finally:
+            event.remove(pool, "checkout", counted)
+        assert (after_304, after_hit) == (1, 1), path
