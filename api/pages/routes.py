@@ -79,11 +79,6 @@ def page(name: str, status_code: int = 200, headers: dict[str, str] | None = Non
     return Template(template_name=template(name), context=context, status_code=status_code, headers=headers)
 
 
-async def _with_summary(engine: AsyncEngine, project: Project) -> s.ProjectOut:
-    async with engine.connect() as conn:
-        return project_out(project, await project_summary(conn, project))
-
-
 @get("/", name="page_index")
 async def index(db: Db, q: str | None = None) -> Template:
     query = (q or "").strip()[:SEARCH_MAX]
@@ -127,11 +122,12 @@ async def community_page(db: Db, community: str, before: After = 0) -> Template:
             newest_first=True,
             before_id=before if before > 0 else None,
         )
-    shown = projects[:COMMUNITY_PAGE]
+        shown = projects[:COMMUNITY_PAGE]
+        cards = [project_out(p, await project_summary(conn, p)) for p in shown]
     return page(
         "community",
         community=community_out(found),
-        projects=[await _with_summary(db.engine, p) for p in shown],
+        projects=cards,
         next_before=shown[-1].id if len(projects) > COMMUNITY_PAGE else None,
         paged=before > 0,
     )
