@@ -27,18 +27,15 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
-import httpx  # noqa: E402
 
 from api.settings import Settings  # noqa: E402
 from bench.append import (  # noqa: E402
@@ -48,6 +45,7 @@ from bench.append import (  # noqa: E402
     make_projects,
     run_writers,
 )
+from bench.wrk_support import latencies_ms, serve  # noqa: E402
 from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
 from ledger.tokens import create_token  # noqa: E402
 
@@ -79,44 +77,6 @@ request = function()
 end
 """
 
-_LAT = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(app_url: str, owner_url: str, data_dir: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "LEDGER_DATABASE_URL": app_url,
-        "LEDGER_OWNER_DATABASE_URL": owner_url,
-        "LEDGER_DATA_DIR": data_dir,
-        "LEDGER_LOG_LEVEL": "WARNING",
-        "LEDGER_PDF_RENDER_MODE": "thread",
-    }
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "ledger"), "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    return proc, base
-
 
 def run_wrk(base: str, script: Path, seconds: float, connections: int, env: dict[str, str]) -> dict[str, float]:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), base]
@@ -124,7 +84,7 @@ def run_wrk(base: str, script: Path, seconds: float, connections: int, env: dict
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     duration = float(re.search(r"requests in ([\d.]+)s", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    lat = {q: _ms(v, u) for q, v, u in _LAT.findall(out)}
+    lat = latencies_ms(out)
     ok = total - (int(bad.group(1)) if bad else 0)
     return {"ok": ok, "bad": total - ok, "rate": ok / duration, "p50": lat["50"], "p99": lat["99"]}
 

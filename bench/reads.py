@@ -26,11 +26,9 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -40,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from api.settings import Settings  # noqa: E402
+from bench.wrk_support import latencies_ms, serve  # noqa: E402
 from ledger.communities import NewCommunity, create_community  # noqa: E402
 from ledger.contributors import ContributorRef  # noqa: E402
 from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
@@ -55,12 +54,6 @@ request = function()
   return wrk.format("GET", "/api/v1/projects/bench-road?n=" .. counter)
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def seed(settings: Settings, app_url: str, entries: int) -> None:
@@ -94,13 +87,6 @@ async def seed(settings: Settings, app_url: str, entries: int) -> None:
     await engine.dispose()
 
 
-_LAT = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
 def wrk(url: str, seconds: float, connections: int, *, header: str | None = None, script: str | None = None) -> dict:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     if header:
@@ -109,7 +95,7 @@ def wrk(url: str, seconds: float, connections: int, *, header: str | None = None
         cmd += ["-s", script]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    lat = {q: _ms(v, u) for q, v, u in _LAT.findall(out)}
+    lat = latencies_ms(out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
     return {
@@ -119,32 +105,6 @@ def wrk(url: str, seconds: float, connections: int, *, header: str | None = None
         "bad": int(non2xx.group(1)) if non2xx else 0,
         "errors": errors.group(0) if errors else "",
     }
-
-
-def serve(urls: object, data_dir: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "LEDGER_DATABASE_URL": urls.app,  # type: ignore[attr-defined]
-        "LEDGER_OWNER_DATABASE_URL": urls.owner,  # type: ignore[attr-defined]
-        "LEDGER_DATA_DIR": data_dir,
-        "LEDGER_LOG_LEVEL": "WARNING",
-        "LEDGER_PDF_RENDER_MODE": "thread",
-    }
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "ledger"), "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    return proc, base
 
 
 def run(args: argparse.Namespace) -> None:
@@ -159,7 +119,7 @@ def run(args: argparse.Namespace) -> None:
         asyncio.run(seed(settings, urls.app, args.entries))
         deep = max(0, args.entries - 60)
         for workers in args.workers:
-            proc, base = serve(urls, tmp, workers)
+            proc, base = serve(urls.app, urls.owner, tmp, workers)
             try:
                 summary = f"{base}/api/v1/projects/{PROJECT}"
                 etag = httpx.get(summary).headers["etag"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -177,13 +177,20 @@ def _unmasked(caller: Caller, state: ProjectState) -> bool:
     return caller.can_read_unmasked(state.community_id)
 
 
-def _masking_key(caller: Caller) -> Callable[[ProjectState], tuple[str, ...]]:
-    return lambda state: ("unmasked" if _unmasked(caller, state) else "masked",)
-
-
-def _cache_control(caller: Caller) -> Callable[[ProjectState], str]:
-    # Names shown unmasked to the community's own staff are nobody else's: no shared cache keeps them.
-    return lambda state: "private, no-cache" if _unmasked(caller, state) else "no-cache"
+async def _versioned_for(
+    request: Request, db: Db, project: str, caller: Caller, build: Callable[[ProjectState], Awaitable[bytes]]
+) -> Response[bytes]:
+    """A JSON read served by the project's version, cached apart for masked and unmasked callers;
+    names shown unmasked to the community's own staff are nobody else's: no shared cache keeps them."""
+    return await versioned(
+        request,
+        db.engine,
+        project,
+        build,
+        media_type=JSON,
+        key=lambda state: ("unmasked" if _unmasked(caller, state) else "masked",),
+        cache_control=lambda state: "private, no-cache" if _unmasked(caller, state) else "no-cache",
+    )
 
 
 @get(
@@ -213,15 +220,7 @@ async def list_entries_route(
         nxt = items[size - 1].seq if len(items) > size else None
         return json_bytes(s.EntryPage(items=[entry_out(e, unmasked=unmasked) for e in items[:size]], next=nxt))
 
-    return await versioned(
-        request,
-        db.engine,
-        project,
-        build,
-        media_type=JSON,
-        key=_masking_key(caller),
-        cache_control=_cache_control(caller),
-    )
+    return await _versioned_for(request, db, project, caller, build)
 
 
 @get(
@@ -240,15 +239,7 @@ async def get_entry_route(request: Request, db: Db, project: str, seq: PathId) -
             _, root = await tree.root_at(conn, project, entry.seq)
         return json_bytes(entry_out(entry, unmasked=_unmasked(caller, state), receipt_root=root))
 
-    return await versioned(
-        request,
-        db.engine,
-        project,
-        build,
-        media_type=JSON,
-        key=_masking_key(caller),
-        cache_control=_cache_control(caller),
-    )
+    return await _versioned_for(request, db, project, caller, build)
 
 
 # XLSX exports larger than this are refused (413): Excel opens a million rows, but a sheet that
