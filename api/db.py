@@ -3,8 +3,7 @@
 Handlers take ``db: Db`` (the ``db`` dependency, api/app.py). Nothing is checked out when the
 dependency is provided: a public read answered by api/versioned.py with a 304 or a cached body
 never touches the pool beyond its shared version read. A handler opens a connection with
-``async with db.connect() as conn`` (or ``db.begin()`` for a write in one transaction) and hands
-it to ``ledger/`` read functions, which take the connection. Functions that own a transaction
+``async with db.connect() as conn`` and hands it to ``ledger/`` read functions, which take the connection. Functions that own a transaction
 with its own isolation or locking (appends, publishing, vouchers' approval, imports' commit,
 ``verify`` …) take ``db.engine``.
 
@@ -31,12 +30,6 @@ class Db:
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (autobegun, rolled back on leaving)."""
         async with self.engine.connect() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction, committed on leaving (rolled back on an exception)."""
-        async with self.engine.begin() as conn:
             yield conn
 
 
