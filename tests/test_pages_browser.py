@@ -97,6 +97,9 @@ async def new_page(browser: Browser, **options: Any) -> Page:
 
 
 async def check(page: Page, size: int | str, root: str, *, seq: int | None = None) -> tuple[str, str]:
+    # check.js marks the form once it has taken over its submit (data-receipt-seq); typing before
+    # that, on a loaded machine, submits the plain GET form and the page navigates mid-check.
+    await page.wait_for_selector("#check-form[data-receipt-seq]", state="attached")
     if seq is not None:
         await page.fill("#check-seq", str(seq))
     await page.fill("#check-size", str(size))
@@ -107,7 +110,7 @@ async def check(page: Page, size: int | str, root: str, *, seq: int | None = Non
 
 async def outcome(page: Page, selector: str) -> tuple[str, str]:
     await page.wait_for_function(
-        "s => ['ok', 'fail'].includes(document.querySelector(s).dataset.result)", arg=selector, timeout=15_000
+        "s => ['ok', 'fail'].includes(document.querySelector(s)?.dataset.result)", arg=selector, timeout=15_000
     )
     el = page.locator(selector)
     return (await el.get_attribute("data-result")) or "", await el.inner_text()
