@@ -45,7 +45,7 @@ from bench.append import (  # noqa: E402
     make_projects,
     run_writers,
 )
-from bench.wrk_support import latencies_ms, serve  # noqa: E402
+from bench.wrk_support import cpu_by_role, cpu_delta, latencies_ms, serve  # noqa: E402
 from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
 from ledger.tokens import create_token  # noqa: E402
 
@@ -112,10 +112,13 @@ async def ceiling(app_url: str, owner_url: str, settings: Settings, projects: in
         await run_writers("warm-up", 300, 16, ceiling_append(pool, [999]))
         probe = await run_writers("probe", 500, 16, ceiling_append(pool, list(range(projects))))
         n = max(500, int(probe.rate * seconds))
+        before = cpu_by_role(os.getpid())
         r = await run_writers("ceiling", n, 16, ceiling_append(pool, list(range(projects))))
+        used = cpu_delta(before, cpu_by_role(os.getpid()))
     finally:
         await pool.close()
-    return {"ok": r.appends, "rate": r.rate, "p50": r.percentile(50), "p99": r.percentile(99)}
+    # The Python client plays the server's part here: its CPU is in the "server" column.
+    return {"ok": r.appends, "rate": r.rate, "p50": r.percentile(50), "p99": r.percentile(99), **used}
 
 
 def main() -> None:
@@ -159,7 +162,9 @@ def main() -> None:
             try:
                 env = {"BENCH_TOKEN": token, "BENCH_PROJECTS": ",".join(codes[workers]), "BENCH_SCOPE": f"w{workers}"}
                 run_wrk(base, script, 2, args.connections, {**env, "BENCH_SCOPE": f"warm{workers}"})
+                before = cpu_by_role(proc.pid)
                 result = run_wrk(base, script, args.seconds, args.connections, env)
+                result.update(cpu_delta(before, cpu_by_role(proc.pid)))
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
@@ -175,10 +180,18 @@ def main() -> None:
         f"\nsingle appends over {args.projects} projects, ~{args.seconds:g} s each; {os.cpu_count()} CPUs shared by "
         f"the client, the server and PostgreSQL (load average {os.getloadavg()[0]:.1f}); synchronous_commit on"
     )
-    print(f"{'scenario':46} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× ceiling':>10}")
+    print(
+        f"{'scenario':46} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× ceiling':>10}"
+        f"  CPU ms per append: {'server':>7} {'postgres':>8} {'wrk':>5}"
+    )
     for name, r in rows:
         note = f"  ({int(r['bad'])} not 201)" if r.get("bad") else ""
-        print(f"{name:46} {r['rate']:10,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rate'] / ceiling_rate:10.2f}{note}")
+        n = r["ok"] + r.get("bad", 0)
+        cpu = f"{'':20} {r['server'] * 1000 / n:7.3f} {r['postgres'] * 1000 / n:8.3f} {r['wrk'] * 1000 / n:5.3f}"
+        print(
+            f"{name:46} {r['rate']:10,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rate'] / ceiling_rate:10.2f}{cpu}{note}"
+        )
+    print("(CPU per append: the ceiling's 'server' is its Python asyncpg client; a steadier figure than rates here.)")
     for workers, size, ok in checks:
         print(
             f"--workers {workers}: {size:,} entries in the ledger after the run (warm-up included), seqs gapless: {ok}"

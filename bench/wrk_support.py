@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import socket
 import subprocess
 import time
@@ -56,3 +57,54 @@ def serve(app_url: str, owner_url: str, data_dir: str, workers: int) -> tuple[su
             pass
         time.sleep(0.1)
     return proc, base
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_table() -> dict[int, tuple[int, str, float]]:
+    """pid → (parent pid, command name, CPU seconds used so far), from /proc."""
+    table: dict[int, tuple[int, str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid …": comm may hold spaces, so split after its closing parenthesis.
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # utime + stime, and cutime + cstime: a backend that exited during the run is counted in
+        # the postmaster that reaped it.
+        used = sum(int(f) for f in fields[11:15])
+        table[int(entry)] = (int(fields[1]), comm, used / _TICK)
+    return table
+
+
+def cpu_by_role(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server (the process and its workers), PostgreSQL (every
+    ``postgres`` process) and the load generator (this process's finished children: wrk). Take
+    one reading before and one after a run: the difference says where the run's CPU went, a
+    figure far steadier than requests/s on a shared machine."""
+    table = _process_table()
+    server = {server_pid}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _, _) in table.items():
+            if ppid in server and pid not in server:
+                server.add(pid)
+                grew = True
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = {"server": 0.0, "postgres": 0.0, "wrk": children.ru_utime + children.ru_stime}
+    for pid, (_, comm, cpu) in table.items():
+        if pid in server:
+            out["server"] += cpu
+        elif comm == "postgres":
+            out["postgres"] += cpu
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {role: after[role] - before[role] for role in before}

@@ -66,15 +66,28 @@ class Contributor:
         return contributor_commitment(self.salt, self.name, self.household, self.type, str(anonymous_id))
 
 
+# Every ask's contributors, by public id and by (name, household), each row tagged with the
+# position (``ord``) of the ask that wanted it and carrying that ask's project totals. Two
+# branches so that each uses its unique index (public id; community, name, household).
 _FIND = pg.Query(
     """
-    SELECT c.*, t.paid_fen, t.refunded_fen, t.pledged_fen, t.in_kind_fen
-    FROM contributors c
-    LEFT JOIN contributor_totals t ON t.project_id = :pid AND t.contributor_id = c.id
-    WHERE c.community_id = :cid AND c.erased_at IS NULL
-      AND (c.public_id = ANY(CAST(:ids AS uuid[]))
-           OR (c.name, coalesce(c.household, '')) IN (
-               SELECT * FROM unnest(CAST(:names AS text[]), CAST(:households AS text[]))))
+    WITH wanted AS (
+        SELECT * FROM unnest(CAST(:ords AS integer[]), CAST(:cids AS bigint[]), CAST(:pids AS bigint[]),
+                             CAST(:ids AS uuid[]), CAST(:names AS text[]), CAST(:households AS text[]))
+            AS w(ord, cid, pid, public_id, name, household)
+    )
+    SELECT w.ord, c.*, t.paid_fen, t.refunded_fen, t.pledged_fen, t.in_kind_fen
+    FROM wanted w
+    JOIN contributors c ON c.community_id = w.cid AND c.public_id = w.public_id AND c.erased_at IS NULL
+    LEFT JOIN contributor_totals t ON t.project_id = w.pid AND t.contributor_id = c.id
+    WHERE w.public_id IS NOT NULL
+    UNION ALL
+    SELECT w.ord, c.*, t.paid_fen, t.refunded_fen, t.pledged_fen, t.in_kind_fen
+    FROM wanted w
+    JOIN contributors c ON c.community_id = w.cid AND c.name = w.name
+                       AND coalesce(c.household, '') = w.household AND c.erased_at IS NULL
+    LEFT JOIN contributor_totals t ON t.project_id = w.pid AND t.contributor_id = c.id
+    WHERE w.name IS NOT NULL
     """
 )
 # New people, in a fixed order (so two transactions creating the same people lock alike); a person
@@ -82,10 +95,11 @@ _FIND = pg.Query(
 _CREATE = pg.Query(
     """
     INSERT INTO contributors (community_id, type, name, household, phone, salt)
-    SELECT :cid, n.type, n.name, n.household, n.phone, n.salt
-    FROM unnest(CAST(:types AS text[]), CAST(:names AS text[]), CAST(:households AS text[]),
-                CAST(:phones AS text[]), CAST(:salts AS bytea[])) AS n(type, name, household, phone, salt)
-    ORDER BY n.name, n.household
+    SELECT n.cid, n.type, n.name, n.household, n.phone, n.salt
+    FROM unnest(CAST(:cids AS bigint[]), CAST(:types AS text[]), CAST(:names AS text[]),
+                CAST(:households AS text[]), CAST(:phones AS text[]), CAST(:salts AS bytea[]))
+        AS n(cid, type, name, household, phone, salt)
+    ORDER BY n.cid, n.name, n.household
     ON CONFLICT (community_id, name, (coalesce(household, ''))) WHERE erased_at IS NULL DO NOTHING
     RETURNING *
     """
@@ -93,6 +107,24 @@ _CREATE = pg.Query(
 
 
 Totals = dict[str, int]  # paid, refunded, pledged, in_kind (fen) in one project
+
+
+@dataclass(frozen=True)
+class ContributorAsk:
+    """The contributors one append names, in one project: ``create[i]`` says whether ``refs[i]``
+    may be created when no one of that name is known (refunds may not)."""
+
+    community_id: int
+    project_id: int
+    refs: list[ContributorRef]
+    create: list[bool]
+
+
+@dataclass
+class _Found:
+    by_public_id: dict[uuid.UUID, Contributor] = field(default_factory=dict)
+    by_name: dict[tuple[str, str], Contributor] = field(default_factory=dict)
+    totals: dict[int, Totals] = field(default_factory=dict)
 
 
 async def resolve_contributors(
@@ -104,86 +136,118 @@ async def resolve_contributors(
     Errors: ValidationFailed (field ``contributor``) for an unknown or erased id, an unknown type,
     or, where creating is not allowed (refunds), an unknown name.
     """
-    ids = list({r.id for r in refs if r.id is not None})
-    keys = list({r.match_key() for r in refs if r.id is None and r.name is not None})
-    totals: dict[int, Totals] = {}
-    by_public_id, by_name = await _find(conn, community_id, project_id, ids, keys, totals)
+    [resolved] = await resolve_contributors_many(conn, [ContributorAsk(community_id, project_id, refs, create)])
+    return resolved
 
-    missing: dict[tuple[str, str], ContributorRef] = {}
-    for i, ref in enumerate(refs):
-        if ref.id is not None:
-            if ref.id not in by_public_id:
-                raise ValidationFailed.on("contributor.id", "出资人不存在或已注销").at(i)
-        elif ref.name is None:
-            raise ValidationFailed.on("contributor", "须提供出资人 id 或姓名").at(i)
-        elif ref.match_key() not in by_name:
-            # A refund may name someone an earlier draft of the same batch creates.
-            if not create[i] and ref.match_key() not in missing:
-                raise ValidationFailed.on("contributor", "该出资人没有出资记录，不能退款").at(i)
-            if ref.type not in CONTRIBUTOR_TYPES:
-                raise ValidationFailed.on("contributor.type", f"未知的出资人类型 {ref.type}").at(i)
-            missing.setdefault(ref.match_key(), ref)
+
+async def resolve_contributors_many(
+    conn: asyncpg.Connection, asks: list[ContributorAsk]
+) -> list[tuple[list[Contributor], dict[int, Totals]]]:
+    """:func:`resolve_contributors` for several appends at once (a group commit's), still in one or
+    two round trips. Every ask is checked before anyone is created, so an error creates no one."""
+    found = await _find(conn, asks, [([r.id for r in a.refs if r.id is not None], _keys(a.refs)) for a in asks])
+    missing: dict[tuple[int, str, str], ContributorRef] = {}
+    for ask, got in zip(asks, found, strict=True):
+        pending: set[tuple[str, str]] = set()
+        for i, ref in enumerate(ask.refs):
+            if ref.id is not None:
+                if ref.id not in got.by_public_id:
+                    raise ValidationFailed.on("contributor.id", "出资人不存在或已注销").at(i)
+            elif ref.name is None:
+                raise ValidationFailed.on("contributor", "须提供出资人 id 或姓名").at(i)
+            elif ref.match_key() not in got.by_name:
+                # A refund may name someone an earlier draft of the same batch creates.
+                if not ask.create[i] and ref.match_key() not in pending:
+                    raise ValidationFailed.on("contributor", "该出资人没有出资记录，不能退款").at(i)
+                if ref.type not in CONTRIBUTOR_TYPES:
+                    raise ValidationFailed.on("contributor.type", f"未知的出资人类型 {ref.type}").at(i)
+                pending.add(ref.match_key())
+                missing.setdefault((ask.community_id, *ref.match_key()), ref)
     if missing:
-        by_name.update(await _create(conn, community_id, project_id, list(missing.values()), totals))
-    return [by_public_id[r.id] if r.id is not None else by_name[r.match_key()] for r in refs], totals
+        created = await _create(conn, missing)
+        raced = [
+            [r.match_key() for r in a.refs if r.id is None and (a.community_id, *r.match_key()) not in created]
+            for a in asks
+        ]
+        # Someone a concurrent transaction created meanwhile: read back (rare, one more trip).
+        again = await _find(conn, asks, [([], keys) for keys in raced]) if any(raced) else []
+        for n, (ask, got) in enumerate(zip(asks, found, strict=True)):
+            if again:
+                got.totals.update(again[n].totals)
+            for ref in ask.refs:
+                if ref.id is None and ref.match_key() not in got.by_name:
+                    person = created.get((ask.community_id, *ref.match_key()))
+                    if person is None:
+                        person = again[n].by_name[ref.match_key()]
+                    got.by_name[ref.match_key()] = person
+    return [
+        (
+            [got.by_public_id[r.id] if r.id is not None else got.by_name[r.match_key()] for r in ask.refs],
+            got.totals,
+        )
+        for ask, got in zip(asks, found, strict=True)
+    ]
+
+
+def _keys(refs: list[ContributorRef]) -> list[tuple[str, str]]:
+    return list({r.match_key() for r in refs if r.id is None and r.name is not None})
 
 
 async def _find(
-    conn: asyncpg.Connection,
-    community_id: int,
-    project_id: int,
-    ids: list[uuid.UUID],
-    keys: list[tuple[str, str]],
-    totals: dict[int, Totals],
-) -> tuple[dict[uuid.UUID, Contributor], dict[tuple[str, str], Contributor]]:
-    if not ids and not keys:
-        return {}, {}
-    rows = await pg.fetch(
-        conn,
-        _FIND,
-        cid=community_id,
-        pid=project_id,
-        ids=ids,
-        names=[k[0] for k in keys],
-        households=[k[1] for k in keys],
-    )
-    found = [_from_row(r) for r in rows]
-    for r in rows:
+    conn: asyncpg.Connection, asks: list[ContributorAsk], wanted: list[tuple[list[uuid.UUID], list[tuple[str, str]]]]
+) -> list[_Found]:
+    """For each ask, the contributors of its community with these public ids or (name, household)
+    keys, and their totals in the ask's project."""
+    cols: dict[str, list[Any]] = {n: [] for n in ("ords", "cids", "pids", "ids", "names", "households")}
+
+    def want(n: int, ask: ContributorAsk, public_id: uuid.UUID | None, key: tuple[str, str] | None) -> None:
+        cols["ords"].append(n)
+        cols["cids"].append(ask.community_id)
+        cols["pids"].append(ask.project_id)
+        cols["ids"].append(public_id)
+        cols["names"].append(key[0] if key else None)
+        cols["households"].append(key[1] if key else None)
+
+    for n, (ask, (ids, keys)) in enumerate(zip(asks, wanted, strict=True)):
+        for public_id in dict.fromkeys(ids):
+            want(n, ask, public_id, None)
+        for key in keys:
+            want(n, ask, None, key)
+    found = [_Found() for _ in asks]
+    if not cols["ords"]:
+        return found
+    for r in await pg.fetch(conn, _FIND, **cols):
+        got = found[r["ord"]]
+        person = _from_row(r)
+        got.by_public_id[person.public_id] = person
+        got.by_name[(person.name or "", person.household or "")] = person
         if r["paid_fen"] is not None:
-            totals[r["id"]] = {
+            got.totals[r["id"]] = {
                 "paid": r["paid_fen"],
                 "refunded": r["refunded_fen"],
                 "pledged": r["pledged_fen"],
                 "in_kind": r["in_kind_fen"],
             }
-    return (
-        {c.public_id: c for c in found},
-        {(c.name or "", c.household or ""): c for c in found},
-    )
+    return found
 
 
 async def _create(
-    conn: asyncpg.Connection,
-    community_id: int,
-    project_id: int,
-    refs: list[ContributorRef],
-    totals: dict[int, Totals],
-) -> dict[tuple[str, str], Contributor]:
+    conn: asyncpg.Connection, missing: dict[tuple[int, str, str], ContributorRef]
+) -> dict[tuple[int, str, str], Contributor]:
+    """Create these people (community, name, household → how a draft named them); those a
+    concurrent transaction created first are left out of the result."""
+    refs = list(missing.items())
     rows = await pg.fetch(
         conn,
         _CREATE,
-        cid=community_id,
-        types=[r.type for r in refs],
-        names=[r.name for r in refs],
-        households=[r.household or None for r in refs],
-        phones=[r.phone for r in refs],
+        cids=[cid for (cid, _, _), _ in refs],
+        types=[r.type for _, r in refs],
+        names=[r.name for _, r in refs],
+        households=[r.household or None for _, r in refs],
+        phones=[r.phone for _, r in refs],
         salts=[os.urandom(SALT_BYTES) for _ in refs],
     )
-    created = {(c.name or "", c.household or ""): c for c in map(_from_row, rows)}
-    raced = [r.match_key() for r in refs if r.match_key() not in created]
-    if raced:
-        created.update((await _find(conn, community_id, project_id, [], raced, totals))[1])
-    return created
+    return {(r["community_id"], r["name"] or "", r["household"] or ""): _from_row(r) for r in rows}
 
 
 def _from_row(m: Mapping[str, Any]) -> Contributor:

@@ -39,7 +39,7 @@ from ledger import awards, merkle, pg
 from ledger import kinds as k
 from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account
 from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, entry_document
-from ledger.contributors import Contributor, resolve_contributors
+from ledger.contributors import Contributor, ContributorAsk, Totals, resolve_contributors_many
 from ledger.decisions import check_spending_allowed
 from ledger.drafts import (
     ATTACHMENTS_MAX,
@@ -133,6 +133,20 @@ async def append_entries(
         raise ValidationFailed.on("entries", f"一次最多 {BATCH_SIZE_MAX} 条，至少 1 条")
     assert not (dry_run and idempotency), "a dry run records nothing, so it has no key to store"
     today = today or datetime.now(SHANGHAI).date()
+    if len(drafts) == 1 and after_write is None and not dry_run:
+        # A single append joins the group commit (ledger/append_group.py), which answers exactly
+        # as the plain path below would.
+        from ledger.append_group import groups_for  # it builds on this module
+
+        return await groups_for(engine).append(
+            project_code,
+            drafts[0],
+            recorded_by=recorded_by,
+            render=render,
+            idempotency=idempotency,
+            status=status,
+            today=today,
+        )
     try:
         return await _append(
             engine, project_code, drafts, recorded_by, render, idempotency, status, today, after_write, dry_run
@@ -200,7 +214,7 @@ async def _append(
             raise _DryRunDone(recorded)
         body = json.dumps(render(recorded), ensure_ascii=False, separators=(",", ":"))
         try:
-            await batch.write(recorded, idempotency, status, body)
+            await write_rows(conn, [batch.rows(recorded, [(idempotency, status, body)])])
             if after_write is not None:
                 await after_write(conn, recorded)
         except asyncpg.CheckViolationError as exc:
@@ -262,7 +276,19 @@ class _Batch:
 
     async def load(self, drafts: list[EntryDraft]) -> None:
         """What the drafts need besides the head and accounts: contributors, originals, the gate."""
-        await self._load_contributors(drafts)
+        positions, ask = self.contributor_ask(drafts)
+        try:
+            [(found, totals)] = await resolve_contributors_many(self.conn, [ask])
+        except LedgerError as exc:
+            if exc.index is not None:
+                exc.index = positions[exc.index]
+            raise
+        self.take_contributors(drafts, positions, found, totals)
+        await self.load_rest(drafts)
+
+    async def load_rest(self, drafts: list[EntryDraft]) -> None:
+        """Everything but the contributors (a group commit resolves those for all its appends at
+        once). Each read is skipped when no draft needs it, as for a plain contribution."""
         await self._load_originals(drafts)
         await self._load_pledges(drafts)
         await self._load_award(drafts)
@@ -294,30 +320,26 @@ class _Batch:
                 if h not in known:
                     raise ValidationFailed.on("attachments", f"附件 {h[:12]}… 未上传到本社区").at(i)
 
-    async def _load_contributors(self, drafts: list[EntryDraft]) -> None:
+    def contributor_ask(self, drafts: list[EntryDraft]) -> tuple[list[int], ContributorAsk]:
+        """The drafts that name a contributor (their positions) and what to ask for them."""
         positions = [i for i, d in enumerate(drafts) if d.kind in CONTRIBUTOR_KINDS and d.contributor]
         for i, d in enumerate(drafts):
             if d.kind in CONTRIBUTOR_KINDS and d.contributor is None:
                 raise ValidationFailed.on("contributor", "须提供出资人").at(i)
         refs = [drafts[i].contributor for i in positions]
         create = [k.get(drafts[i].kind).creates_contributor for i in positions]
-        try:
-            found, totals = await resolve_contributors(
-                self.conn,
-                self.head.community_id,
-                self.head.project_id,
-                refs,  # type: ignore[arg-type]
-                create=create,
-            )
-        except LedgerError as exc:
-            if exc.index is not None:
-                exc.index = positions[exc.index]
-            raise
+        return positions, ContributorAsk(self.head.community_id, self.head.project_id, refs, create)  # type: ignore[arg-type]
+
+    def take_contributors(
+        self, drafts: list[EntryDraft], positions: list[int], found: list[Contributor], totals: dict[int, Totals]
+    ) -> None:
         self.contributors = [None] * len(drafts)
         for i, c in zip(positions, found, strict=True):
             self.contributors[i] = c
-        # Contributors with no totals yet in this project start from zero.
-        self.totals.update(totals)
+        # Contributors with no totals yet in this project start from zero; totals this transaction
+        # already moved (an earlier append of a group, ledger/append_group.py) are kept.
+        for contributor_id, read in totals.items():
+            self.totals.setdefault(contributor_id, read)
         for c in found:
             self.totals.setdefault(c.id, dict.fromkeys(k.CONTRIBUTOR_TOTALS, 0))
 
@@ -593,76 +615,147 @@ class _Batch:
 
     # -- the one write -------------------------------------------------------------------------
 
-    async def write(
-        self, recorded: list[RecordedEntry], idem: IdempotencyRequest | None, status: int, body: str
-    ) -> None:
-        e_cols: dict[str, list[Any]] = defaultdict(list)
-        p_cols: dict[str, list[Any]] = defaultdict(list)
+    def rows(self, recorded: list[RecordedEntry], responses: list[tuple[IdempotencyRequest | None, int, str]]) -> _Rows:
+        """Everything this project's appends in this transaction write, as columns (see
+        :func:`write_rows`); ``responses`` are the (key, status, body) to store, one per request."""
+        cid, pid = self.head.community_id, self.head.project_id
+        out = _Rows()
+        e, p = out.cols["e"], out.cols["p"]
         for r in recorded:
-            e_cols["seq"].append(r.seq)
-            e_cols["kind"].append(r.kind)
-            e_cols["amount"].append(r.amount_fen)
-            e_cols["occurred_on"].append(r.occurred_on)
-            e_cols["recorded_at"].append(r.recorded_at)
-            e_cols["recorded_by"].append(r.recorded_by)
-            e_cols["contributor_id"].append(r.contributor.id if r.contributor else None)
-            e_cols["commitment"].append(r.commitment)
-            e_cols["anonymous"].append(r.anonymous)
-            e_cols["anonymous_id"].append(r.anonymous_id)
+            e["cid"].append(cid)
+            e["pid"].append(pid)
+            e["seq"].append(r.seq)
+            e["kind"].append(r.kind)
+            e["amount"].append(r.amount_fen)
+            e["occurred_on"].append(r.occurred_on)
+            e["recorded_at"].append(r.recorded_at)
+            e["recorded_by"].append(r.recorded_by)
+            e["contributor_id"].append(r.contributor.id if r.contributor else None)
+            e["commitment"].append(r.commitment)
+            e["anonymous"].append(r.anonymous)
+            e["anonymous_id"].append(r.anonymous_id)
             for name in _TEXT_FIELDS:
-                e_cols[name].append(r.fields.get(name))
-            e_cols["reverses_seq"].append(r.reverses_seq)
-            e_cols["document"].append(r.document)
-            e_cols["leaf_hash"].append(r.leaf_hash)
-            e_cols["maker_role"].append(r.maker.role if r.maker else None)
-            e_cols["maker_name"].append(r.maker.name if r.maker else None)
-            e_cols["checker_role"].append(r.checker.role if r.checker else None)
-            e_cols["checker_name"].append(r.checker.name if r.checker else None)
+                e[name].append(r.fields.get(name))
+            e["reverses_seq"].append(r.reverses_seq)
+            e["document"].append(r.document)
+            e["leaf_hash"].append(r.leaf_hash)
+            e["maker_role"].append(r.maker.role if r.maker else None)
+            e["maker_name"].append(r.maker.name if r.maker else None)
+            e["checker_role"].append(r.checker.role if r.checker else None)
+            e["checker_name"].append(r.checker.name if r.checker else None)
             # A text[] column inside an unnest of arrays: carried as one JSON text per entry.
-            e_cols["attachments"].append(json.dumps(list(r.attachments)) if r.attachments else None)
-            e_cols["pledge_seq"].append(r.pledge_seq)
-            e_cols["award_basis"].append(awards.basis_text(r.award_basis) if r.award_basis else None)
-            for line_no, p in enumerate(r.postings, start=1):
-                p_cols["seq"].append(r.seq)
-                p_cols["line_no"].append(line_no)
-                p_cols["account_id"].append(self.accounts[p.account].id)
-                p_cols["side"].append(p.side)
-                p_cols["amount"].append(p.amount_fen)
+            e["attachments"].append(json.dumps(list(r.attachments)) if r.attachments else None)
+            e["pledge_seq"].append(r.pledge_seq)
+            e["award_basis"].append(awards.basis_text(r.award_basis) if r.award_basis else None)
+            for line_no, posting in enumerate(r.postings, start=1):
+                p["cid"].append(cid)
+                p["pid"].append(pid)
+                p["seq"].append(r.seq)
+                p["line_no"].append(line_no)
+                p["account_id"].append(self.accounts[posting.account].id)
+                p["side"].append(posting.side)
+                p["amount"].append(posting.amount_fen)
+        b = out.cols["b"]
+        for account_id, delta in self.balance_deltas.items():
+            b["account"].append(account_id)
+            b["delta"].append(delta)
+            b["last_seq"].append(self.head.size)
+        n = out.cols["n"]
+        for (level, idx), hash_ in self.nodes:
+            n["cid"].append(cid)
+            n["pid"].append(pid)
+            n["level"].append(level)
+            n["idx"].append(idx)
+            n["hash"].append(hash_)
         # Absolute values, read and changed under the project's lock (a delta row could fail the
         # table's CHECK before ON CONFLICT merges it).
-        totals = [(cid, self.totals[cid]) for cid in self.changed_totals]
-        pledges = self.pledges.rows()
-        params: dict[str, Any] = {
-            "cid": self.head.community_id,
-            "pid": self.head.project_id,
-            **{f"e_{k}": v for k, v in e_cols.items()},
-            **{f"p_{k}": v for k, v in p_cols.items()},
-            "b_account": list(self.balance_deltas.keys()),
-            "b_delta": list(self.balance_deltas.values()),
-            "last_seq": self.head.size,
-            "n_level": [n[0][0] for n in self.nodes],
-            "n_idx": [n[0][1] for n in self.nodes],
-            "n_hash": [n[1] for n in self.nodes],
-            "t_id": [cid for cid, _ in totals],
-            "t_paid": [d.get("paid", 0) for _, d in totals],
-            "t_refunded": [d.get("refunded", 0) for _, d in totals],
-            "t_pledged": [d.get("pledged", 0) for _, d in totals],
-            "t_in_kind": [d.get("in_kind", 0) for _, d in totals],
-            "g_seq": [g.seq for g in pledges],
-            "g_contributor": [g.contributor_id for g in pledges],
-            "g_pledged": [g.pledged_fen for g in pledges],
-            "g_paid": [g.paid_fen for g in pledges],
-            "g_reversed": [g.reversed for g in pledges],
-            "size": self.head.size,
-            "frontier": self.head.frontier.to_bytes(),
-            "root": self.head.frontier.root(),
-            "i_scope": idem.scope if idem else None,
-            "i_key": idem.key if idem else None,
-            "i_fingerprint": idem.fingerprint if idem else None,
-            "i_status": status,
-            "i_body": body,
-        }
-        await pg.execute(self.conn, _WRITE_SQL, **params)
+        t = out.cols["t"]
+        for contributor_id in self.changed_totals:
+            d = self.totals[contributor_id]
+            t["cid"].append(cid)
+            t["pid"].append(pid)
+            t["id"].append(contributor_id)
+            for name in ("paid", "refunded", "pledged", "in_kind"):
+                t[name].append(d.get(name, 0))
+        g = out.cols["g"]
+        for pledge in self.pledges.rows():
+            g["cid"].append(cid)
+            g["pid"].append(pid)
+            g["seq"].append(pledge.seq)
+            g["contributor"].append(pledge.contributor_id)
+            g["pledged"].append(pledge.pledged_fen)
+            g["paid"].append(pledge.paid_fen)
+            g["reversed"].append(pledge.reversed)
+        i = out.cols["i"]
+        for idem, status, body in responses:
+            if idem is not None:
+                i["cid"].append(cid)
+                i["scope"].append(idem.scope)
+                i["key"].append(idem.key)
+                i["fingerprint"].append(idem.fingerprint)
+                i["status"].append(status)
+                i["body"].append(body)
+        h = out.cols["h"]
+        h["pid"].append(pid)
+        h["size"].append(self.head.size)
+        h["frontier"].append(self.head.frontier.to_bytes())
+        h["root"].append(self.head.frontier.root())
+        return out
+
+
+# The columns of each table written by an append, by prefix: e entries, p postings, b balances,
+# n merkle_nodes, t contributor_totals, g pledge_totals, i idempotency_keys, h project_heads.
+_ROW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "e": (
+        "cid",
+        "pid",
+        "seq",
+        "kind",
+        "amount",
+        "occurred_on",
+        "recorded_at",
+        "recorded_by",
+        "contributor_id",
+        "commitment",
+        "anonymous",
+        "anonymous_id",
+        *ENTRY_TEXT_FIELDS,
+        "reverses_seq",
+        "document",
+        "leaf_hash",
+        "maker_role",
+        "maker_name",
+        "checker_role",
+        "checker_name",
+        "attachments",
+        "pledge_seq",
+        "award_basis",
+    ),
+    "p": ("cid", "pid", "seq", "line_no", "account_id", "side", "amount"),
+    "b": ("account", "delta", "last_seq"),
+    "n": ("cid", "pid", "level", "idx", "hash"),
+    "t": ("cid", "pid", "id", "paid", "refunded", "pledged", "in_kind"),
+    "g": ("cid", "pid", "seq", "contributor", "pledged", "paid", "reversed"),
+    "i": ("cid", "scope", "key", "fingerprint", "status", "body"),
+    "h": ("pid", "size", "frontier", "root"),
+}
+
+
+@dataclass
+class _Rows:
+    cols: dict[str, dict[str, list[Any]]] = field(
+        default_factory=lambda: {t: {c: [] for c in cs} for t, cs in _ROW_COLUMNS.items()}
+    )
+
+
+async def write_rows(conn: asyncpg.Connection, parts: list[_Rows]) -> None:
+    """Write the rows of one or more appends (of different projects: a group commit's) in ONE
+    statement of data-modifying CTEs."""
+    params: dict[str, list[Any]] = {}
+    for table, columns in _ROW_COLUMNS.items():
+        for column in columns:
+            params[f"{table}_{column}"] = [v for part in parts for v in part.cols[table][column]]
+    await pg.execute(conn, _WRITE_SQL, **params)
 
 
 _TEXT_FIELDS = ENTRY_TEXT_FIELDS
@@ -676,7 +769,7 @@ _WRITE_SQL = pg.Query(
                              reason, payer, reverses_seq, document, leaf_hash, anonymous_id,
                              maker_role, maker_name, checker_role, checker_name, attachments, pledge_seq,
                              award_basis)
-        SELECT :cid, :pid, u.seq, u.kind, u.amount, u.occurred_on, u.recorded_at, u.recorded_by,
+        SELECT u.cid, u.pid, u.seq, u.kind, u.amount, u.occurred_on, u.recorded_at, u.recorded_by,
                u.contributor_id, u.commitment, u.anonymous, u.memo, u.channel, u.receipt_no, u.grantor,
                u.document_no, u.payee, u.category, u.invoice_no, u.description, u.reason, u.payer, u.reverses_seq,
                u.document, u.leaf_hash, u.anonymous_id, u.maker_role, u.maker_name, u.checker_role,
@@ -685,43 +778,48 @@ _WRITE_SQL = pg.Query(
                     ELSE ARRAY(SELECT jsonb_array_elements_text(CAST(u.attachments AS jsonb))) END,
                u.pledge_seq, u.award_basis
         FROM unnest(
+            CAST(:e_cid AS bigint[]), CAST(:e_pid AS bigint[]),
             CAST(:e_seq AS bigint[]), CAST(:e_kind AS text[]), CAST(:e_amount AS bigint[]),
             CAST(:e_occurred_on AS date[]), CAST(:e_recorded_at AS timestamptz[]),
             CAST(:e_recorded_by AS text[]), CAST(:e_contributor_id AS bigint[]),
-            CAST(:e_commitment AS bytea[]), CAST(:e_anonymous AS boolean[]), CAST(:e_memo AS text[]),
-            CAST(:e_channel AS text[]), CAST(:e_receipt_no AS text[]), CAST(:e_grantor AS text[]),
-            CAST(:e_document_no AS text[]), CAST(:e_payee AS text[]), CAST(:e_category AS text[]),
-            CAST(:e_invoice_no AS text[]), CAST(:e_description AS text[]), CAST(:e_reason AS text[]),
-            CAST(:e_payer AS text[]),
+            CAST(:e_commitment AS bytea[]), CAST(:e_anonymous AS boolean[]), CAST(:e_anonymous_id AS uuid[]),
+            CAST(:e_memo AS text[]), CAST(:e_channel AS text[]), CAST(:e_receipt_no AS text[]),
+            CAST(:e_grantor AS text[]), CAST(:e_document_no AS text[]), CAST(:e_payee AS text[]),
+            CAST(:e_category AS text[]), CAST(:e_invoice_no AS text[]), CAST(:e_description AS text[]),
+            CAST(:e_reason AS text[]), CAST(:e_payer AS text[]),
             CAST(:e_reverses_seq AS bigint[]), CAST(:e_document AS text[]), CAST(:e_leaf_hash AS bytea[]),
-            CAST(:e_anonymous_id AS uuid[]), CAST(:e_maker_role AS text[]), CAST(:e_maker_name AS text[]),
+            CAST(:e_maker_role AS text[]), CAST(:e_maker_name AS text[]),
             CAST(:e_checker_role AS text[]), CAST(:e_checker_name AS text[]), CAST(:e_attachments AS text[]),
             CAST(:e_pledge_seq AS bigint[]), CAST(:e_award_basis AS text[]))
-            AS u(seq, kind, amount, occurred_on, recorded_at, recorded_by, contributor_id, commitment,
-                 anonymous, memo, channel, receipt_no, grantor, document_no, payee, category, invoice_no,
-                 description, reason, payer, reverses_seq, document, leaf_hash, anonymous_id, maker_role,
+            AS u(cid, pid, seq, kind, amount, occurred_on, recorded_at, recorded_by, contributor_id, commitment,
+                 anonymous, anonymous_id, memo, channel, receipt_no, grantor, document_no, payee, category,
+                 invoice_no, description, reason, payer, reverses_seq, document, leaf_hash, maker_role,
                  maker_name, checker_role, checker_name, attachments, pledge_seq, award_basis)
         RETURNING 1
     ), new_postings AS (
         INSERT INTO postings (community_id, project_id, seq, line_no, account_id, side, amount_fen)
-        SELECT :cid, :pid, * FROM unnest(
+        SELECT * FROM unnest(
+            CAST(:p_cid AS bigint[]), CAST(:p_pid AS bigint[]),
             CAST(:p_seq AS bigint[]), CAST(:p_line_no AS smallint[]), CAST(:p_account_id AS bigint[]),
             CAST(:p_side AS text[]), CAST(:p_amount AS bigint[]))
         RETURNING 1
     ), moved_balances AS (
-        UPDATE balances b SET balance_fen = b.balance_fen + d.delta, last_seq = :last_seq
-        FROM unnest(CAST(:b_account AS bigint[]), CAST(:b_delta AS bigint[])) AS d(account_id, delta)
+        UPDATE balances b SET balance_fen = b.balance_fen + d.delta, last_seq = d.last_seq
+        FROM unnest(CAST(:b_account AS bigint[]), CAST(:b_delta AS bigint[]), CAST(:b_last_seq AS bigint[]))
+            AS d(account_id, delta, last_seq)
         WHERE b.account_id = d.account_id
         RETURNING 1
     ), new_nodes AS (
         INSERT INTO merkle_nodes (community_id, project_id, level, idx, hash)
-        SELECT :cid, :pid, * FROM unnest(
+        SELECT * FROM unnest(
+            CAST(:n_cid AS bigint[]), CAST(:n_pid AS bigint[]),
             CAST(:n_level AS smallint[]), CAST(:n_idx AS bigint[]), CAST(:n_hash AS bytea[]))
         RETURNING 1
     ), moved_totals AS (
         INSERT INTO contributor_totals AS t
             (community_id, project_id, contributor_id, paid_fen, refunded_fen, pledged_fen, in_kind_fen)
-        SELECT :cid, :pid, * FROM unnest(
+        SELECT * FROM unnest(
+            CAST(:t_cid AS bigint[]), CAST(:t_pid AS bigint[]),
             CAST(:t_id AS bigint[]), CAST(:t_paid AS bigint[]), CAST(:t_refunded AS bigint[]),
             CAST(:t_pledged AS bigint[]), CAST(:t_in_kind AS bigint[]))
         ON CONFLICT (project_id, contributor_id, community_id) DO UPDATE SET
@@ -733,20 +831,23 @@ _WRITE_SQL = pg.Query(
     ), moved_pledges AS (
         INSERT INTO pledge_totals AS g (community_id, project_id, pledge_seq, contributor_id, pledged_fen, paid_fen,
                                         reversed)
-        SELECT :cid, :pid, * FROM unnest(
+        SELECT * FROM unnest(
+            CAST(:g_cid AS bigint[]), CAST(:g_pid AS bigint[]),
             CAST(:g_seq AS bigint[]), CAST(:g_contributor AS bigint[]), CAST(:g_pledged AS bigint[]),
             CAST(:g_paid AS bigint[]), CAST(:g_reversed AS boolean[]))
         ON CONFLICT (project_id, pledge_seq, community_id) DO UPDATE SET paid_fen = EXCLUDED.paid_fen, reversed = EXCLUDED.reversed
         RETURNING 1
-    ), stored_response AS (
-        INSERT INTO idempotency_keys (scope, key, community_id, fingerprint, status, body)
-        SELECT CAST(:i_scope AS text), CAST(:i_key AS text), :cid, CAST(:i_fingerprint AS bytea),
-               CAST(:i_status AS smallint), CAST(:i_body AS text)
-        WHERE CAST(:i_scope AS text) IS NOT NULL
+    ), stored_responses AS (
+        INSERT INTO idempotency_keys (community_id, scope, key, fingerprint, status, body)
+        SELECT * FROM unnest(
+            CAST(:i_cid AS bigint[]), CAST(:i_scope AS text[]), CAST(:i_key AS text[]),
+            CAST(:i_fingerprint AS bytea[]), CAST(:i_status AS smallint[]), CAST(:i_body AS text[]))
         RETURNING 1
     )
-    UPDATE project_heads
-    SET size = :size, frontier = :frontier, root_hash = :root, updated_at = now()
-    WHERE project_id = :pid
+    UPDATE project_heads h
+    SET size = u.size, frontier = u.frontier, root_hash = u.root, updated_at = now()
+    FROM unnest(CAST(:h_pid AS bigint[]), CAST(:h_size AS bigint[]), CAST(:h_frontier AS bytea[]),
+                CAST(:h_root AS bytea[])) AS u(pid, size, frontier, root)
+    WHERE h.project_id = u.pid
     """
 )

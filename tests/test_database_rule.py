@@ -20,6 +20,11 @@ ENGINE_ALLOWED = {
     # project's row lock, retried as a whole), and the ones built on it.
     "entries.append_entries": "opens the append transaction in _append, retried as a whole",
     "imports.run_import": "its commit is append_entries' transaction",
+    # The group commit's queue keeps the engine; its groups open their transaction in _commit, and
+    # an append run alone is the plain path's (_append) transaction.
+    "append_group.AppendGroups.__init__": "keeps the engine for its groups' transactions",
+    "append_group._Request.alone": "the plain append transaction (_append)",
+    "append_group.groups_for": "finds the engine's queue",
     "vouchers.approve_voucher": "the approval is recorded inside append_entries' transaction",
     "disclosures.publish_disclosure": "opens the REPEATABLE READ snapshot in _publish_once, retried",
     # verify's cache: a short head read, then verify's own REPEATABLE READ transaction; it never

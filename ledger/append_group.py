@@ -1,0 +1,318 @@
+"""Group commit: concurrent single appends share one transaction (issue 14).
+
+An append's cost is mostly per transaction, not per entry: the round trips (begin, contributors,
+write, commit), the statements' planning and execution, the WAL flush. bench/append.py measured a
+batch of 8 entries at a fifth of the database's CPU per entry of 8 single appends. So single
+appends arriving while others are being written wait in a queue, and the next transaction takes
+them all, up to ``max_size``, the way TigerBeetle batches its requests. Appends of one project
+follow one another in the group on its one locked head, like the drafts of a batch (a busy
+project's contributions on a 众筹 evening are the common case):
+
+1. ``ledger_append_begin_many`` (migrations/0014) claims every idempotency key and locks every
+   project's head in one round trip (a replay or an in-flight key is answered at once; a head
+   another transaction holds comes back ``busy``, see below);
+2. the contributors of all of them are found (and created) in one or two round trips;
+3. each append is checked, hashed and added to its project's tree in Python, exactly as alone
+   (``ledger.entries._Batch``: the same code);
+4. everything is written by one statement, and committed once. Only then is any caller answered.
+
+No guarantee changes: an append is acknowledged after its commit; each project's ``seq`` comes
+from its own locked head, so stays gapless; each append keeps its own idempotency key and stored
+response. What could differ is failure, and there a group never decides: if anything fails in a
+group of more than one (a refused append, a lost race creating a contributor), the transaction
+is rolled back and each append of the group is run again **on its own** (the plain path of
+:func:`ledger.entries.append_entries`), so every caller gets exactly the answer — and the ledger
+exactly the effects — it would have got alone. A group of one is that plain transaction already.
+
+Under no load nothing waits: a request that arrives while fewer than ``in_flight`` groups are
+being written starts a group at once (of one). Under load, requests queue while groups are in
+flight and the next group takes them. Requests for a project already in a group in flight wait
+for the next group; a project whose head is held by another transaction (a long import, another
+worker) is not waited for inside a group: it is appended on its own after the group. A project's
+second and later appends in a group are plain ones (:func:`_joins_a_batch`); a reversal, an
+expenditure and the like wait for the next group unless they come first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import date
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import merkle, pg
+from ledger.contributors import resolve_contributors_many
+from ledger.drafts import EntryDraft
+from ledger.entries import (
+    AppendResult,
+    Renderer,
+    _Account,
+    _append,
+    _Batch,
+    _Head,
+    _replay,
+    _Rows,
+    write_rows,
+)
+from ledger.entry_reads import RecordedEntry
+from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, LedgerError, NotFound
+from ledger.idempotency import IdempotencyRequest, StoredResponse
+
+GROUP_SIZE_MAX = 32
+# One group is written at a time; a second starts only while a whole group's worth is waiting
+# (bench/append.py and bench/append_http.py measured two groups always in flight at the same rate
+# with half the group size, so more of the database's CPU per append). The second also keeps the
+# queue moving if a group is held up, say behind another transaction creating the same person.
+IN_FLIGHT_MAX = 2
+SECOND_GROUP_WAITING = 8
+
+_BEGIN_MANY = pg.Query("SELECT * FROM ledger_append_begin_many(:codes, :scopes, :keys) ORDER BY ord")
+
+
+@dataclass
+class _Request:
+    project_code: str
+    draft: EntryDraft
+    recorded_by: str
+    render: Renderer
+    idempotency: IdempotencyRequest | None
+    status: int
+    today: date
+    done: asyncio.Future[AppendResult]
+
+    def key(self) -> tuple[str, str] | None:
+        return (self.idempotency.scope, self.idempotency.key) if self.idempotency else None
+
+    def settle(self, result: AppendResult | BaseException) -> None:
+        if self.done.done():  # the caller went away (its request was cancelled): nothing to tell
+            return
+        if isinstance(result, BaseException):
+            self.done.set_exception(result)
+        else:
+            self.done.set_result(result)
+
+    async def alone(self, engine: AsyncEngine) -> None:
+        """This append in a transaction of its own: the plain path."""
+        try:
+            result = await _append(
+                engine,
+                self.project_code,
+                [self.draft],
+                self.recorded_by,
+                self.render,
+                self.idempotency,
+                self.status,
+                self.today,
+                None,
+                False,
+            )
+        except Exception as exc:  # handed to the caller, who raises it
+            self.settle(exc)
+        else:
+            self.settle(result)
+
+
+class AppendGroups:
+    """The queue of one engine's single appends, in one event loop."""
+
+    def __init__(self, engine: AsyncEngine, *, max_size: int = GROUP_SIZE_MAX, in_flight: int = IN_FLIGHT_MAX):
+        self.engine = engine
+        self.max_size = max_size
+        self.in_flight_max = in_flight
+        self.pending: deque[_Request] = deque()
+        self.busy_projects: set[str] = set()  # projects in a group being written
+        self.groups_in_flight = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.get_running_loop()
+        # Figures for tests and benches: how many groups, and how many appends they carried.
+        self.groups_run = 0
+        self.appends_grouped = 0
+
+    async def append(
+        self,
+        project_code: str,
+        draft: EntryDraft,
+        *,
+        recorded_by: str,
+        render: Renderer,
+        idempotency: IdempotencyRequest | None,
+        status: int,
+        today: date,
+    ) -> AppendResult:
+        done: asyncio.Future[AppendResult] = self.loop.create_future()
+        self.pending.append(_Request(project_code, draft, recorded_by, render, idempotency, status, today, done))
+        self._start_groups()
+        return await done
+
+    def _start_groups(self) -> None:
+        while self.pending and self.groups_in_flight < self.in_flight_max:
+            if self.groups_in_flight and len(self.pending) < SECOND_GROUP_WAITING:
+                return
+            group = self._take()
+            if not group:
+                return  # everything pending is for a project in flight: its group starts the next
+            self.groups_in_flight += 1
+            self.busy_projects.update(r.project_code for r in group)
+            self._spawn(self._run(group))
+
+    def _take(self) -> list[_Request]:
+        """Up to max_size pending requests, none for a project in flight nor with an idempotency
+        key already taken; a project's second and later requests only if plain (see
+        :func:`_joins_a_batch`). The others keep their place in the queue."""
+        group: list[_Request] = []
+        projects: set[str] = set()
+        keys: set[tuple[str, str]] = set()
+        kept: deque[_Request] = deque()
+        while self.pending:
+            r = self.pending.popleft()
+            key = r.key()
+            if (
+                len(group) >= self.max_size
+                or r.project_code in self.busy_projects
+                or (r.project_code in projects and not _joins_a_batch(r.draft))
+                or (key is not None and key in keys)
+            ):
+                kept.append(r)
+                continue
+            group.append(r)
+            projects.add(r.project_code)
+            if key is not None:
+                keys.add(key)
+        self.pending = kept
+        return group
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, group: list[_Request]) -> None:
+        busy: list[_Request] = []
+        try:
+            busy = await self._commit(group)
+        except Exception as exc:  # see the module docstring
+            if len(group) == 1:
+                group[0].settle(exc)
+            else:
+                for r in group:
+                    self._spawn(r.alone(self.engine))
+        finally:
+            self.groups_in_flight -= 1
+            self.busy_projects.difference_update(r.project_code for r in group)
+            for r in busy:
+                self._spawn(r.alone(self.engine))
+            self._start_groups()
+
+    async def _commit(self, group: list[_Request]) -> list[_Request]:
+        """Write the group in one transaction; settle each request after the commit. Returns the
+        requests whose project was busy (for the caller to run alone once this transaction is
+        over: they hold no lock here, but their idempotency keys are claimed until then)."""
+        results: list[tuple[_Request, AppendResult | LedgerError]] = []
+        busy: list[_Request] = []
+        members: list[tuple[_Request, _Batch]] = []
+        async with pg.transaction(self.engine) as conn:
+            rows = await pg.fetch(
+                conn,
+                _BEGIN_MANY,
+                codes=[r.project_code for r in group],
+                scopes=[r.idempotency.scope if r.idempotency else None for r in group],
+                keys=[r.idempotency.key if r.idempotency else None for r in group],
+            )
+            batches: dict[str, _Batch] = {}  # one per project: its appends follow one another
+            for r, row in zip(group, rows, strict=True):
+                outcome = row["outcome"]
+                if outcome == "in_flight":
+                    results.append((r, IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")))
+                elif outcome == "stored":
+                    assert r.idempotency is not None
+                    if bytes(row["stored_fingerprint"]) != r.idempotency.fingerprint:
+                        results.append((r, IdempotencyKeyReused("该 Idempotency-Key 已用于另一个不同的请求")))
+                    else:
+                        results.append((r, _replay(StoredResponse(row["stored_status"], row["stored_body"]))))
+                elif outcome == "not_found":
+                    results.append((r, NotFound(f"项目 {r.project_code} 不存在")))
+                elif outcome == "busy":
+                    busy.append(r)
+                else:
+                    if r.project_code not in batches:
+                        batches[r.project_code] = _batch_for(conn, r, row)
+                    members.append((r, batches[r.project_code]))
+            if members:
+                await write_rows(conn, await self._prepare(conn, members, results))
+        self.groups_run += 1
+        self.appends_grouped += len(members)
+        for r, result in results:
+            r.settle(result)
+        return busy
+
+    @staticmethod
+    async def _prepare(
+        conn: asyncpg.Connection,
+        members: list[tuple[_Request, _Batch]],
+        results: list[tuple[_Request, AppendResult | LedgerError]],
+    ) -> list[_Rows]:
+        """Check and build every member's entry, in queue order, each on its project's batch."""
+        asks = [batch.contributor_ask([r.draft]) for r, batch in members]
+        found = await resolve_contributors_many(conn, [ask for _, ask in asks])
+        recorded: dict[int, list[RecordedEntry]] = {}  # per batch (by id), in order
+        responses: dict[int, list[tuple[IdempotencyRequest | None, int, str]]] = {}
+        batches: dict[int, _Batch] = {}
+        for (r, batch), (positions, _), (people, totals) in zip(members, asks, found, strict=True):
+            batch.take_contributors([r.draft], positions, people, totals)
+            await batch.load_rest([r.draft])
+            entry = batch.prepare(0, r.draft, r.recorded_by)
+            body = json.dumps(r.render([entry]), ensure_ascii=False, separators=(",", ":"))
+            batches[id(batch)] = batch
+            recorded.setdefault(id(batch), []).append(entry)
+            responses.setdefault(id(batch), []).append((r.idempotency, r.status, body))
+            results.append((r, AppendResult(status=r.status, body=body, replayed=False, entries=[entry])))
+        return [batch.rows(recorded[key], responses[key]) for key, batch in batches.items()]
+
+
+def _joins_a_batch(draft: EntryDraft) -> bool:
+    """May this draft follow another append of its project in the same group? Only when it needs
+    nothing read beyond its contributor (no original to reverse, no pledge, award, spending gate,
+    countersign threshold or attachment): those reads see the database as it was before the
+    group, which is right for a project's first append in it and for no later one."""
+    return (
+        draft.kind in ("contribution", "in_kind", "other_income", "grant")
+        and draft.pledge_seq is None
+        and not draft.cites_award
+        and not draft.attachments
+    )
+
+
+def _batch_for(conn: asyncpg.Connection, r: _Request, row: asyncpg.Record) -> _Batch:
+    head = _Head(
+        project_id=row["project_id"],
+        community_id=row["community_id"],
+        project_code=r.project_code,
+        spending_gate=row["spending_gate"],
+        size=row["size"],
+        frontier=merkle.Frontier.from_bytes(row["size"], row["frontier"]),
+    )
+    batch = _Batch(conn, head, r.today)
+    batch.accounts = {
+        code: _Account(id_, code, balance, floor)
+        for id_, code, balance, floor in zip(
+            row["account_ids"], row["account_codes"], row["balances"], row["floors"], strict=True
+        )
+    }
+    return batch
+
+
+_GROUPS: weakref.WeakKeyDictionary[AsyncEngine, AppendGroups] = weakref.WeakKeyDictionary()
+
+
+def groups_for(engine: AsyncEngine) -> AppendGroups:
+    """The engine's queue in the running event loop (a new loop gets a new queue)."""
+    groups = _GROUPS.get(engine)
+    if groups is None or groups.loop is not asyncio.get_running_loop():
+        groups = _GROUPS[engine] = AppendGroups(engine)
+    return groups

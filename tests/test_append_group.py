@@ -1,0 +1,161 @@
+"""Group commit of single appends (ledger/append_group.py): concurrent appends share transactions,
+and every caller still gets exactly what it would have got alone — gapless seqs, one entry per
+idempotency key, replays byte for byte, refusals that leave no trace, receipts that verify."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import merkle, tree
+from ledger.append_group import groups_for
+from ledger.contributors import ContributorRef
+from ledger.drafts import EntryDraft
+from ledger.entries import AppendResult, append_entries
+from ledger.entry_reads import RecordedEntry
+from ledger.errors import InsufficientFunds, LedgerError, ValidationFailed
+from ledger.idempotency import IdempotencyRequest, fingerprint
+from ledger.projects import Project
+from tests.conftest import make_project
+
+DAY = date(2025, 6, 1)
+
+
+def render(recorded: list[RecordedEntry]) -> Any:
+    r = recorded[0]
+    assert r.root_hash is not None
+    return {"seq": r.seq, "leaf": r.leaf_hash.hex(), "size": r.tree_size, "root": r.root_hash.hex()}
+
+
+def contribution(who: str, amount_fen: int = 10_000, receipt: str = "R") -> EntryDraft:
+    return EntryDraft(
+        kind="contribution",
+        occurred_on=DAY,
+        amount_fen=amount_fen,
+        contributor=ContributorRef(name=who, household="1栋1单元"),
+        channel="wechat",
+        receipt_no=receipt,
+    )
+
+
+def expenditure(amount_fen: int) -> EntryDraft:
+    return EntryDraft(kind="expenditure", occurred_on=DAY, amount_fen=amount_fen, payee="建材店", category="materials")
+
+
+async def append(engine: AsyncEngine, project: Project, draft: EntryDraft, key: str | None) -> AppendResult:
+    idem = IdempotencyRequest("t", key, fingerprint(key.encode(), repr(draft).encode())) if key else None
+    return await append_entries(engine, project.code, [draft], recorded_by="t", render=render, idempotency=idem)
+
+
+async def entry_count(engine: AsyncEngine, project: Project) -> tuple[int, int, int]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT h.size, count(e.seq), coalesce(max(e.seq), 0) FROM project_heads h "
+                    "LEFT JOIN entries e ON e.project_id = h.project_id WHERE h.project_id = :p GROUP BY h.size"
+                ),
+                {"p": project.id},
+            )
+        ).one()
+    return row[0], row[1], row[2]
+
+
+async def test_concurrent_appends_share_transactions_and_stay_gapless(engine: AsyncEngine) -> None:
+    projects = [await make_project(engine, spending_gate="waived") for _ in range(4)]
+    groups = groups_for(engine)
+    runs_before, grouped_before = groups.groups_run, groups.appends_grouped
+    jobs = [append(engine, projects[i % 4], contribution(f"居民{i % 7}", 100 + i, f"R{i}"), f"k{i}") for i in range(80)]
+    results = await asyncio.gather(*jobs)
+    runs = groups.groups_run - runs_before
+    assert groups.appends_grouped - grouped_before == 80
+    assert runs < 40, f"80 concurrent appends took {runs} transactions: they were not grouped"
+    for project in projects:
+        assert await entry_count(engine, project) == (20, 20, 20)  # gapless: size = count = max(seq)
+        assert (await tree.verify(engine, project.code)).ok
+    # Each receipt's root is the tree's root at the receipt's size (an entry of a group is hashed
+    # into its own project's tree, in order).
+    for i, result in enumerate(results):
+        assert result.status == 201 and not result.replayed
+        body = result.entries[0]
+        async with engine.connect() as conn:
+            size, root = await tree.root_at(conn, projects[i % 4].code, body.tree_size)
+            proof = await tree.inclusion(conn, projects[i % 4].code, body.seq, body.tree_size)
+        assert root == body.root_hash and proof.root_hash == root
+        merkle.verify_inclusion(body.leaf_hash, body.seq - 1, size, proof.proof, root)  # raises if wrong
+
+
+async def test_a_refused_append_fails_alone_and_leaves_no_trace(engine: AsyncEngine) -> None:
+    project = await make_project(engine, spending_gate="waived")
+    other = await make_project(engine, spending_gate="waived")
+    await append(engine, project, contribution("老张", 5_000), "seed")
+    jobs = [
+        append(engine, project, expenditure(9_999_999), "too-much"),  # more than the cash: refused
+        *(append(engine, other, contribution(f"新人{i}", 100), f"ok{i}") for i in range(10)),
+        append(engine, project, contribution("新人甲", 100), "ok-same-project"),
+    ]
+    outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+    assert isinstance(outcomes[0], InsufficientFunds)
+    assert all(isinstance(o, AppendResult) and o.status == 201 for o in outcomes[1:])
+    assert await entry_count(engine, project) == (2, 2, 2)
+    assert await entry_count(engine, other) == (10, 10, 10)
+    # Each new person was created once, whichever way their append went (grouped, then alone).
+    async with engine.connect() as conn:
+        names = (
+            await conn.execute(text("SELECT name, count(*) FROM contributors WHERE name LIKE '新人%' GROUP BY name"))
+        ).all()
+    assert sorted(n for n, _ in names) == sorted([f"新人{i}" for i in range(10)] + ["新人甲"])
+    assert all(c == 1 for _, c in names)
+
+
+async def test_a_refusal_raised_while_grouped_is_the_error_of_a_lone_append(engine: AsyncEngine) -> None:
+    project = await make_project(engine, spending_gate="waived")
+    unknown = EntryDraft(
+        kind="refund", occurred_on=DAY, amount_fen=100, contributor=ContributorRef(name="无此人"), reason="退"
+    )
+    outcomes = await asyncio.gather(
+        append(engine, project, unknown, "refund"),
+        *(append(engine, project, contribution(f"甲{i}"), f"c{i}") for i in range(6)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], ValidationFailed)
+    assert outcomes[0].errors[0].field == "contributor"
+    assert sorted(o.entries[0].seq for o in outcomes[1:] if isinstance(o, AppendResult)) == [1, 2, 3, 4, 5, 6]
+    assert await entry_count(engine, project) == (6, 6, 6)
+
+
+async def test_replays_and_key_reuse_inside_bursts(engine: AsyncEngine) -> None:
+    project = await make_project(engine, spending_gate="waived")
+    draft = contribution("王五", 2_000, "same")
+    first = await asyncio.gather(*(append(engine, project, draft, "dup") for _ in range(5)), return_exceptions=True)
+    done = [o for o in first if isinstance(o, AppendResult)]
+    assert len(done) >= 1 and all(isinstance(o, AppendResult | LedgerError) for o in first)
+    bodies = {o.body for o in done}
+    assert len(bodies) == 1  # every answer is the one entry's receipt
+    again = await append(engine, project, draft, "dup")
+    assert again.replayed and again.body in bodies
+    assert await entry_count(engine, project) == (1, 1, 1)
+
+
+async def test_a_busy_project_does_not_hold_up_the_group(engine: AsyncEngine) -> None:
+    """A head another transaction holds is skipped by the group and appended once it is free; the
+    group's other appends commit meanwhile."""
+    held = await make_project(engine, spending_gate="waived")
+    free = await make_project(engine, spending_gate="waived")
+    async with engine.connect() as locker:
+        await locker.execute(text("BEGIN"))
+        await locker.execute(text("SELECT 1 FROM project_heads WHERE project_id = :p FOR UPDATE"), {"p": held.id})
+        waiting = asyncio.ensure_future(append(engine, held, contribution("甲"), "held"))
+        quick = await asyncio.wait_for(
+            asyncio.gather(*(append(engine, free, contribution(f"乙{i}"), f"free{i}") for i in range(5))), 30
+        )
+        assert [r.status for r in quick] == [201] * 5
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # still queued on the lock, alone
+        await locker.execute(text("ROLLBACK"))
+    result = await asyncio.wait_for(waiting, 30)
+    assert result.status == 201 and result.entries[0].seq == 1
