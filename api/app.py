@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
@@ -237,6 +238,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Verifications by tree size, in this process's memory (ledger/tree.py says why).
         app.state.verify_cache = VerificationCache()
         demo_later: asyncio.Task[None] | None = None
+        # What exists now (modules, the app, its routes and models, the pool) lives as long as the
+        # process: out of the cyclic collector's sight, a full collection under load has a
+        # fraction of the objects to walk (those pauses were the p99 of one worker's reads).
+        gc.freeze()
         try:
             log.info("ledger ready on %s", redact(urls.app))
             if settings.demo:
