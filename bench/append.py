@@ -10,6 +10,8 @@ runs four scenarios, each ``--appends`` appends by ``--writers`` concurrent writ
 * service, spread: ``ledger.entries.append_entries`` — one contribution per call, with an
   idempotency key, as the API makes it — over ``--projects`` projects;
 * service, hot: the same, every writer on one project (they queue on its head row);
+* no group commit, spread / hot: the same two with ``LEDGER_APPEND_GROUP_MAX=1`` (each append its
+  own transaction, as before ledger/append_group.py), on fresh projects of the same shape;
 * http, spread / hot (with ``--http``): the same contribution POSTed to the API of a ``ledger
   serve`` process (one uvicorn worker) by an httpx client with ``--writers`` connections;
 * ceiling, spread / hot: raw asyncpg transactions doing the least an append must do —
@@ -300,22 +302,31 @@ async def bench(
     args: argparse.Namespace, settings: Settings, app_url: str, owner_url: str, meter: CpuMeter
 ) -> list[Result]:
     engine = create_engine(app_url, settings)
+    # The same service with group commit off (LEDGER_APPEND_GROUP_MAX=1): the baseline of grouping.
+    alone = create_engine(app_url, settings.model_copy(update={"append_group_max": 1}))
     await create_ceiling_tables(dsn(owner_url), settings.app_role)
     pool = await asyncpg.create_pool(dsn(app_url), min_size=args.writers, max_size=args.writers)
     try:
         spread = await make_projects(engine, "spread", args.projects)
         (hot,) = await make_projects(engine, "hot", 1)
+        spread_alone = await make_projects(engine, "spread-alone", args.projects)
+        (hot_alone,) = await make_projects(engine, "hot-alone", 1)
         warm = await make_projects(engine, "warm", 1)
         # Warm both paths up (connections, prepared statements, caches) before timing anything.
         await run_writers("warm-up", 200, args.writers, service_append(engine, warm, "warm"))
         await run_writers("warm-up", 200, args.writers, ceiling_append(pool, [999]))
+        await run_writers("warm-up", 200, args.writers, service_append(alone, warm, "warm-alone"))
 
         n, w = args.appends, args.writers
         results = [
             await run_writers("ceiling, spread", n, w, ceiling_append(pool, list(range(args.projects))), meter),
             await run_writers("service, spread", n, w, service_append(engine, spread, "spread"), meter),
+            await run_writers(
+                "no group commit, spread", n, w, service_append(alone, spread_alone, "spread-alone"), meter
+            ),
             await run_writers("ceiling, hot", n, w, ceiling_append(pool, [998]), meter),
             await run_writers("service, hot", n, w, service_append(engine, [hot], "hot"), meter),
+            await run_writers("no group commit, hot", n, w, service_append(alone, [hot_alone], "hot-alone"), meter),
         ]
         if args.http:
             results += await bench_http(args, engine, app_url, owner_url, settings.data_dir, meter)
@@ -335,6 +346,7 @@ async def bench(
     finally:
         await pool.close()
         await engine.dispose()
+        await alone.dispose()
 
 
 async def bench_http(

@@ -11,7 +11,8 @@ Starts its own embedded PostgreSQL (temporary folder, migrated, both roles), the
 * ceiling, spread: raw asyncpg as the application role (bench/append.py's ``ceiling_append``:
   ``SELECT … FOR UPDATE`` a head row, insert a ~420-byte row, update the head, commit), 16 writers
   over ``--projects`` heads, for about ``--seconds``;
-* for each ``--workers`` count: ``ledger serve --workers N`` and wrk with ``--connections``
+* ``ledger serve --workers 1`` with group commit off (``LEDGER_APPEND_GROUP_MAX=1``), then
+  for each ``--workers`` count: ``ledger serve --workers N`` and wrk with ``--connections``
   keep-alive connections POSTing one contribution each (a fresh Idempotency-Key per request, a
   treasurer's admin token) over ``--projects`` projects, for ``--seconds``.
 
@@ -145,6 +146,7 @@ def main() -> None:
             try:
                 token = (await create_token(engine, name="bench", role="admin", community_code=None)).secret
                 codes = {w: await make_projects(engine, f"w{w}", args.projects) for w in args.workers}
+                codes[0] = await make_projects(engine, "alone", args.projects)
             finally:
                 await engine.dispose()
             return token, codes
@@ -157,8 +159,11 @@ def main() -> None:
             )
         )
         checks = []
-        for workers in args.workers:
-            proc, base = serve(urls.app, urls.owner, tmp, workers)
+        # 0: the baseline of group commit, one worker with LEDGER_APPEND_GROUP_MAX=1 (each append
+        # its own transaction).
+        for workers in [0, *args.workers]:
+            extra = {"LEDGER_APPEND_GROUP_MAX": "1"} if workers == 0 else {}
+            proc, base = serve(urls.app, urls.owner, tmp, max(workers, 1), extra)
             try:
                 env = {"BENCH_TOKEN": token, "BENCH_PROJECTS": ",".join(codes[workers]), "BENCH_SCOPE": f"w{workers}"}
                 run_wrk(base, script, 2, args.connections, {**env, "BENCH_SCOPE": f"warm{workers}"})
@@ -168,7 +173,8 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
-            rows.append((f"HTTP, ledger serve --workers {workers}, wrk -c{args.connections}", result))
+            name = f"--workers {workers}" if workers else "--workers 1, no group commit"
+            rows.append((f"HTTP, {name}, wrk -c{args.connections}", result))
             size, ok = asyncio.run(gapless(urls.app, codes[workers]))
             checks.append((workers, size, ok))
     finally:
@@ -181,7 +187,7 @@ def main() -> None:
         f"the client, the server and PostgreSQL (load average {os.getloadavg()[0]:.1f}); synchronous_commit on"
     )
     print(
-        f"{'scenario':46} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× ceiling':>10}"
+        f"{'scenario':50} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× ceiling':>10}"
         f"  CPU ms per append: {'server':>7} {'postgres':>8} {'wrk':>5}"
     )
     for name, r in rows:
@@ -189,12 +195,12 @@ def main() -> None:
         n = r["ok"] + r.get("bad", 0)
         cpu = f"{'':20} {r['server'] * 1000 / n:7.3f} {r['postgres'] * 1000 / n:8.3f} {r['wrk'] * 1000 / n:5.3f}"
         print(
-            f"{name:46} {r['rate']:10,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rate'] / ceiling_rate:10.2f}{cpu}{note}"
+            f"{name:50} {r['rate']:10,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rate'] / ceiling_rate:10.2f}{cpu}{note}"
         )
     print("(CPU per append: the ceiling's 'server' is its Python asyncpg client; a steadier figure than rates here.)")
     for workers, size, ok in checks:
         print(
-            f"--workers {workers}: {size:,} entries in the ledger after the run (warm-up included), seqs gapless: {ok}"
+            f"--workers {workers or '1, no group commit'}: {size:,} entries in the ledger after the run (warm-up included), seqs gapless: {ok}"
         )
 
 

@@ -31,7 +31,9 @@ def latencies_ms(wrk_output: str) -> dict[str, float]:
     return {q: float(v) * _TO_MS[u] for q, v, u in _LATENCY.findall(wrk_output)}
 
 
-def serve(app_url: str, owner_url: str, data_dir: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def serve(
+    app_url: str, owner_url: str, data_dir: str, workers: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """``ledger serve --workers N`` on an external database (the benchmark's embedded one), ready
     (``/readyz`` 200) when this returns; the caller terminates the process."""
     port = free_port()
@@ -42,6 +44,7 @@ def serve(app_url: str, owner_url: str, data_dir: str, workers: int) -> tuple[su
         "LEDGER_DATA_DIR": data_dir,
         "LEDGER_LOG_LEVEL": "WARNING",
         "LEDGER_PDF_RENDER_MODE": "thread",
+        **(extra_env or {}),
     }
     proc = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "ledger"), "serve", "--port", str(port), "--workers", str(workers)],

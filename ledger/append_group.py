@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import merkle, pg
 from ledger.contributors import resolve_contributors_many
+from ledger.database import append_group_max
 from ledger.drafts import EntryDraft
 from ledger.entries import (
     AppendResult,
@@ -314,5 +315,5 @@ def groups_for(engine: AsyncEngine) -> AppendGroups:
     """The engine's queue in the running event loop (a new loop gets a new queue)."""
     groups = _GROUPS.get(engine)
     if groups is None or groups.loop is not asyncio.get_running_loop():
-        groups = _GROUPS[engine] = AppendGroups(engine)
+        groups = _GROUPS[engine] = AppendGroups(engine, max_size=append_group_max(engine))
     return groups

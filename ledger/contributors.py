@@ -66,28 +66,29 @@ class Contributor:
         return contributor_commitment(self.salt, self.name, self.household, self.type, str(anonymous_id))
 
 
-# Every ask's contributors, by public id and by (name, household), each row tagged with the
+# Every ask's contributors, by public id or by (name, household), each row tagged with the
 # position (``ord``) of the ask that wanted it and carrying that ask's project totals. Two
 # branches so that each uses its unique index (public id; community, name, household).
 _FIND = pg.Query(
     """
-    WITH wanted AS (
-        SELECT * FROM unnest(CAST(:ords AS integer[]), CAST(:cids AS bigint[]), CAST(:pids AS bigint[]),
-                             CAST(:ids AS uuid[]), CAST(:names AS text[]), CAST(:households AS text[]))
-            AS w(ord, cid, pid, public_id, name, household)
-    )
     SELECT w.ord, c.*, t.paid_fen, t.refunded_fen, t.pledged_fen, t.in_kind_fen
-    FROM wanted w
-    JOIN contributors c ON c.community_id = w.cid AND c.public_id = w.public_id AND c.erased_at IS NULL
-    LEFT JOIN contributor_totals t ON t.project_id = w.pid AND t.contributor_id = c.id
-    WHERE w.public_id IS NOT NULL
-    UNION ALL
-    SELECT w.ord, c.*, t.paid_fen, t.refunded_fen, t.pledged_fen, t.in_kind_fen
-    FROM wanted w
-    JOIN contributors c ON c.community_id = w.cid AND c.name = w.name
-                       AND coalesce(c.household, '') = w.household AND c.erased_at IS NULL
-    LEFT JOIN contributor_totals t ON t.project_id = w.pid AND t.contributor_id = c.id
-    WHERE w.name IS NOT NULL
+    FROM unnest(CAST(:ords AS integer[]), CAST(:cids AS bigint[]), CAST(:pids AS bigint[]),
+                CAST(:ids AS uuid[]), CAST(:names AS text[]), CAST(:households AS text[]))
+        AS w(ord, cid, pid, public_id, name, household)
+    -- LATERAL: one index look-up per wanted person (a join would let the planner, who cannot
+    -- count an unnest, hash the whole table).
+    CROSS JOIN LATERAL (
+        SELECT * FROM contributors c
+        WHERE w.public_id IS NOT NULL AND c.public_id = w.public_id AND c.community_id = w.cid
+          AND c.erased_at IS NULL
+        UNION ALL
+        SELECT * FROM contributors c
+        WHERE w.name IS NOT NULL AND c.community_id = w.cid AND c.name = w.name
+          AND coalesce(c.household, '') = w.household AND c.erased_at IS NULL
+    ) c
+    LEFT JOIN LATERAL (
+        SELECT * FROM contributor_totals t WHERE t.project_id = w.pid AND t.contributor_id = c.id
+    ) t ON true
     """
 )
 # New people, in a fixed order (so two transactions creating the same people lock alike); a person

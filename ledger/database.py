@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,7 +154,17 @@ def create_engine(url: str, settings: DatabaseSettings, *, application_name: str
         },
     )
     event.listen(engine.sync_engine.pool, "checkin", _discard_if_transaction_left_open)
+    _APPEND_GROUP_MAX[engine] = settings.append_group_max
     return engine
+
+
+_APPEND_GROUP_MAX: weakref.WeakKeyDictionary[AsyncEngine, int] = weakref.WeakKeyDictionary()
+
+
+def append_group_max(engine: AsyncEngine) -> int:
+    """``LEDGER_APPEND_GROUP_MAX`` of the settings the engine was made with: how many single
+    appends one transaction may take (ledger/append_group.py); 1 means no group commit."""
+    return _APPEND_GROUP_MAX.get(engine, DatabaseSettings.model_fields["append_group_max"].default)
 
 
 def _discard_if_transaction_left_open(dbapi_connection: Any, record: Any) -> None:

@@ -40,6 +40,7 @@ from ledger import kinds as k
 from ledger.accounts import EXPENSES_PREFIX, Posting, expense_account
 from ledger.canonical import ENTRY_TEXT_FIELDS, SHANGHAI, ContributorStamp, entry_document
 from ledger.contributors import Contributor, ContributorAsk, Totals, resolve_contributors_many
+from ledger.database import append_group_max
 from ledger.decisions import check_spending_allowed
 from ledger.drafts import (
     ATTACHMENTS_MAX,
@@ -133,11 +134,11 @@ async def append_entries(
         raise ValidationFailed.on("entries", f"一次最多 {BATCH_SIZE_MAX} 条，至少 1 条")
     assert not (dry_run and idempotency), "a dry run records nothing, so it has no key to store"
     today = today or datetime.now(SHANGHAI).date()
-    if len(drafts) == 1 and after_write is None and not dry_run:
-        # A single append joins the group commit (ledger/append_group.py), which answers exactly
-        # as the plain path below would.
-        from ledger.append_group import groups_for  # it builds on this module
+    # A single append joins the group commit (ledger/append_group.py, which builds on this module),
+    # which answers exactly as the plain path below would.
+    from ledger.append_group import groups_for
 
+    if len(drafts) == 1 and after_write is None and not dry_run and append_group_max(engine) > 1:
         return await groups_for(engine).append(
             project_code,
             drafts[0],

@@ -44,3 +44,10 @@ class DatabaseSettings(BaseSettings):
         description="prepared statements cached per connection; 0 behind PgBouncer in transaction mode"
         " (every statement is then prepared unnamed, in the transaction that runs it)",
     )
+    append_group_max: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="concurrent single appends written by one transaction at most (group commit,"
+        " ledger/append_group.py); 1 turns grouping off: each append is its own transaction",
+    )

@@ -159,3 +159,29 @@ async def test_a_busy_project_does_not_hold_up_the_group(engine: AsyncEngine) ->
         await locker.execute(text("ROLLBACK"))
     result = await asyncio.wait_for(waiting, 30)
     assert result.status == 201 and result.entries[0].seq == 1
+
+
+async def test_group_commit_can_be_turned_off(database: Any, monkeypatch: Any) -> None:
+    """LEDGER_APPEND_GROUP_MAX=1: every single append is its own transaction (the plain path),
+    with the same answers."""
+    from ledger import entries
+    from ledger.database import create_engine
+
+    plain_calls = 0
+    plain = entries._append
+
+    async def counting(*args: Any) -> AppendResult:
+        nonlocal plain_calls
+        plain_calls += 1
+        return await plain(*args)
+
+    monkeypatch.setattr(entries, "_append", counting)
+    alone = create_engine(database.urls.app, database.settings.model_copy(update={"append_group_max": 1}))
+    try:
+        project = await make_project(alone, spending_gate="waived")
+        results = await asyncio.gather(*(append(alone, project, contribution(f"丙{i}"), f"off{i}") for i in range(12)))
+        assert sorted(r.entries[0].seq for r in results) == list(range(1, 13))
+        assert plain_calls == 12
+        assert await entry_count(alone, project) == (12, 12, 12)
+    finally:
+        await alone.dispose()

@@ -25,6 +25,7 @@ ENGINE_ALLOWED = {
     "append_group.AppendGroups.__init__": "keeps the engine for its groups' transactions",
     "append_group._Request.alone": "the plain append transaction (_append)",
     "append_group.groups_for": "finds the engine's queue",
+    "database.append_group_max": "reads a setting kept beside the engine, no database",
     "vouchers.approve_voucher": "the approval is recorded inside append_entries' transaction",
     "disclosures.publish_disclosure": "opens the REPEATABLE READ snapshot in _publish_once, retried",
     # verify's cache: a short head read, then verify's own REPEATABLE READ transaction; it never
