@@ -30,7 +30,8 @@ flight and the next group takes them. Requests for a project already in a group 
 for the next group; a project whose head is held by another transaction (a long import, another
 worker) is not waited for inside a group: it is appended on its own after the group. A project's
 second and later appends in a group are plain ones (:func:`_joins_a_batch`); a reversal, an
-expenditure and the like wait for the next group unless they come first.
+expenditure and the like for a project already in a group go alone at once and queue on the
+project's lock behind it, as they would without group commit.
 """
 
 from __future__ import annotations
@@ -147,8 +148,14 @@ class AppendGroups:
         today: date,
     ) -> AppendResult:
         done: asyncio.Future[AppendResult] = self.loop.create_future()
-        self.pending.append(_Request(project_code, draft, recorded_by, render, idempotency, status, today, done))
-        self._start_groups()
+        request = _Request(project_code, draft, recorded_by, render, idempotency, status, today, done)
+        if project_code in self.busy_projects and not _joins_a_batch(draft):
+            # It could not join the next group's batch of this project either: queue on the
+            # project's lock now, as without group commit.
+            self._spawn(request.alone(self.engine))
+        else:
+            self.pending.append(request)
+            self._start_groups()
         return await done
 
     def _start_groups(self) -> None:
@@ -165,7 +172,9 @@ class AppendGroups:
     def _take(self) -> list[_Request]:
         """Up to max_size pending requests, none for a project in flight nor with an idempotency
         key already taken; a project's second and later requests only if plain (see
-        :func:`_joins_a_batch`). The others keep their place in the queue."""
+        :func:`_joins_a_batch`). Plain requests left out keep their place in the queue; one that
+        is not plain, for a project in this group or in flight, goes alone at once (it queues on
+        the project's lock behind the group, as it would without group commit)."""
         group: list[_Request] = []
         projects: set[str] = set()
         keys: set[tuple[str, str]] = set()
@@ -173,10 +182,13 @@ class AppendGroups:
         while self.pending:
             r = self.pending.popleft()
             key = r.key()
+            taken = r.project_code in projects or r.project_code in self.busy_projects
+            if taken and not _joins_a_batch(r.draft):
+                self._spawn(r.alone(self.engine))
+                continue
             if (
                 len(group) >= self.max_size
                 or r.project_code in self.busy_projects
-                or (r.project_code in projects and not _joins_a_batch(r.draft))
                 or (key is not None and key in keys)
             ):
                 kept.append(r)
