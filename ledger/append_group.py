@@ -186,11 +186,7 @@ class AppendGroups:
             if taken and not _joins_a_batch(r.draft):
                 self._spawn(r.alone(self.engine))
                 continue
-            if (
-                len(group) >= self.max_size
-                or r.project_code in self.busy_projects
-                or (key is not None and key in keys)
-            ):
+            if len(group) >= self.max_size or r.project_code in self.busy_projects or (key is not None and key in keys):
                 kept.append(r)
                 continue
             group.append(r)
