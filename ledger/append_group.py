@@ -67,7 +67,7 @@ from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, LedgerError
 from ledger.idempotency import IdempotencyRequest, StoredResponse
 
 GROUP_SIZE_MAX = 32
-# One group is written at a time; a second starts only while a whole group's worth is waiting
+# One group is written at a time; a second starts only while SECOND_GROUP_WAITING appends wait
 # (bench/append.py and bench/append_http.py measured two groups always in flight at the same rate
 # with half the group size, so more of the database's CPU per append). The second also keeps the
 # queue moving if a group is held up, say behind another transaction creating the same person.
