@@ -77,6 +77,31 @@ async def test_concurrent_appends_share_transactions_and_stay_gapless(engine: As
     for project in projects:
         assert await entry_count(engine, project) == (20, 20, 20)  # gapless: size = count = max(seq)
         assert (await tree.verify(engine, project.code)).ok
+        # A person's running total moved by every one of their appends in a group, not just the last.
+        async with engine.connect() as conn:
+            mismatched = (
+                await conn.execute(
+                    text(
+                        "SELECT t.contributor_id FROM contributor_totals t "
+                        "LEFT JOIN (SELECT contributor_id, sum(amount_fen) AS paid FROM entries "
+                        "           WHERE project_id = :p AND kind = 'contribution' GROUP BY contributor_id) e "
+                        "  ON e.contributor_id = t.contributor_id "
+                        "WHERE t.project_id = :p AND t.paid_fen IS DISTINCT FROM e.paid"
+                    ),
+                    {"p": project.id},
+                )
+            ).all()
+            cash = (
+                await conn.execute(
+                    text(
+                        "SELECT b.balance_fen FROM balances b JOIN accounts a ON a.id = b.account_id "
+                        "WHERE a.project_id = :p AND a.code = 'cash'"
+                    ),
+                    {"p": project.id},
+                )
+            ).scalar_one()
+        assert mismatched == []
+        assert cash == sum(100 + i for i in range(80) if i % 4 == projects.index(project))
     # Each receipt's root is the tree's root at the receipt's size (an entry of a group is hashed
     # into its own project's tree, in order).
     for i, result in enumerate(results):
