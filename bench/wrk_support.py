@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,27 +64,11 @@ def serve(
     return proc, base
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _process_table() -> dict[int, tuple[int, str, float]]:
-    """pid → (parent pid, command name, CPU seconds used so far), from /proc."""
-    table: dict[int, tuple[int, str, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid …": comm may hold spaces, so split after its closing parenthesis.
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        # utime + stime, and cutime + cstime: a backend that exited during the run is counted in
-        # the postmaster that reaped it.
-        used = sum(int(f) for f in fields[11:15])
-        table[int(entry)] = (int(fields[1]), comm, used / _TICK)
-    return table
+def _cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process, with its reaped children's (a PostgreSQL backend that exited
+    during the run is counted in the postmaster that reaped it)."""
+    t = proc.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def cpu_by_role(server_pid: int) -> dict[str, float]:
@@ -90,22 +76,16 @@ def cpu_by_role(server_pid: int) -> dict[str, float]:
     ``postgres`` process) and the load generator (this process's finished children: wrk). Take
     one reading before and one after a run: the difference says where the run's CPU went, a
     figure far steadier than requests/s on a shared machine."""
-    table = _process_table()
-    server = {server_pid}
-    grew = True
-    while grew:
-        grew = False
-        for pid, (ppid, _, _) in table.items():
-            if ppid in server and pid not in server:
-                server.add(pid)
-                grew = True
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = {"server": 0.0, "postgres": 0.0, "wrk": children.ru_utime + children.ru_stime}
-    for pid, (_, comm, cpu) in table.items():
-        if pid in server:
-            out["server"] += cpu
-        elif comm == "postgres":
-            out["postgres"] += cpu
+    server = psutil.Process(server_pid)
+    for proc in [server, *server.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            out["server"] += _cpu(proc)
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "postgres":
+            with contextlib.suppress(psutil.Error):
+                out["postgres"] += _cpu(proc)
     return out
 
 

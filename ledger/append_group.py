@@ -47,17 +47,15 @@ from datetime import date
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import merkle, pg
+from ledger import pg
 from ledger.contributors import resolve_contributors_many
 from ledger.database import append_group_max
 from ledger.drafts import EntryDraft
 from ledger.entries import (
     AppendResult,
     Renderer,
-    _Account,
     _append,
     _Batch,
-    _Head,
     _replay,
     _Rows,
     write_rows,
@@ -250,7 +248,7 @@ class AppendGroups:
                     busy.append(r)
                 else:
                     if r.project_code not in batches:
-                        batches[r.project_code] = _batch_for(conn, r, row)
+                        batches[r.project_code] = _Batch.locked(conn, r.project_code, row, r.today)
                     members.append((r, batches[r.project_code]))
             if members:
                 await write_rows(conn, await self._prepare(conn, members, results))
@@ -269,19 +267,18 @@ class AppendGroups:
         """Check and build every member's entry, in queue order, each on its project's batch."""
         asks = [batch.contributor_ask([r.draft]) for r, batch in members]
         found = await resolve_contributors_many(conn, [ask for _, ask in asks])
-        recorded: dict[int, list[RecordedEntry]] = {}  # per batch (by id), in order
-        responses: dict[int, list[tuple[IdempotencyRequest | None, int, str]]] = {}
-        batches: dict[int, _Batch] = {}
+        # Per project (its batch), in queue order: the entries and the responses to store.
+        written: dict[str, tuple[_Batch, list[RecordedEntry], list[tuple[IdempotencyRequest | None, int, str]]]] = {}
         for (r, batch), (positions, _), (people, totals) in zip(members, asks, found, strict=True):
             batch.take_contributors([r.draft], positions, people, totals)
             await batch.load_rest([r.draft])
             entry = batch.prepare(0, r.draft, r.recorded_by)
             body = json.dumps(r.render([entry]), ensure_ascii=False, separators=(",", ":"))
-            batches[id(batch)] = batch
-            recorded.setdefault(id(batch), []).append(entry)
-            responses.setdefault(id(batch), []).append((r.idempotency, r.status, body))
+            _, entries, responses = written.setdefault(r.project_code, (batch, [], []))
+            entries.append(entry)
+            responses.append((r.idempotency, r.status, body))
             results.append((r, AppendResult(status=r.status, body=body, replayed=False, entries=[entry])))
-        return [batch.rows(recorded[key], responses[key]) for key, batch in batches.items()]
+        return [batch.rows(entries, responses) for batch, entries, responses in written.values()]
 
 
 def _joins_a_batch(draft: EntryDraft) -> bool:
@@ -295,25 +292,6 @@ def _joins_a_batch(draft: EntryDraft) -> bool:
         and not draft.cites_award
         and not draft.attachments
     )
-
-
-def _batch_for(conn: asyncpg.Connection, r: _Request, row: asyncpg.Record) -> _Batch:
-    head = _Head(
-        project_id=row["project_id"],
-        community_id=row["community_id"],
-        project_code=r.project_code,
-        spending_gate=row["spending_gate"],
-        size=row["size"],
-        frontier=merkle.Frontier.from_bytes(row["size"], row["frontier"]),
-    )
-    batch = _Batch(conn, head, r.today)
-    batch.accounts = {
-        code: _Account(id_, code, balance, floor)
-        for id_, code, balance, floor in zip(
-            row["account_ids"], row["account_codes"], row["balances"], row["floors"], strict=True
-        )
-    }
-    return batch
 
 
 _GROUPS: weakref.WeakKeyDictionary[AsyncEngine, AppendGroups] = weakref.WeakKeyDictionary()

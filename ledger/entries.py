@@ -194,21 +194,7 @@ async def _append(
             return _replay(StoredResponse(begun["stored_status"], begun["stored_body"]))
         if begun["outcome"] == "not_found":
             raise NotFound(f"项目 {project_code} 不存在")
-        head = _Head(
-            project_id=begun["project_id"],
-            community_id=begun["community_id"],
-            project_code=project_code,
-            spending_gate=begun["spending_gate"],
-            size=begun["size"],
-            frontier=merkle.Frontier.from_bytes(begun["size"], begun["frontier"]),
-        )
-        batch = _Batch(conn, head, today)
-        batch.accounts = {
-            code: _Account(id_, code, balance, floor)
-            for id_, code, balance, floor in zip(
-                begun["account_ids"], begun["account_codes"], begun["balances"], begun["floors"], strict=True
-            )
-        }
+        batch = _Batch.locked(conn, project_code, begun, today)
         await batch.load(drafts)
         recorded = [batch.prepare(i, d, recorded_by) for i, d in enumerate(drafts)]
         if dry_run:
@@ -257,6 +243,27 @@ _ORIGINALS = pg.Query(
 
 class _Batch:
     """State of one append transaction: what was read under the lock, and what will be written."""
+
+    @classmethod
+    def locked(cls, conn: asyncpg.Connection, project_code: str, begun: asyncpg.Record, today: date) -> _Batch:
+        """The batch of a project whose head the begin function (migrations/0003, 0014) has just
+        locked: ``begun`` is its row (head, frontier, accounts and balances)."""
+        head = _Head(
+            project_id=begun["project_id"],
+            community_id=begun["community_id"],
+            project_code=project_code,
+            spending_gate=begun["spending_gate"],
+            size=begun["size"],
+            frontier=merkle.Frontier.from_bytes(begun["size"], begun["frontier"]),
+        )
+        batch = cls(conn, head, today)
+        batch.accounts = {
+            code: _Account(id_, code, balance, floor)
+            for id_, code, balance, floor in zip(
+                begun["account_ids"], begun["account_codes"], begun["balances"], begun["floors"], strict=True
+            )
+        }
+        return batch
 
     def __init__(self, conn: asyncpg.Connection, head: _Head, today: date) -> None:
         self.conn = conn
