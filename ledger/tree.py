@@ -8,22 +8,22 @@ the few nodes the plan names, fetched in one query.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import multiprocessing
+import os
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, datetime
 
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ledger import kinds, merkle, pg, pledges
-from ledger.accounts import EXPENSES_PREFIX, parse_posting_lines
-from ledger.awards import parse_basis
-from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document
+from ledger import kinds, log_check, merkle, pg, pledges
 from ledger.errors import NotFound, ValidationFailed
 
-VERIFY_CHUNK = 2000
+# Processes checking one log at most (ledger/log_check.py): past the CPUs, the database is the limit.
+MAX_VERIFY_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -175,104 +175,52 @@ async def consistency(sa_conn: AsyncConnection, project_code: str, size_from: in
     )
 
 
-_VERIFY_SQL = text(
-    """
-    SELECT e.seq, e.kind, e.amount_fen, e.occurred_on, e.recorded_at, e.memo, e.channel, e.receipt_no,
-           e.grantor, e.document_no, e.payee, e.category, e.invoice_no, e.description, e.reason, e.payer,
-           e.reverses_seq, e.anonymous, e.contributor_commitment, e.document, e.leaf_hash,
-           e.maker_role, e.maker_name, e.checker_role, e.checker_name, e.attachments, e.pledge_seq,
-           e.award_basis,
-           coalesce(e.anonymous_id, c.public_id) AS public_id, c.type AS contributor_type,
-           (SELECT array_agg(a.code || ' ' || p.side || ' ' || p.amount_fen ORDER BY p.line_no)
-              FROM postings p JOIN accounts a ON a.id = p.account_id
-             WHERE p.project_id = e.project_id AND p.seq = e.seq) AS postings
-    FROM entries e
-    LEFT JOIN contributors c ON c.id = e.contributor_id
-    WHERE e.project_id = :pid AND e.seq > :after
-    ORDER BY e.seq
-    LIMIT :limit
-    """
-)
+def verify_workers(size: int, workers: int | None = None, unit_level: int = log_check.UNIT_LEVEL) -> int:
+    """How many processes check a log of ``size`` entries: one per CPU, at most one per unit (a
+    log of one unit is checked in the caller's process: starting a process costs more)."""
+    units = -(-size // (1 << unit_level))
+    wanted = workers if workers is not None else (os.cpu_count() or 1)
+    return max(1, min(wanted, units, MAX_VERIFY_WORKERS))
 
 
-def rebuild_document(project_code: str, row: object) -> bytes:
-    """The canonical document as the entry's stored fields say it must be (``row``: a SQLAlchemy
-    row or an asyncpg record of ``_VERIFY_SQL``)."""
-    m: Any = getattr(row, "_mapping", row)
-    postings = parse_posting_lines(m["postings"])
-    stamp = None
-    if m["public_id"] is not None:
-        stamp = ContributorStamp(str(m["public_id"]), m["contributor_type"], bytes(m["contributor_commitment"]))
-    fields = {k: m[k] for k in ENTRY_TEXT_FIELDS}
-    occurred_on: date = m["occurred_on"]
-    recorded_at: datetime = m["recorded_at"]
-    return entry_document(
-        project_code=project_code,
-        seq=m["seq"],
-        kind=m["kind"],
-        amount_fen=m["amount_fen"],
-        occurred_on=occurred_on,
-        recorded_at=recorded_at,
-        fields=fields,
-        contributor=stamp,
-        anonymous=m["anonymous"],
-        postings=postings,
-        reverses_seq=m["reverses_seq"],
-        maker=Signer(m["maker_role"], m["maker_name"]) if m["maker_name"] is not None else None,
-        checker=Signer(m["checker_role"], m["checker_name"]) if m["checker_name"] is not None else None,
-        attachments=tuple(m["attachments"] or ()),
-        pledge_seq=m["pledge_seq"],
-        award_basis=parse_basis(m["award_basis"]),
-    )
-
-
-def follows_posting_rule(row: object) -> bool:
-    """A new entry's postings are its kind's rule (ledger/kinds.py); a reversal's mirror its
-    original's, which the original's own check and the document of the reversal pin."""
-    m: Any = getattr(row, "_mapping", row)
-    kind = kinds.BY_NAME.get(m["kind"])
-    if kind is None:
-        return False
-    if kind.name == kinds.REVERSAL:
-        return True
-    if kind.debit == EXPENSES_PREFIX and m["category"] is None:
-        return False
-    return parse_posting_lines(m["postings"]) == kinds.postings_for(kind.name, m["amount_fen"], m["category"])
-
-
-async def verify(engine: AsyncEngine, project_code: str) -> Verification:
+async def verify(
+    engine: AsyncEngine, project_code: str, *, workers: int | None = None, unit_level: int = log_check.UNIT_LEVEL
+) -> Verification:
     """Recompute every leaf from the entry's stored fields and the tree from the leaves; compare
-    documents, leaf hashes, stored Merkle nodes and the head. Streams in chunks, on the raw driver
-    (SQLAlchemy's row handling cost more than the database's reads for a million entries)."""
+    documents, leaf hashes, stored Merkle nodes and the head, then balances and totals.
+
+    The log is checked in units of 65,536 leaves (ledger/log_check.py), by ``workers`` processes
+    (default: one per CPU, see :func:`verify_workers`) that share this transaction's snapshot;
+    only the unit roots are joined here. ``unit_level`` is for tests (small logs of many units)."""
     async with pg.transaction(engine, isolation="repeatable_read") as conn:
-        # One snapshot for the head and every chunk: appends committed meanwhile are not tampering.
+        # One snapshot for the head and every unit: appends committed meanwhile are not tampering.
         tree = await _head_raw(conn, project_code)
+        units = list(range(-(-tree.size // (1 << unit_level))))
+        processes = verify_workers(tree.size, workers, unit_level)
+        if processes > 1:
+            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            # The sums over the whole project run here meanwhile, on the otherwise idle connection.
+            results, sums = await asyncio.gather(
+                _check_in_processes(dsn, snapshot, tree, project_code, units, processes, unit_level),
+                _ledger_sums(conn, tree.project_id),
+            )
+        else:
+            people: log_check.People = {}
+            results = [
+                await log_check.check_unit(conn, tree.project_id, project_code, tree.size, unit, people, unit_level)
+                for unit in units
+            ]
+            sums = await _ledger_sums(conn, tree.project_id)
+        first_bad = min((r.first_bad for r in results if r.first_bad is not None), default=None)
         frontier = merkle.Frontier()
-        first_bad: int | None = None
-        after = 0
-        while True:
-            rows = await pg.fetch(conn, _VERIFY_Q, pid=tree.project_id, after=after, limit=VERIFY_CHUNK)
-            if not rows:
-                break
-            emitted: list[tuple[merkle.NodeID, bytes]] = []
-            for row in rows:
-                expected_seq = frontier.size + 1
-                document = rebuild_document(project_code, row)
-                leaf = merkle.leaf_hash(document)
-                bad = (
-                    row["seq"] != expected_seq
-                    or document != row["document"].encode()
-                    or leaf != bytes(row["leaf_hash"])
-                    or not follows_posting_rule(row)
-                )
-                if bad and first_bad is None:
-                    first_bad = min(row["seq"], expected_seq)
-                emitted.extend(frontier.append(leaf))
-            after = rows[-1]["seq"]
-            stored = await _nodes(conn, tree.project_id, [node_id for node_id, _ in emitted])
-            for (level, idx), node in emitted:
-                if stored.get((level, idx)) != node and first_bad is None:
-                    first_bad = idx * (1 << level) + 1
+        if first_bad is None:
+            frontier, first_bad = await _join_units(conn, tree, results, unit_level)
+        if first_bad is None:
+            # An entry past the head's size: the log holds more than its head says.
+            beyond = await pg.fetchval(conn, _BEYOND_Q, pid=tree.project_id, size=tree.size)
+            if beyond is not None:
+                first_bad = tree.size + 1
         root = frontier.root()
         if first_bad is None and frontier.size == tree.size and root != tree.root_hash:
             # The newest leaf of an odd-sized log has no stored node above it; the head's frontier
@@ -285,10 +233,7 @@ async def verify(engine: AsyncEngine, project_code: str) -> Verification:
                     break
         if first_bad is None and (frontier.size != tree.size or root != tree.root_hash):
             first_bad = min(frontier.size, tree.size) + 1
-        pid = {"pid": tree.project_id}
-        unbalanced = tuple(r[0] for r in await conn.fetch(_UNBALANCED_Q.sql, *_UNBALANCED_Q.args(pid)))
-        totals_off = await conn.fetchval(_TOTALS_MISMATCH_Q.sql, *_TOTALS_MISMATCH_Q.args(pid))
-        pledges_off = await conn.fetchval(_PLEDGES_MISMATCH_Q.sql, *_PLEDGES_MISMATCH_Q.args(pid))
+        unbalanced, totals_off, pledges_off = sums
         return Verification(
             ok=first_bad is None and not unbalanced and not totals_off and not pledges_off,
             size=tree.size,
@@ -298,6 +243,68 @@ async def verify(engine: AsyncEngine, project_code: str) -> Verification:
             contributor_totals_ok=not totals_off,
             pledge_totals_ok=not pledges_off,
         )
+
+
+async def _ledger_sums(conn: asyncpg.Connection, project_id: int) -> tuple[tuple[str, ...], bool, bool]:
+    """Accounts whose balance is not the sum of their postings; whether contributor totals and
+    pledge totals differ from what the entries say."""
+    unbalanced = tuple(r[0] for r in await pg.fetch(conn, _UNBALANCED_Q, pid=project_id))
+    totals_off = bool(await pg.fetchval(conn, _TOTALS_MISMATCH_Q, pid=project_id))
+    pledges_off = bool(await pg.fetchval(conn, _PLEDGES_MISMATCH_Q, pid=project_id))
+    return unbalanced, totals_off, pledges_off
+
+
+async def _check_in_processes(
+    dsn: str, snapshot: str, tree: TreeHead, project_code: str, units: list[int], processes: int, unit_level: int
+) -> list[log_check.UnitResult]:
+    """The units dealt round-robin to ``processes`` fresh worker processes (spawned: forking a
+    process that runs an event loop and a connection pool is unsafe)."""
+    shares = [units[i::processes] for i in range(processes)]
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        done = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    pool,
+                    log_check.check_units_in_process,
+                    dsn,
+                    snapshot,
+                    tree.project_id,
+                    project_code,
+                    tree.size,
+                    share,
+                    unit_level,
+                )
+                for share in shares
+            )
+        )
+    return sorted((r for share in done for r in share), key=lambda r: r.unit)
+
+
+async def _join_units(
+    conn: asyncpg.Connection, tree: TreeHead, results: list[log_check.UnitResult], unit_level: int
+) -> tuple[merkle.Frontier, int | None]:
+    """The whole log's frontier from its (all good) units, and the first wrong stored node above
+    them, if any: full units are appended as leaves of a tree of units, whose nodes sit
+    ``unit_level`` levels up in the real one."""
+    units = merkle.Frontier()
+    above: list[tuple[merkle.NodeID, bytes]] = []
+    tail: tuple[bytes, ...] = ()
+    size = 0
+    for r in results:
+        size += r.count
+        if r.count == 1 << unit_level:
+            for (level, idx), node in units.append(r.hashes[0]):
+                above.append(((level + unit_level, idx), node))
+        else:
+            tail = r.hashes  # only the last unit may be partial (a short one is flagged by its check)
+    frontier = merkle.Frontier(size, [*units.hashes, *tail])
+    stored = await _nodes(conn, tree.project_id, [node_id for node_id, _ in above])
+    for (level, idx), node in above:
+        if stored.get((level, idx)) != node:
+            return frontier, idx * (1 << level) + 1
+    return frontier, None
 
 
 @dataclass(frozen=True)
@@ -395,7 +402,7 @@ _TOTALS_MISMATCH_SQL = text(
 
 
 # verify() runs on the raw driver: the same statements, compiled once to asyncpg's $n.
-_VERIFY_Q = pg.Query(_VERIFY_SQL.text)
+_BEYOND_Q = pg.Query("SELECT min(seq) FROM entries WHERE project_id = :pid AND seq > :size")
 _FRONTIER_Q = pg.Query("SELECT frontier FROM project_heads WHERE project_id = :pid")
 _UNBALANCED_Q = pg.Query(_UNBALANCED_SQL.text)
 _TOTALS_MISMATCH_Q = pg.Query(_TOTALS_MISMATCH_SQL.text)

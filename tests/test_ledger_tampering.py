@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import merkle, tree
+from ledger import log_check, merkle, pg, tree
+from ledger.accounts import parse_posting_lines
 from ledger.contributors import ContributorRef
 from ledger.drafts import EntryDraft
 from ledger.entries import append_entries
@@ -24,6 +25,16 @@ DAY = date(2025, 6, 1)
 
 def dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def verify_every_way(engine: AsyncEngine, code: str) -> tree.Verification:
+    """``tree.verify`` as a million-entry log is checked (units of 65,536 leaves in one process),
+    and cut into units of 4 leaves, checked here and in two worker processes: all three must
+    give the same answer, so every tampering below is also found inside and above small units."""
+    whole = await tree.verify(engine, code)
+    assert await tree.verify(engine, code, unit_level=2, workers=1) == whole
+    assert await tree.verify(engine, code, unit_level=2, workers=2) == whole
+    return whole
 
 
 async def project_with(engine: AsyncEngine, n: int) -> Project:
@@ -53,7 +64,7 @@ async def project_with(engine: AsyncEngine, n: int) -> Project:
                 )
             )
     await append_entries(engine, project.code, drafts, recorded_by="test", render=lambda r: len(r))
-    verification = await tree.verify(engine, project.code)
+    verification = await verify_every_way(engine, project.code)
     assert verification.ok and verification.size == n
     return project
 
@@ -86,9 +97,11 @@ async def leaf_hashes(engine: AsyncEngine, project: Project) -> list[bytes]:
 
 async def consistent_leaf(engine: AsyncEngine, project: Project, seq: int) -> tuple[str, bytes]:
     """The document and leaf that the (already edited) stored fields of ``seq`` imply."""
-    async with engine.connect() as conn:
-        row = (await conn.execute(text(str(tree._VERIFY_SQL)), {"pid": project.id, "after": seq - 1, "limit": 1})).one()
-    document = tree.rebuild_document(project.code, row)
+    people: log_check.People = {}
+    async with pg.connection(engine) as conn:
+        rows, lines = await log_check.read_chunk(conn, project.id, seq - 1, seq, people)
+    (row,) = rows
+    document = log_check.rebuild_document(project.code, row, parse_posting_lines(lines[seq]), people)
     return document.decode(), merkle.leaf_hash(document)
 
 
@@ -113,7 +126,7 @@ async def test_edited_field_is_pinned_to_its_seq(engine: AsyncEngine, database: 
     seq = 7  # a contribution (memo set), in the middle of a level-2 subtree
     sql, table = ENTRY_EDITS[edit]
     await as_superuser(database, [(sql, [project.id, seq])], [table])
-    verification = await tree.verify(engine, project.code)
+    verification = await verify_every_way(engine, project.code)
     assert not verification.ok
     assert verification.first_bad_seq == seq
     assert verification.size == 12
@@ -130,7 +143,7 @@ async def test_document_and_leaf_rewritten_together_are_caught_by_the_stored_nod
     rewrite = "UPDATE entries SET document = $3, leaf_hash = $4 WHERE project_id = $1 AND seq = $2"
     await as_superuser(database, [(rewrite, [project.id, seq, document, leaf])], ["entries"])
 
-    verification = await tree.verify(engine, project.code)
+    verification = await verify_every_way(engine, project.code)
     assert not verification.ok
     # The stored pair node (1, 2) covers seq 5 and 6: verify names the first leaf it covers.
     assert verification.first_bad_seq == seq
@@ -149,7 +162,7 @@ async def test_document_and_leaf_of_the_newest_entry_rewritten_together(
     rewrite = "UPDATE entries SET document = $3, leaf_hash = $4 WHERE project_id = $1 AND seq = $2"
     await as_superuser(database, [(rewrite, [project.id, seq, document, leaf])], ["entries"])
 
-    verification = await tree.verify(engine, project.code)
+    verification = await verify_every_way(engine, project.code)
     assert not verification.ok
     assert verification.first_bad_seq == seq
 
@@ -165,7 +178,7 @@ async def test_edited_merkle_node_is_caught(
     edit = "UPDATE merkle_nodes SET hash = sha256(hash) WHERE project_id = $1 AND level = $2 AND idx = $3"
     await as_superuser(database, [(edit, [project.id, level, idx])], ["merkle_nodes"])
 
-    verification = await tree.verify(engine, project.code)
+    verification = await verify_every_way(engine, project.code)
     assert not verification.ok
     assert verification.first_bad_seq == first_leaf_seq
     # A resident holding a receipt for a leaf this node proves finds out too.
@@ -183,7 +196,7 @@ async def test_rewritten_head_is_caught(engine: AsyncEngine, database: Database)
         await conn.execute("UPDATE project_heads SET root_hash = sha256(root_hash) WHERE project_id = $1", project.id)
     finally:
         await conn.close()
-    verification = await tree.verify(engine, project.code)
+    verification = await verify_every_way(engine, project.code)
     assert not verification.ok
     assert verification.first_bad_seq == 13, "every entry checks out; what is wrong is the head after them"
 
@@ -191,7 +204,7 @@ async def test_rewritten_head_is_caught(engine: AsyncEngine, database: Database)
 async def test_edited_balance_is_caught(engine: AsyncEngine, database: Database) -> None:
     """The application role may update balances (each append does), so verify sums the postings."""
     project = await project_with(engine, 6)
-    assert (await tree.verify(engine, project.code)).unbalanced_accounts == ()
+    assert (await verify_every_way(engine, project.code)).unbalanced_accounts == ()
     conn = await asyncpg.connect(dsn(database.urls.app))
     try:
         await conn.execute(
@@ -201,7 +214,7 @@ async def test_edited_balance_is_caught(engine: AsyncEngine, database: Database)
         )
     finally:
         await conn.close()
-    verification = await tree.verify(engine, project.code)
+    verification = await verify_every_way(engine, project.code)
     assert not verification.ok
     assert verification.first_bad_seq is None, "every entry and the tree check out"
     assert verification.unbalanced_accounts == ("cash",)
@@ -245,14 +258,14 @@ async def test_full_consistent_rewrite_passes_verify_but_not_a_published_root(
     head_sql = "UPDATE project_heads SET frontier = $2, root_hash = $3 WHERE project_id = $1"
     await as_superuser(database, [(head_sql, [project.id, frontier.to_bytes(), frontier.root()])], [])
     # The contribution's amount also counts in its giver's totals: without this verify sees it.
-    assert not (await tree.verify(engine, project.code)).contributor_totals_ok
+    assert not (await verify_every_way(engine, project.code)).contributor_totals_ok
     totals_sql = (
         "UPDATE contributor_totals SET paid_fen = paid_fen + 100 WHERE project_id = $1 "
         "AND contributor_id = (SELECT contributor_id FROM entries WHERE project_id = $1 AND seq = $2)"
     )
     await as_superuser(database, [(totals_sql, [project.id, seq])], [])
 
-    assert (await tree.verify(engine, project.code)).ok, "a thorough forger fools the self-check"
+    assert (await verify_every_way(engine, project.code)).ok, "a thorough forger fools the self-check"
     async with engine.connect() as rconn:
         _, root_now = await tree.root_at(rconn, project.code, size_published)
     assert root_now != root_published
@@ -260,3 +273,29 @@ async def test_full_consistent_rewrite_passes_verify_but_not_a_published_root(
         proof = await tree.consistency(rconn, project.code, size_published, 12)
     with pytest.raises(merkle.ProofError):
         merkle.verify_consistency(size_published, 12, proof.proof, root_published, proof.root_to)
+
+
+def test_how_many_processes_verify_a_log() -> None:
+    """One unit (65,536 entries) is checked in the caller's process; more, in one process per
+    CPU asked for, never more processes than units."""
+    assert tree.verify_workers(0, 4) == 1
+    assert tree.verify_workers(65_536, 4) == 1
+    assert tree.verify_workers(65_537, 4) == 2
+    assert tree.verify_workers(1_000_000, 4) == 4
+    assert tree.verify_workers(1_000_000, 1) == 1
+    assert tree.verify_workers(12, 2, unit_level=2) == 2  # what verify_every_way's third call uses
+
+
+@pytest.mark.parametrize("seq", [2, 8, 12])
+async def test_an_edited_right_leaf_is_named_not_the_node_above_it(
+    engine: AsyncEngine, database: Database, seq: int
+) -> None:
+    """An edited entry that completes stored nodes (a right child: seq 2 completes (1, 0), seq 8
+    the perfect subtree of 8, seq 12 a unit of 4 in ``verify_every_way``) makes those nodes
+    differ from the recomputed ones too; verify names the entry, which is what changed."""
+    project = await project_with(engine, 12)
+    edit = "UPDATE entries SET amount_fen = amount_fen + 100 WHERE project_id = $1 AND seq = $2"
+    await as_superuser(database, [(edit, [project.id, seq])], ["entries"])
+    verification = await verify_every_way(engine, project.code)
+    assert not verification.ok
+    assert verification.first_bad_seq == seq

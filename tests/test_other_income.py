@@ -18,8 +18,8 @@ from typing import Any
 import openpyxl
 import pytest
 
-from ledger import tree
-from ledger.accounts import CASH, OTHER_INCOME
+from ledger import log_check, tree
+from ledger.accounts import CASH, OTHER_INCOME, parse_posting_lines
 from reports.exports import HEADER
 from tests.api_support import Api, World, assert_problem, contribution, error_fields, expenditure, grant, past, reversal
 from tests.import_support import csv_text
@@ -134,16 +134,12 @@ async def test_verify_covers_other_income(api: Api, world: World, database: Any)
 
 
 def test_the_posting_rule_is_checked_by_verify() -> None:
-    class Row:
-        def __init__(self, **m: Any) -> None:
-            self._mapping = m
+    def holds(kind: str, lines: list[str]) -> bool:
+        return log_check.follows_posting_rule(kind, 3520, None, parse_posting_lines(lines))
 
-    def row(postings: list[str]) -> Row:
-        return Row(kind="other_income", amount_fen=3520, category=None, postings=postings)
-
-    assert tree.follows_posting_rule(row(["cash debit 3520", "other_income credit 3520"]))
-    assert not tree.follows_posting_rule(row(["cash debit 3520", "grants credit 3520"]))
-    assert not tree.follows_posting_rule(Row(kind="bogus", amount_fen=1, category=None, postings=[]))
+    assert holds("other_income", ["cash debit 3520", "other_income credit 3520"])
+    assert not holds("other_income", ["cash debit 3520", "grants credit 3520"])
+    assert not holds("bogus", [])
 
 
 @pytest.mark.parametrize("word", ["其他收入", "利息", "other_income"])

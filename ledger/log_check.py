@@ -1,0 +1,265 @@
+"""Checking one *unit* of a project's log: its documents, leaves and inner Merkle nodes.
+
+``ledger.tree.verify`` cuts the log into units of ``2**UNIT_LEVEL`` leaves, aligned so that every
+full unit is a perfect subtree. Everything inside a unit — each entry's document rebuilt from its
+stored fields, its leaf hash, the posting rule, every stored node of levels 1 … ``UNIT_LEVEL`` —
+is checked from that unit's rows alone, so units can be checked in any order and in several
+processes (sharing the verifying transaction's snapshot); ``verify`` joins only the unit roots,
+in order, and checks the few nodes above them.
+
+What a unit reads, per chunk of 2,000 entries: the entries' own columns with the stored document
+as bytes, their postings (one aggregated row per entry), and the public ids of contributors not
+yet seen — three narrow queries, where one wide row per entry with a correlated postings
+sub-query and a join cost the database and the driver twice as much. The stored nodes of a unit
+are compared through one digest of all of them, in the order the tree completes them; only a
+unit whose digest differs is read node by node to find the first wrong one.
+
+What is reported is what reading the log in order finds first: the first wrong entry, unless a
+stored node completed before it is wrong (an edited entry also changes the recomputed nodes
+above it; those are not what changed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from ledger import kinds, merkle, pg
+from ledger.accounts import EXPENSES_PREFIX, Posting, parse_posting_lines
+from ledger.awards import parse_basis
+from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document
+
+# A unit is a perfect subtree of 65,536 leaves: 16 units for a million entries, so two or four
+# processes get equal shares, and a unit's emitted nodes (~65,000) stay a few MB.
+UNIT_LEVEL = 16
+UNIT_SIZE = 1 << UNIT_LEVEL
+CHUNK = 2000
+
+# The entry's columns, by seq range; the stored document as bytes (as bytea: asyncpg hands them
+# over as they are, where text would be decoded to str only to be encoded again).
+ENTRIES = pg.Query(
+    """
+    SELECT e.seq, e.kind, e.amount_fen, e.occurred_on, e.recorded_at, e.memo, e.channel, e.receipt_no,
+           e.grantor, e.document_no, e.payee, e.category, e.invoice_no, e.description, e.reason, e.payer,
+           e.reverses_seq, e.anonymous, e.anonymous_id::text AS anonymous_id, e.contributor_id,
+           e.contributor_commitment, e.leaf_hash,
+           convert_to(e.document, 'UTF8') AS document,
+           e.maker_role, e.maker_name, e.checker_role, e.checker_name, e.attachments, e.pledge_seq,
+           e.award_basis
+    FROM entries e
+    WHERE e.project_id = :pid AND e.seq > :after AND e.seq <= :last
+    ORDER BY e.seq
+    """
+)
+POSTINGS = pg.Query(
+    """
+    SELECT p.seq, array_agg(a.code || ' ' || p.side || ' ' || p.amount_fen ORDER BY p.line_no) AS lines
+    FROM postings p JOIN accounts a ON a.id = p.account_id
+    WHERE p.project_id = :pid AND p.seq > :after AND p.seq <= :last
+    GROUP BY p.seq
+    """
+)
+CONTRIBUTORS = pg.Query(
+    "SELECT id, public_id::text AS public_id, type FROM contributors WHERE id = ANY(:ids::bigint[])"
+)
+# One digest of a unit's stored inner nodes, in the order appends complete them: node (l, i)
+# is completed by leaf (i + 1)·2^l − 1, lower levels first.
+NODES_DIGEST = pg.Query(
+    """
+    SELECT pg_catalog.sha256(coalesce(string_agg(n.hash, ''::bytea ORDER BY (n.idx + 1) << n.level, n.level),
+                                      ''::bytea))
+    FROM generate_series(1, :top) AS l(level)
+    JOIN merkle_nodes n ON n.project_id = :pid AND n.level = l.level
+                       AND n.idx >= (:lo::bigint >> l.level) AND n.idx < (:hi::bigint >> l.level)
+    """
+)
+NODES = pg.Query(
+    """
+    SELECT n.level, n.idx, n.hash
+    FROM generate_series(1, :top) AS l(level)
+    JOIN merkle_nodes n ON n.project_id = :pid AND n.level = l.level
+                       AND n.idx >= (:lo::bigint >> l.level) AND n.idx < (:hi::bigint >> l.level)
+    """
+)
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What ``verify`` needs of a checked unit to join it to the others."""
+
+    unit: int
+    count: int  # entries read, in seq order from the unit's first
+    first_bad: int | None  # the first seq whose document, leaf, rule or node is wrong
+    hashes: tuple[bytes, ...]  # the unit's frontier: its root alone when the unit is full
+
+
+People = dict[int, tuple[str, str]]  # contributor id → (public id, type), filled as units go
+
+
+def rebuild_document(project_code: str, row: Mapping[str, Any], postings: Sequence[Posting], people: People) -> bytes:
+    """The canonical document as the entry's stored fields say it must be (``row``: a record of
+    :data:`ENTRIES`; ``people``: the contributors it may name)."""
+    stamp = None
+    # As a LEFT JOIN would: an entry naming no (or a vanished) contributor has no id and type.
+    found: Any = people.get(row["contributor_id"], (None, None))
+    public_id, contributor_type = found
+    if row["anonymous_id"] is not None:
+        public_id = row["anonymous_id"]
+    if public_id is not None:
+        stamp = ContributorStamp(public_id, contributor_type, bytes(row["contributor_commitment"]))
+    occurred_on: date = row["occurred_on"]
+    recorded_at: datetime = row["recorded_at"]
+    return entry_document(
+        project_code=project_code,
+        seq=row["seq"],
+        kind=row["kind"],
+        amount_fen=row["amount_fen"],
+        occurred_on=occurred_on,
+        recorded_at=recorded_at,
+        fields={k: row[k] for k in ENTRY_TEXT_FIELDS},
+        contributor=stamp,
+        anonymous=row["anonymous"],
+        postings=postings,
+        reverses_seq=row["reverses_seq"],
+        maker=Signer(row["maker_role"], row["maker_name"]) if row["maker_name"] is not None else None,
+        checker=Signer(row["checker_role"], row["checker_name"]) if row["checker_name"] is not None else None,
+        attachments=tuple(row["attachments"] or ()),
+        pledge_seq=row["pledge_seq"],
+        award_basis=parse_basis(row["award_basis"]),
+    )
+
+
+def follows_posting_rule(kind_name: str, amount_fen: int, category: str | None, postings: Sequence[Posting]) -> bool:
+    """A new entry's postings are its kind's rule (ledger/kinds.py); a reversal's mirror its
+    original's, which the original's own check and the document of the reversal pin."""
+    kind = kinds.BY_NAME.get(kind_name)
+    if kind is None:
+        return False
+    if kind.name == kinds.REVERSAL:
+        return True
+    if kind.debit == EXPENSES_PREFIX and category is None:
+        return False
+    return list(postings) == kinds.postings_for(kind.name, amount_fen, category)
+
+
+async def read_chunk(
+    conn: asyncpg.Connection, project_id: int, after: int, last: int, people: People
+) -> tuple[list[asyncpg.Record], dict[int, list[str]]]:
+    """Entries ``after < seq <= last`` and their postings; ``people`` gains their contributors."""
+    rows = await pg.fetch(conn, ENTRIES, pid=project_id, after=after, last=last)
+    lines = {r["seq"]: r["lines"] for r in await pg.fetch(conn, POSTINGS, pid=project_id, after=after, last=last)}
+    unseen = {r["contributor_id"] for r in rows} - people.keys()
+    unseen.discard(None)
+    if unseen:
+        for r in await pg.fetch(conn, CONTRIBUTORS, ids=list(unseen)):
+            people[r["id"]] = (r["public_id"], r["type"])
+    return rows, lines
+
+
+async def check_unit(
+    conn: asyncpg.Connection,
+    project_id: int,
+    project_code: str,
+    size: int,
+    unit: int,
+    people: People,
+    unit_level: int = UNIT_LEVEL,
+) -> UnitResult:
+    """Check the entries ``unit·2^L < seq <= min((unit+1)·2^L, size)`` (``L``: ``unit_level``)
+    and the stored nodes inside that range, on ``conn`` (which holds the verification's snapshot)."""
+    lo = unit << unit_level
+    hi = min(lo + (1 << unit_level), size)
+    frontier = merkle.Frontier()
+    emitted: list[tuple[merkle.NodeID, bytes]] = []
+    # The first wrong entry (its seq) and the leaf position where it showed: a wrong stored node
+    # completed before that position is reported instead, as reading the log in order would.
+    bad_entry: int | None = None
+    bad_at = hi
+    expected = lo + 1
+    after = lo
+    while after < hi:
+        last = min(after + CHUNK, hi)
+        rows, lines = await read_chunk(conn, project_id, after, last, people)
+        for row in rows:
+            seq = row["seq"]
+            postings = parse_posting_lines(lines.get(seq))
+            document = rebuild_document(project_code, row, postings, people)
+            leaf = merkle.leaf_hash(document)
+            if bad_entry is None and (
+                seq != expected
+                or document != row["document"]
+                or leaf != row["leaf_hash"]
+                or not follows_posting_rule(row["kind"], row["amount_fen"], row["category"], postings)
+            ):
+                bad_entry, bad_at = min(seq, expected), expected
+            emitted.extend(frontier.append(leaf))
+            expected += 1
+        after = last
+    count = frontier.size
+    if bad_entry is None and count != hi - lo:
+        bad_entry = bad_at = lo + count + 1  # the unit ends early: entries are missing
+    first_bad = bad_entry
+    mine = hashlib.sha256(b"".join(node for _, node in emitted)).digest()
+    stored_digest = bytes(await pg.fetchval(conn, NODES_DIGEST, pid=project_id, top=unit_level, lo=lo, hi=hi))
+    if mine != stored_digest:
+        stored = {
+            (r["level"], r["idx"]): bytes(r["hash"])
+            for r in await pg.fetch(conn, NODES, pid=project_id, top=unit_level, lo=lo, hi=hi)
+        }
+        for (level, local_idx), node in emitted:
+            idx = (lo >> level) + local_idx  # the unit is aligned: its node ids are shifted ones
+            if stored.get((level, idx)) != node:
+                completed_at = (idx + 1) << level  # the position of the leaf that completes it
+                if bad_entry is None or completed_at < bad_at:
+                    first_bad = idx * (1 << level) + 1
+                break
+        else:  # every node it completed is right, yet the digests differ
+            if first_bad is None:
+                first_bad = lo + 1
+    return UnitResult(unit, count, first_bad, tuple(frontier.hashes))
+
+
+# -- several processes ------------------------------------------------------------------------
+
+
+def check_units_in_process(
+    dsn: str, snapshot: str, project_id: int, project_code: str, size: int, units: list[int], unit_level: int
+) -> list[UnitResult]:
+    """A worker process's share: its own connection, in the verifying transaction's snapshot."""
+    return asyncio.run(_check_units(dsn, snapshot, project_id, project_code, size, units, unit_level))
+
+
+async def _check_units(
+    dsn: str, snapshot: str, project_id: int, project_code: str, size: int, units: list[int], unit_level: int
+) -> list[UnitResult]:
+    # Nothing a check makes holds a reference cycle, yet the collector would walk every live
+    # record again and again (a quarter of a unit's time): a worker collects once per unit.
+    gc.disable()
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": "ledger-verify"})
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            # The first statement of the transaction: from here it sees exactly what verify sees.
+            await conn.execute(f"SET TRANSACTION SNAPSHOT '{_snapshot_id(snapshot)}'")
+            people: People = {}
+            results = []
+            for unit in units:
+                results.append(await check_unit(conn, project_id, project_code, size, unit, people, unit_level))
+                gc.collect()
+            return results
+    finally:
+        await conn.close()
+
+
+def _snapshot_id(snapshot: str) -> str:
+    # pg_export_snapshot() returns e.g. "00000003-0000001B-1"; SET TRANSACTION SNAPSHOT takes no
+    # parameter, so the id is checked before it is spliced in.
+    if not snapshot or any(c not in "0123456789ABCDEFabcdef-" for c in snapshot):
+        raise ValueError(f"not a snapshot id: {snapshot!r}")
+    return snapshot
