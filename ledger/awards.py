@@ -22,7 +22,6 @@ may cite the computation (``cites_award``), which stores its inputs and result i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
@@ -34,6 +33,7 @@ import rfc8785
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
+from ledger.canonical import parse_award_basis
 from ledger.errors import Conflict, NotFound, ValidationFailed
 from ledger.evaluations import satisfaction_counts
 from ledger.masking import refuse_personal_numbers
@@ -141,8 +141,8 @@ def basis_text(basis: dict[str, Any]) -> str:
     return rfc8785.dumps(basis).decode()
 
 
-def parse_basis(text: str | None) -> dict[str, Any] | None:
-    return json.loads(text) if text else None
+# The stored basis is read back where documents are rebuilt (ledger/canonical.py owns that form).
+parse_basis = parse_award_basis
 
 
 # -- the rule ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -69,6 +70,11 @@ def contributor_commitment(
     if anonymous_id is not None:
         fields["anonymous_id"] = anonymous_id
     return hashlib.sha256(salt + jcs.dumps(fields)).digest()
+
+
+def parse_award_basis(text: str | None) -> dict[str, Any] | None:
+    """A grant's stored 以奖代补 basis (``entries.award_basis``, RFC 8785 JSON) as the document holds it."""
+    return json.loads(text) if text else None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
-from collections.abc import Mapping, Sequence
+import json
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -33,8 +35,7 @@ import asyncpg
 
 from ledger import kinds, merkle, pg
 from ledger.accounts import EXPENSES_PREFIX, Posting, parse_posting_lines
-from ledger.awards import parse_basis
-from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document
+from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document, parse_award_basis
 
 # A unit is a perfect subtree of 65,536 leaves: 16 units for a million entries, so two or four
 # processes get equal shares, and a unit's emitted nodes (~65,000) stay a few MB.
@@ -132,7 +133,7 @@ def rebuild_document(project_code: str, row: Mapping[str, Any], postings: Sequen
         checker=Signer(row["checker_role"], row["checker_name"]) if row["checker_name"] is not None else None,
         attachments=tuple(row["attachments"] or ()),
         pledge_seq=row["pledge_seq"],
-        award_basis=parse_basis(row["award_basis"]),
+        award_basis=parse_award_basis(row["award_basis"]),
     )
 
 
@@ -177,7 +178,9 @@ async def check_unit(
     lo = unit << unit_level
     hi = min(lo + (1 << unit_level), size)
     frontier = merkle.Frontier()
-    emitted: list[tuple[merkle.NodeID, bytes]] = []
+    # The inner nodes the unit's appends complete, in order, as one buffer of 32-byte hashes
+    # (their ids follow from the order: see _node_ids).
+    nodes = bytearray()
     # The first wrong entry (its seq) and the leaf position where it showed: a wrong stored node
     # completed before that position is reported instead, as reading the log in order would.
     bad_entry: int | None = None
@@ -199,23 +202,22 @@ async def check_unit(
                 or not follows_posting_rule(row["kind"], row["amount_fen"], row["category"], postings)
             ):
                 bad_entry, bad_at = min(seq, expected), expected
-            emitted.extend(frontier.append(leaf))
+            for _, node in frontier.append(leaf):
+                nodes += node
             expected += 1
         after = last
     count = frontier.size
     if bad_entry is None and count != hi - lo:
         bad_entry = bad_at = lo + count + 1  # the unit ends early: entries are missing
     first_bad = bad_entry
-    mine = hashlib.sha256(b"".join(node for _, node in emitted)).digest()
     stored_digest = bytes(await pg.fetchval(conn, NODES_DIGEST, pid=project_id, top=unit_level, lo=lo, hi=hi))
-    if mine != stored_digest:
+    if hashlib.sha256(nodes).digest() != stored_digest:
         stored = {
             (r["level"], r["idx"]): bytes(r["hash"])
             for r in await pg.fetch(conn, NODES, pid=project_id, top=unit_level, lo=lo, hi=hi)
         }
-        for (level, local_idx), node in emitted:
-            idx = (lo >> level) + local_idx  # the unit is aligned: its node ids are shifted ones
-            if stored.get((level, idx)) != node:
+        for i, (level, idx) in enumerate(_node_ids(lo, count)):
+            if stored.get((level, idx)) != nodes[i * merkle.HASH_SIZE : (i + 1) * merkle.HASH_SIZE]:
                 completed_at = (idx + 1) << level  # the position of the leaf that completes it
                 if bad_entry is None or completed_at < bad_at:
                     first_bad = idx * (1 << level) + 1
@@ -226,14 +228,36 @@ async def check_unit(
     return UnitResult(unit, count, first_bad, tuple(frontier.hashes))
 
 
-# -- several processes ------------------------------------------------------------------------
+def _node_ids(lo: int, count: int) -> Iterator[merkle.NodeID]:
+    """The ids of the inner nodes completed by appending ``count`` leaves after ``lo`` (aligned),
+    in the order ``merkle.Frontier.append`` returns them: leaf ``j`` completes one node per
+    trailing 1 bit of ``j``."""
+    for j in range(count):
+        index, level = j, 0
+        while index & 1:
+            index >>= 1
+            level += 1
+            yield level, (lo >> level) + index
 
 
-def check_units_in_process(
-    dsn: str, snapshot: str, project_id: int, project_code: str, size: int, units: list[int], unit_level: int
-) -> list[UnitResult]:
-    """A worker process's share: its own connection, in the verifying transaction's snapshot."""
-    return asyncio.run(_check_units(dsn, snapshot, project_id, project_code, size, units, unit_level))
+# -- worker processes -------------------------------------------------------------------------
+#
+# ``verify`` starts ``python -m ledger.log_check`` once per worker: a job as JSON on stdin (the DSN
+# with its password travels there, never on a command line), its units' results as JSON on
+# stdout. A plain subprocess imports only this module and what it needs (28 MB), where
+# multiprocessing would re-import the parent's main module — the whole command line or server.
+
+
+def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
+    results = asyncio.run(_check_units(**job))
+    return [
+        {"unit": r.unit, "count": r.count, "first_bad": r.first_bad, "hashes": [h.hex() for h in r.hashes]}
+        for r in results
+    ]
+
+
+def result_from_json(data: dict[str, Any]) -> UnitResult:
+    return UnitResult(data["unit"], data["count"], data["first_bad"], tuple(bytes.fromhex(h) for h in data["hashes"]))
 
 
 async def _check_units(
@@ -263,3 +287,7 @@ def _snapshot_id(snapshot: str) -> str:
     if not snapshot or any(c not in "0123456789ABCDEFabcdef-" for c in snapshot):
         raise ValueError(f"not a snapshot id: {snapshot!r}")
     return snapshot
+
+
+if __name__ == "__main__":
+    json.dump(run_job(json.load(sys.stdin)), sys.stdout)

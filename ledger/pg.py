@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+if TYPE_CHECKING:  # only the helpers below touch SQLAlchemy, through the objects they are given:
+    # verify's worker processes import this module and need no SQLAlchemy (23 MB each).
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 

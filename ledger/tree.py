@@ -8,12 +8,13 @@ the few nodes the plan names, fetched in one query.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import multiprocessing
+import json
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 from sqlalchemy import text
@@ -257,29 +258,39 @@ async def _ledger_sums(conn: asyncpg.Connection, project_id: int) -> tuple[tuple
 async def _check_in_processes(
     dsn: str, snapshot: str, tree: TreeHead, project_code: str, units: list[int], processes: int, unit_level: int
 ) -> list[log_check.UnitResult]:
-    """The units dealt round-robin to ``processes`` fresh worker processes (spawned: forking a
-    process that runs an event loop and a connection pool is unsafe)."""
+    """The units dealt round-robin to ``processes`` worker processes (``python -m
+    ledger.log_check``), all in this transaction's snapshot."""
+    job = {"dsn": dsn, "snapshot": snapshot, "project_id": tree.project_id, "project_code": project_code}
+    job.update(size=tree.size, unit_level=unit_level)
     shares = [units[i::processes] for i in range(processes)]
-    loop = asyncio.get_running_loop()
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        done = await asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    pool,
-                    log_check.check_units_in_process,
-                    dsn,
-                    snapshot,
-                    tree.project_id,
-                    project_code,
-                    tree.size,
-                    share,
-                    unit_level,
-                )
-                for share in shares
-            )
-        )
+    done = await asyncio.gather(*(_worker(dict(job, units=share)) for share in shares))
     return sorted((r for share in done for r in share), key=lambda r: r.unit)
+
+
+# The workers import ledger from wherever this process did (a checkout, a venv).
+_PACKAGE_ROOT = str(Path(log_check.__file__).resolve().parents[1])
+
+
+async def _worker(job: dict[str, object]) -> list[log_check.UnitResult]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ledger.log_check",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        out, err = await proc.communicate(json.dumps(job).encode())
+    finally:
+        if proc.returncode is None:  # cancelled (a caller gone): no orphan keeps reading
+            proc.kill()
+            await proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"verify worker failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
+    return [log_check.result_from_json(r) for r in json.loads(out)]
 
 
 async def _join_units(
