@@ -171,3 +171,70 @@ async def test_a_304_or_a_cached_body_checks_out_only_the_version_read(api: Api,
         finally:
             event.remove(pool, "checkout", counted)
         assert (after_304, after_hit) == (1, 1), path
+
+
+async def test_a_burst_of_misses_builds_each_body_once(
+    world: World, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers who miss the cache while a body is being built wait for that build: eight phones
+    opening a page just after an append cost one read of the page, not eight."""
+    from api.routes import entries as routes
+
+    project = await world.project()
+    await world.entry(project, contribution("200", "张三"))
+    builds: list[str] = []
+    real_list, real_get = routes.list_entries, routes.get_entry
+
+    async def counted_list(*args: Any, **kwargs: Any) -> Any:
+        builds.append("page")
+        await asyncio.sleep(0.05)  # the whole burst arrives while the page is being built
+        return await real_list(*args, **kwargs)
+
+    async def counted_get(*args: Any, **kwargs: Any) -> Any:
+        builds.append("entry")
+        await asyncio.sleep(0.05)
+        return await real_get(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "list_entries", counted_list)
+    monkeypatch.setattr(routes, "get_entry", counted_get)
+    _, page, entry = _paths(project)
+    async with httpx.AsyncClient(base_url=live_server.base_url) as client:
+        for path in (page, entry):
+            done = await asyncio.gather(*(client.get(path) for _ in range(8)))
+            assert [r.status_code for r in done] == [200] * 8
+            assert len({r.content for r in done}) == 1
+    assert builds == ["page", "entry"]
+
+
+async def test_a_shared_build_outlives_a_reader_who_leaves_and_failures_are_not_cached() -> None:
+    from api.versioned import Bodies
+
+    cache = Bodies()
+    started, release = asyncio.Event(), asyncio.Event()
+    calls: list[int] = []
+
+    async def slow() -> bytes:
+        calls.append(1)
+        started.set()
+        await release.wait()
+        return b"body"
+
+    first = asyncio.create_task(cache.get_or_build("e1", slow))
+    await started.wait()
+    second = asyncio.create_task(cache.get_or_build("e1", slow))
+    await asyncio.sleep(0)
+    first.cancel()  # the reader who started the build hangs up
+    release.set()
+    assert await second == b"body" and first.cancelled()
+    assert await cache.get_or_build("e1", slow) == b"body" and calls == [1]  # cached
+
+    async def missing() -> bytes:
+        calls.append(2)
+        await asyncio.sleep(0.01)
+        raise LookupError("no such entry")
+
+    failed = await asyncio.gather(*(cache.get_or_build("e2", missing) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(f, LookupError) for f in failed) and calls.count(2) == 1
+    with pytest.raises(LookupError):
+        await cache.get_or_build("e2", missing)  # nothing cached: built (and failing) again
+    assert calls.count(2) == 2 and cache.get("e2") is None
