@@ -235,8 +235,9 @@ async def main():
     threading.Thread(target=watch_total, daemon=True).start()
     t0 = time.perf_counter()
     if mode.startswith("verify"):
-        v = await tree.verify(engine, "million", workers=1 if mode == "verify-1" else None)
-        result = {{"ok": v.ok, "size": v.size, "processes": tree.verify_workers(v.size, 1 if mode == "verify-1" else None)}}
+        workers = 0 if mode == "verify-1" else None  # 0: in this process
+        v = await tree.verify(engine, "million", workers=workers)
+        result = {{"ok": v.ok, "size": v.size, "processes": tree.verify_workers(v.size, workers)}}
     else:  # the rows verify reads (raw driver, one snapshot, same chunks), nothing recomputed
         async with pg.transaction(engine, isolation="repeatable_read") as conn:
             pid = await conn.fetchval("SELECT id FROM projects WHERE code = 'million'")

@@ -25,6 +25,10 @@ from ledger.errors import NotFound, ValidationFailed
 
 # Processes checking one log at most (ledger/log_check.py): past the CPUs, the database is the limit.
 MAX_VERIFY_WORKERS = 8
+# Logs up to this size are checked in the caller's process (about a third of a second of CPU):
+# past it, in worker processes even for one unit, so that a service's event loop is not held in
+# 50 ms slices (one 2,000-entry chunk each) while every other request waits.
+VERIFY_IN_PROCESS_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -177,11 +181,17 @@ async def consistency(sa_conn: AsyncConnection, project_code: str, size_from: in
 
 
 def verify_workers(size: int, workers: int | None = None, unit_level: int = log_check.UNIT_LEVEL) -> int:
-    """How many processes check a log of ``size`` entries: one per CPU, at most one per unit (a
-    log of one unit is checked in the caller's process: starting a process costs more)."""
+    """How many worker processes check a log of ``size`` entries; 0: the caller's process.
+
+    ``workers``: None chooses — the caller's process up to :data:`VERIFY_IN_PROCESS_MAX`
+    entries, else one process per CPU; 0 asks for the caller's process; N for N processes. Never
+    more processes than units (nor than :data:`MAX_VERIFY_WORKERS`)."""
     units = -(-size // (1 << unit_level))
-    wanted = workers if workers is not None else (os.cpu_count() or 1)
-    return max(1, min(wanted, units, MAX_VERIFY_WORKERS))
+    if workers is None:
+        if size <= VERIFY_IN_PROCESS_MAX:
+            return 0
+        workers = os.cpu_count() or 1
+    return max(0, min(workers, units, MAX_VERIFY_WORKERS))
 
 
 async def verify(
@@ -190,15 +200,15 @@ async def verify(
     """Recompute every leaf from the entry's stored fields and the tree from the leaves; compare
     documents, leaf hashes, stored Merkle nodes and the head, then balances and totals.
 
-    The log is checked in units of 65,536 leaves (ledger/log_check.py), by ``workers`` processes
-    (default: one per CPU, see :func:`verify_workers`) that share this transaction's snapshot;
+    The log is checked in units of 65,536 leaves (ledger/log_check.py), in this process or by
+    ``workers`` processes (see :func:`verify_workers`) that share this transaction's snapshot;
     only the unit roots are joined here. ``unit_level`` is for tests (small logs of many units)."""
     async with pg.transaction(engine, isolation="repeatable_read") as conn:
         # One snapshot for the head and every unit: appends committed meanwhile are not tampering.
         tree = await _head_raw(conn, project_code)
         units = list(range(-(-tree.size // (1 << unit_level))))
         processes = verify_workers(tree.size, workers, unit_level)
-        if processes > 1:
+        if processes > 0:
             snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
             dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             # The sums over the whole project run here meanwhile, on the otherwise idle connection.

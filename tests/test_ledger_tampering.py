@@ -28,11 +28,12 @@ def dsn(url: str) -> str:
 
 
 async def verify_every_way(engine: AsyncEngine, code: str) -> tree.Verification:
-    """``tree.verify`` as a million-entry log is checked (units of 65,536 leaves in one process),
-    and cut into units of 4 leaves, checked here and in two worker processes: all three must
-    give the same answer, so every tampering below is also found inside and above small units."""
+    """``tree.verify`` as a small log is checked (one unit, in this process), cut into units of 4
+    leaves checked here, and the same in two worker processes (as a million-entry log is): all
+    three must give the same answer, so every tampering below is also found inside and above
+    small units."""
     whole = await tree.verify(engine, code)
-    assert await tree.verify(engine, code, unit_level=2, workers=1) == whole
+    assert await tree.verify(engine, code, unit_level=2, workers=0) == whole
     assert await tree.verify(engine, code, unit_level=2, workers=2) == whole
     return whole
 
@@ -276,13 +277,15 @@ async def test_full_consistent_rewrite_passes_verify_but_not_a_published_root(
 
 
 def test_how_many_processes_verify_a_log() -> None:
-    """One unit (65,536 entries) is checked in the caller's process; more, in one process per
-    CPU asked for, never more processes than units."""
-    assert tree.verify_workers(0, 4) == 1
+    """A small log is checked in the caller's process (0); a larger one in one worker process per
+    CPU asked for, never more than units; 0 asks for the caller's process at any size."""
+    assert tree.verify_workers(0) == 0
+    assert tree.verify_workers(tree.VERIFY_IN_PROCESS_MAX) == 0
+    assert tree.verify_workers(tree.VERIFY_IN_PROCESS_MAX + 1, 4) == 1  # one unit, off the event loop
     assert tree.verify_workers(65_536, 4) == 1
     assert tree.verify_workers(65_537, 4) == 2
     assert tree.verify_workers(1_000_000, 4) == 4
-    assert tree.verify_workers(1_000_000, 1) == 1
+    assert tree.verify_workers(1_000_000, 0) == 0
     assert tree.verify_workers(12, 2, unit_level=2) == 2  # what verify_every_way's third call uses
 
 

@@ -97,3 +97,25 @@ async def test_a_cancelled_verification_leaves_no_worker_behind(engine: AsyncEng
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not [p for p in log_checkers() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+async def test_past_the_in_process_size_even_one_unit_is_checked_off_the_event_loop(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service verifies on its event loop only small logs; a larger one of a single unit goes
+    to one worker process, and the answer is the same."""
+    project = await project_of(engine, 40)
+    in_process = await tree.verify(engine, project.code, workers=0)
+    real_worker = tree._worker
+    jobs: list[Any] = []
+
+    async def counted(job: dict[str, Any]) -> Any:
+        jobs.append(job["units"])
+        return await real_worker(job)
+
+    monkeypatch.setattr(tree, "_worker", counted)
+    assert await tree.verify(engine, project.code) == in_process
+    assert jobs == []  # 40 entries: in this process
+    monkeypatch.setattr(tree, "VERIFY_IN_PROCESS_MAX", 10)
+    assert await tree.verify(engine, project.code) == in_process
+    assert jobs == [[0]]  # one unit, one worker
