@@ -70,25 +70,19 @@ POSTINGS = pg.Query(
 CONTRIBUTORS = pg.Query(
     "SELECT id, public_id::text AS public_id, type FROM contributors WHERE id = ANY(:ids::bigint[])"
 )
-# One digest of a unit's stored inner nodes, in the order appends complete them: node (l, i)
-# is completed by leaf (i + 1)·2^l − 1, lower levels first.
+# A unit's stored inner nodes: at each level, those whose leaves lie in [lo, hi).
+_UNIT_NODES = """
+    FROM generate_series(1, :top) AS l(level)
+    JOIN merkle_nodes n ON n.project_id = :pid AND n.level = l.level
+                       AND n.idx >= (:lo::bigint >> l.level) AND n.idx < (:hi::bigint >> l.level)
+"""
+# One digest of them, in the order appends complete them: node (l, i) is completed by leaf
+# (i + 1)·2^l − 1, lower levels first.
 NODES_DIGEST = pg.Query(
-    """
-    SELECT pg_catalog.sha256(coalesce(string_agg(n.hash, ''::bytea ORDER BY (n.idx + 1) << n.level, n.level),
-                                      ''::bytea))
-    FROM generate_series(1, :top) AS l(level)
-    JOIN merkle_nodes n ON n.project_id = :pid AND n.level = l.level
-                       AND n.idx >= (:lo::bigint >> l.level) AND n.idx < (:hi::bigint >> l.level)
-    """
+    "SELECT pg_catalog.sha256(coalesce(string_agg(n.hash, ''::bytea ORDER BY (n.idx + 1) << n.level, n.level),"
+    " ''::bytea))" + _UNIT_NODES
 )
-NODES = pg.Query(
-    """
-    SELECT n.level, n.idx, n.hash
-    FROM generate_series(1, :top) AS l(level)
-    JOIN merkle_nodes n ON n.project_id = :pid AND n.level = l.level
-                       AND n.idx >= (:lo::bigint >> l.level) AND n.idx < (:hi::bigint >> l.level)
-    """
-)
+NODES = pg.Query("SELECT n.level, n.idx, n.hash" + _UNIT_NODES)
 
 
 @dataclass(frozen=True)
