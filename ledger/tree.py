@@ -227,11 +227,9 @@ async def verify(
         frontier = merkle.Frontier()
         if first_bad is None:
             frontier, first_bad = await _join_units(conn, tree, results, unit_level)
-        if first_bad is None:
-            # An entry past the head's size: the log holds more than its head says.
-            beyond = await pg.fetchval(conn, _BEYOND_Q, pid=tree.project_id, size=tree.size)
-            if beyond is not None:
-                first_bad = tree.size + 1
+        # An entry past the head's size: the log holds more than its head says.
+        if first_bad is None and await pg.fetchval(conn, _BEYOND_Q, pid=tree.project_id, size=tree.size):
+            first_bad = tree.size + 1
         root = frontier.root()
         if first_bad is None and frontier.size == tree.size and root != tree.root_hash:
             # The newest leaf of an odd-sized log has no stored node above it; the head's frontier
@@ -244,7 +242,8 @@ async def verify(
                     break
         if first_bad is None and (frontier.size != tree.size or root != tree.root_hash):
             first_bad = min(frontier.size, tree.size) + 1
-        unbalanced, totals_off, pledges_off = sums
+        balances, totals_off, pledges_off = sums
+        unbalanced = _unbalanced(balances, results)
         return Verification(
             ok=first_bad is None and not unbalanced and not totals_off and not pledges_off,
             size=tree.size,
@@ -256,13 +255,21 @@ async def verify(
         )
 
 
-async def _ledger_sums(conn: asyncpg.Connection, project_id: int) -> tuple[tuple[str, ...], bool, bool]:
-    """Accounts whose balance is not the sum of their postings; whether contributor totals and
-    pledge totals differ from what the entries say."""
-    unbalanced = tuple(r[0] for r in await pg.fetch(conn, _UNBALANCED_Q, pid=project_id))
+async def _ledger_sums(conn: asyncpg.Connection, project_id: int) -> tuple[dict[int, tuple[str, int]], bool, bool]:
+    """Every account's stored balance (by account id: code, balance); whether contributor totals
+    and pledge totals differ from what the entries say."""
+    balances = {r["id"]: (r["code"], r["balance_fen"]) for r in await pg.fetch(conn, _BALANCES_Q, pid=project_id)}
     totals_off = bool(await pg.fetchval(conn, _TOTALS_MISMATCH_Q, pid=project_id))
     pledges_off = bool(await pg.fetchval(conn, _PLEDGES_MISMATCH_Q, pid=project_id))
-    return unbalanced, totals_off, pledges_off
+    return balances, totals_off, pledges_off
+
+
+def _unbalanced(balances: dict[int, tuple[str, int]], results: list[log_check.UnitResult]) -> tuple[str, ...]:
+    """Accounts whose running balance differs from the sum of their postings (the units' sums)."""
+    nets: Counter[int] = Counter()
+    for r in results:
+        nets.update(r.nets)
+    return tuple(sorted(code for account, (code, balance) in balances.items() if balance != nets[account]))
 
 
 async def _check_in_processes(
@@ -372,19 +379,15 @@ class VerificationCache:
             return checked
 
 
-_UNBALANCED_SQL = text(
+# Every account's running balance; verify holds each to the sum of its postings.
+_BALANCES_SQL = text(
     """
-    SELECT a.code
-    FROM accounts a
-    JOIN balances b ON b.account_id = a.id
-    LEFT JOIN (
-        SELECT account_id, sum(CASE WHEN side = 'debit' THEN amount_fen ELSE -amount_fen END) AS net
-        FROM postings WHERE project_id = :pid GROUP BY account_id
-    ) p ON p.account_id = a.id
-    WHERE a.project_id = :pid AND b.balance_fen <> coalesce(p.net, 0)
-    ORDER BY a.code
+    SELECT a.id, a.code, b.balance_fen
+    FROM accounts a JOIN balances b ON b.account_id = a.id
+    WHERE a.project_id = :pid
     """
 )
+
 
 # Contributor totals recomputed from the entries (a reversal moves its original's total, negated)
 # against the stored ones; a row missing on either side counts as zeros.
@@ -423,8 +426,12 @@ _TOTALS_MISMATCH_SQL = text(
 
 
 # verify() runs on the raw driver: the same statements, compiled once to asyncpg's $n.
-_BEYOND_Q = pg.Query("SELECT min(seq) FROM entries WHERE project_id = :pid AND seq > :size")
+# An entry, or a posting (were its foreign key disabled), past the head's size.
+_BEYOND_Q = pg.Query(
+    "SELECT EXISTS (SELECT 1 FROM entries WHERE project_id = :pid AND seq > :size)"
+    " OR EXISTS (SELECT 1 FROM postings WHERE project_id = :pid AND seq > :size)"
+)
 _FRONTIER_Q = pg.Query("SELECT frontier FROM project_heads WHERE project_id = :pid")
-_UNBALANCED_Q = pg.Query(_UNBALANCED_SQL.text)
+_BALANCES_Q = pg.Query(_BALANCES_SQL.text)
 _TOTALS_MISMATCH_Q = pg.Query(_TOTALS_MISMATCH_SQL.text)
 _PLEDGES_MISMATCH_Q = pg.Query(pledges.TOTALS_MISMATCH_SQL.text)
