@@ -49,9 +49,18 @@ def _plain(value: Any) -> bool:
 
 def dumps(value: Any) -> bytes:
     """The RFC 8785 canonical form of ``value``, as UTF-8 bytes."""
-    if _plain(value):
-        try:
-            return _encode(value)
-        except UnicodeEncodeError:  # a lone surrogate: rfc8785 says what is wrong with it
-            pass
-    return rfc8785.dumps(value)
+    return dumps_plain(value) if _plain(value) else rfc8785.dumps(value)
+
+
+def is_safe_integer(value: object) -> bool:
+    """An ``int`` (not a bool) within ±(2^53 − 1), which RFC 8785 writes as plain decimal."""
+    return type(value) is int and -_SAFE_INTEGER <= value <= _SAFE_INTEGER
+
+
+def dumps_plain(value: Any) -> bytes:
+    """The RFC 8785 form of a value its caller has checked holds only what the fast path writes
+    exactly (see the module's docstring), skipping the walk :func:`dumps` makes over every member."""
+    try:
+        return _encode(value)
+    except UnicodeEncodeError:  # a lone surrogate: rfc8785 says what is wrong with it
+        return rfc8785.dumps(value)

@@ -177,17 +177,21 @@ def get(name: str) -> Kind:
     return BY_NAME[name]
 
 
-def postings_for(kind: str, amount_fen: int, category: str | None = None) -> list[Posting]:
-    """The balanced postings of a new entry of ``kind`` (not a reversal: it mirrors its original)."""
+def posting_accounts(kind: str, category: str | None = None) -> tuple[str, str]:
+    """The accounts a new entry of ``kind`` debits and credits with its whole amount."""
     k = BY_NAME[kind]
     assert k.debit is not None and k.credit is not None, f"{kind} has a posting rule"
-    debit, credit = k.debit, k.credit
-    if debit == EXPENSES_PREFIX:
+    if k.debit == EXPENSES_PREFIX:
         assert category is not None, "an expenditure always names its category"
-        debit = expense_account(category)
-    postings = [Posting(debit, "debit", amount_fen), Posting(credit, "credit", amount_fen)]
-    assert sum(p.delta_fen for p in postings) == 0, "postings balance"
-    return postings
+        return expense_account(category), k.credit
+    return k.debit, k.credit
+
+
+def postings_for(kind: str, amount_fen: int, category: str | None = None) -> list[Posting]:
+    """The balanced postings of a new entry of ``kind`` (not a reversal: it mirrors its original):
+    its amount debited to one account and credited to another (:func:`posting_accounts`)."""
+    debit, credit = posting_accounts(kind, category)
+    return [Posting(debit, "debit", amount_fen), Posting(credit, "credit", amount_fen)]
 
 
 def income_fen(balances: Mapping[str, int], kind: str) -> int:

@@ -153,7 +153,13 @@ def follows_posting_rule(kind_name: str, amount_fen: int, category: str | None, 
         return True
     if kind.debit == EXPENSES_PREFIX and category is None:
         return False
-    return list(postings) == kinds.postings_for(kind.name, amount_fen, category)
+    # kinds.postings_for's two postings, compared where they lie (no Posting built per entry).
+    if len(postings) != 2:
+        return False
+    debit, credit = postings
+    return (debit.account, credit.account) == kinds.posting_accounts(kind.name, category) and (
+        debit.side == "debit" and credit.side == "credit" and debit.amount_fen == credit.amount_fen == amount_fen
+    )
 
 
 async def read_chunk(

@@ -68,3 +68,82 @@ def test_an_entry_document_is_the_same_bytes() -> None:
     import json
 
     assert document == rfc8785.dumps(json.loads(document))
+
+
+def _document(fields: dict[str, Any], amounts: tuple[Any, Any, Any], **extra: Any) -> bytes:
+    amount, posted, reverses = amounts
+    return entry_document(
+        project_code="jinxiu-road",
+        seq=3,
+        kind="contribution",
+        amount_fen=amount,
+        occurred_on=date(2025, 6, 1),
+        recorded_at=datetime(2025, 6, 1, 2, 3, 4, 567, tzinfo=UTC),
+        fields=fields,
+        contributor=extra.pop("contributor", None),
+        anonymous=False,
+        postings=[Posting("cash", "debit", posted), Posting("contributions", "credit", posted)],
+        reverses_seq=reverses,
+        **extra,
+    )
+
+
+def _as_rfc8785(fields: dict[str, Any], amounts: tuple[Any, Any, Any], **extra: Any) -> bytes:
+    """The same document as a plain dict, written by the rfc8785 package."""
+    amount, posted, reverses = amounts
+    doc: dict[str, Any] = {
+        "v": 1,
+        "project": "jinxiu-road",
+        "seq": 3,
+        "kind": "contribution",
+        "amount_fen": amount,
+        "currency": "CNY",
+        "occurred_on": "2025-06-01",
+        "recorded_at": "2025-06-01T10:03:04.000567+08:00",
+        "postings": [["cash", "debit", posted], ["contributions", "credit", posted]],
+        **{k: v for k, v in fields.items() if v is not None},
+    }
+    contributor = extra.get("contributor")
+    if contributor is not None:
+        doc["contributor"] = {
+            "id": contributor.public_id,
+            "type": contributor.type,
+            "commitment": contributor.commitment.hex(),
+        }
+    if reverses is not None:
+        doc["reverses"] = reverses
+    if extra.get("maker") is not None:
+        doc["maker"] = extra["maker"].as_document()
+    if extra.get("attachments"):
+        doc["attachments"] = list(extra["attachments"])
+    return rfc8785.dumps(doc)
+
+
+_amounts = (
+    st.integers(min_value=-(2**53) - 2, max_value=-(2**53) + 2)
+    | st.integers(min_value=2**53 - 2, max_value=2**53 + 2)
+    | st.integers(min_value=0, max_value=10**6)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.dictionaries(st.sampled_from(["memo", "channel", "payee", "description"]), _values, max_size=3),
+    amounts=st.tuples(_amounts, _amounts, st.none() | _amounts | st.booleans()),
+    name=st.text(max_size=4) | st.none(),
+    attachments=st.lists(st.text(max_size=4) | st.integers(), max_size=2),
+)
+def test_an_entry_document_checks_its_own_members_as_rfc8785_would(
+    fields: dict[str, Any], amounts: tuple[Any, Any, Any], name: str | None, attachments: list[Any]
+) -> None:
+    """entry_document checks its members where it puts them instead of walking the whole
+    document (jcs.dumps_plain): for any field values, amounts beyond 2^53, lone surrogates, non-str
+    names or attachments, it writes exactly what rfc8785 writes, or fails where rfc8785 fails."""
+    extra: dict[str, Any] = {
+        "contributor": ContributorStamp("3f2a", name, bytes(32)),  # type: ignore[arg-type]
+        "maker": Signer("treasurer", name) if name is not None else None,  # type: ignore[arg-type]
+        "attachments": tuple(attachments),
+    }
+    got = _outcome(lambda _: _document(fields, amounts, **dict(extra)), None)
+    want = _outcome(lambda _: _as_rfc8785(fields, amounts, **dict(extra)), None)
+    assert got == want
