@@ -8,9 +8,11 @@ processes (sharing the verifying transaction's snapshot); ``verify`` joins only 
 in order, and checks the few nodes above them.
 
 What a unit reads, per chunk of 2,000 entries: the entries' own columns with the stored document
-as bytes, their postings (one aggregated row per entry), and the public ids of contributors not
-yet seen — three narrow queries, where one wide row per entry with a correlated postings
-sub-query and a join cost the database and the driver twice as much. The stored nodes of a unit
+as bytes, their postings as four parallel arrays, and the contributors and account codes not yet
+seen — narrow queries, where one wide row per entry with a correlated postings sub-query and a
+join cost the database and the driver twice as much, and postings aggregated into strings per
+entry cost the database more than the entries did. The unit's posting sums per account (for the
+balances) are added up from the same arrays. The stored nodes of a unit
 are compared through one digest of all of them, in the order the tree completes them; only a
 unit whose digest differs is read node by node to find the first wrong one.
 
@@ -27,14 +29,14 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
 from ledger import kinds, merkle, pg
-from ledger.accounts import EXPENSES_PREFIX, Posting, parse_posting_lines
+from ledger.accounts import EXPENSES_PREFIX, Posting
 from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document, parse_award_basis
 
 # A unit is a perfect subtree of 65,536 leaves: 16 units for a million entries, so two or four
@@ -59,14 +61,20 @@ ENTRIES = pg.Query(
     ORDER BY e.seq
     """
 )
+# The chunk's postings as four parallel arrays (one row): a string built and aggregated per entry
+# by the database cost it two and a half times the entries' own query, and a row per posting
+# costs the driver and Python more than arrays do. Account codes are looked up once (ACCOUNTS).
 POSTINGS = pg.Query(
     """
-    SELECT p.seq, array_agg(a.code || ' ' || p.side || ' ' || p.amount_fen ORDER BY p.line_no) AS lines
-    FROM postings p JOIN accounts a ON a.id = p.account_id
+    SELECT coalesce(array_agg(p.seq ORDER BY p.seq, p.line_no), '{}') AS seqs,
+           coalesce(array_agg(p.account_id ORDER BY p.seq, p.line_no), '{}') AS account_ids,
+           coalesce(array_agg(p.side ORDER BY p.seq, p.line_no), '{}') AS sides,
+           coalesce(array_agg(p.amount_fen ORDER BY p.seq, p.line_no), '{}') AS amounts
+    FROM postings p
     WHERE p.project_id = :pid AND p.seq > :after AND p.seq <= :last
-    GROUP BY p.seq
     """
 )
+ACCOUNTS = pg.Query("SELECT id, code FROM accounts WHERE id = ANY(:ids::bigint[])")
 CONTRIBUTORS = pg.Query(
     "SELECT id, public_id::text AS public_id, type FROM contributors WHERE id = ANY(:ids::bigint[])"
 )
@@ -83,14 +91,6 @@ NODES_DIGEST = pg.Query(
     " ''::bytea))" + _UNIT_NODES
 )
 NODES = pg.Query("SELECT n.level, n.idx, n.hash" + _UNIT_NODES)
-NETS = pg.Query(
-    """
-    SELECT account_id, sum(CASE WHEN side = 'debit' THEN amount_fen ELSE -amount_fen END) AS net
-    FROM postings
-    WHERE project_id = :pid AND seq > :lo AND seq <= :hi
-    GROUP BY account_id
-    """
-)
 
 
 @dataclass(frozen=True)
@@ -102,12 +102,20 @@ class UnitResult:
     first_bad: int | None  # the first seq whose document, leaf, rule or node is wrong
     hashes: tuple[bytes, ...]  # the unit's frontier: its root alone when the unit is full
     # Net debit-positive sum of the unit's postings by account id: verify adds the units' and
-    # holds each account's balance to the total (summed where the unit's rows are still cached;
+    # holds each account's balance to the total (summed from the postings the unit reads anyway;
     # one GROUP BY over a million entries' postings cost the database 2.8 s).
     nets: dict[int, int]
 
 
-People = dict[int, tuple[str, str]]  # contributor id → (public id, type), filled as units go
+People = dict[int, tuple[str, str]]  # contributor id → (public id, type)
+
+
+@dataclass
+class Known:
+    """What a worker has looked up so far, filled as units go."""
+
+    people: People = field(default_factory=dict)
+    accounts: dict[int, str] = field(default_factory=dict)  # account id → code
 
 
 def rebuild_document(project_code: str, row: Mapping[str, Any], postings: Sequence[Posting], people: People) -> bytes:
@@ -163,17 +171,37 @@ def follows_posting_rule(kind_name: str, amount_fen: int, category: str | None, 
 
 
 async def read_chunk(
-    conn: asyncpg.Connection, project_id: int, after: int, last: int, people: People
-) -> tuple[list[asyncpg.Record], dict[int, list[str]]]:
-    """Entries ``after < seq <= last`` and their postings; ``people`` gains their contributors."""
+    conn: asyncpg.Connection, project_id: int, after: int, last: int, known: Known, nets: dict[int, int] | None = None
+) -> tuple[list[asyncpg.Record], dict[int, list[Posting]]]:
+    """Entries ``after < seq <= last`` and their postings by seq; ``known`` gains their contributors
+    and accounts, ``nets`` (by account id) their postings' debit-positive amounts."""
     rows = await pg.fetch(conn, ENTRIES, pid=project_id, after=after, last=last)
-    lines = {r["seq"]: r["lines"] for r in await pg.fetch(conn, POSTINGS, pid=project_id, after=after, last=last)}
-    unseen = {r["contributor_id"] for r in rows} - people.keys()
+    arrays = await pg.fetchrow(conn, POSTINGS, pid=project_id, after=after, last=last)
+    assert arrays is not None, "an aggregate without GROUP BY returns one row"
+    seqs, account_ids, sides, amounts = arrays
+    unseen = {r["contributor_id"] for r in rows} - known.people.keys()
     unseen.discard(None)
     if unseen:
         for r in await pg.fetch(conn, CONTRIBUTORS, ids=list(unseen)):
-            people[r["id"]] = (r["public_id"], r["type"])
-    return rows, lines
+            known.people[r["id"]] = (r["public_id"], r["type"])
+    codes = known.accounts
+    unseen = set(account_ids) - codes.keys()
+    if unseen:
+        for r in await pg.fetch(conn, ACCOUNTS, ids=list(unseen)):
+            codes[r["id"]] = r["code"]
+    postings: dict[int, list[Posting]] = {}
+    for seq, account_id, side, amount_fen in zip(seqs, account_ids, sides, amounts, strict=True):
+        # An account that does not exist (possible only with its foreign key dropped) has no code:
+        # neither the rule nor the document can hold, so the entry is named.
+        posting = Posting(codes.get(account_id), side, amount_fen)  # type: ignore[arg-type]
+        if seq in postings:
+            postings[seq].append(posting)
+        else:
+            postings[seq] = [posting]
+    if nets is not None:
+        for account_id, side, amount_fen in zip(account_ids, sides, amounts, strict=True):
+            nets[account_id] = nets.get(account_id, 0) + (amount_fen if side == "debit" else -amount_fen)
+    return rows, postings
 
 
 async def check_unit(
@@ -182,7 +210,7 @@ async def check_unit(
     project_code: str,
     size: int,
     unit: int,
-    people: People,
+    known: Known,
     unit_level: int = UNIT_LEVEL,
 ) -> UnitResult:
     """Check the entries ``unit·2^L < seq <= min((unit+1)·2^L, size)`` (``L``: ``unit_level``)
@@ -197,16 +225,17 @@ async def check_unit(
     # completed before that position is reported instead, as reading the log in order would.
     bad_entry: int | None = None
     bad_at = hi
+    nets: dict[int, int] = {}
     expected = lo + 1
     after = lo
     while after < hi:
         last = min(after + CHUNK, hi)
-        rows, lines = await read_chunk(conn, project_id, after, last, people)
+        rows, postings_by_seq = await read_chunk(conn, project_id, after, last, known, nets)
         for row in rows:
             seq = row["seq"]
+            postings = postings_by_seq.get(seq, [])
             try:
-                postings = parse_posting_lines(lines.get(seq))
-                document: bytes | None = rebuild_document(project_code, row, postings, people)
+                document: bytes | None = rebuild_document(project_code, row, postings, known.people)
             except ValueError:
                 # Stored fields no document can be made of (a posting beyond JSON's safe integers,
                 # an award basis that is not JSON): not what was hashed. The stored leaf carries
@@ -244,7 +273,6 @@ async def check_unit(
         else:  # every node it completed is right, yet the digests differ
             if first_bad is None:
                 first_bad = lo + 1
-    nets = {r["account_id"]: int(r["net"]) for r in await pg.fetch(conn, NETS, pid=project_id, lo=lo, hi=hi)}
     return UnitResult(unit, count, first_bad, tuple(frontier.hashes), nets)
 
 
@@ -303,10 +331,10 @@ async def _check_units(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # The first statement of the transaction: from here it sees exactly what verify sees.
             await conn.execute(f"SET TRANSACTION SNAPSHOT '{_snapshot_id(snapshot)}'")
-            people: People = {}
+            known = Known()
             results = []
             for unit in units:
-                results.append(await check_unit(conn, project_id, project_code, size, unit, people, unit_level))
+                results.append(await check_unit(conn, project_id, project_code, size, unit, known, unit_level))
                 gc.collect()
             return results
     finally:

@@ -217,9 +217,9 @@ async def verify(
                 _ledger_sums(conn, tree.project_id),
             )
         else:
-            people: log_check.People = {}
+            known = log_check.Known()
             results = [
-                await log_check.check_unit(conn, tree.project_id, project_code, tree.size, unit, people, unit_level)
+                await log_check.check_unit(conn, tree.project_id, project_code, tree.size, unit, known, unit_level)
                 for unit in units
             ]
             sums = await _ledger_sums(conn, tree.project_id)

@@ -13,7 +13,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import log_check, merkle, pg, tree
-from ledger.accounts import parse_posting_lines
 from ledger.contributors import ContributorRef
 from ledger.drafts import EntryDraft
 from ledger.entries import append_entries
@@ -98,11 +97,11 @@ async def leaf_hashes(engine: AsyncEngine, project: Project) -> list[bytes]:
 
 async def consistent_leaf(engine: AsyncEngine, project: Project, seq: int) -> tuple[str, bytes]:
     """The document and leaf that the (already edited) stored fields of ``seq`` imply."""
-    people: log_check.People = {}
+    known = log_check.Known()
     async with pg.connection(engine) as conn:
-        rows, lines = await log_check.read_chunk(conn, project.id, seq - 1, seq, people)
+        rows, postings = await log_check.read_chunk(conn, project.id, seq - 1, seq, known)
     (row,) = rows
-    document = log_check.rebuild_document(project.code, row, parse_posting_lines(lines[seq]), people)
+    document = log_check.rebuild_document(project.code, row, postings[seq], known.people)
     return document.decode(), merkle.leaf_hash(document)
 
 
@@ -116,6 +115,20 @@ ENTRY_EDITS = {
     "memo": ("UPDATE entries SET memo = '众筹（补记）' WHERE project_id = $1 AND seq = $2", "entries"),
     "posting": (
         "UPDATE postings SET amount_fen = amount_fen + 1 WHERE project_id = $1 AND seq = $2 AND line_no = 1",
+        "postings",
+    ),
+    # The postings' shape, read as arrays per chunk: a line moved to another of the project's
+    # accounts, a line removed, a line added (each seq's lines must stay its own and in order).
+    "posting_account": (
+        "UPDATE postings SET account_id = (SELECT id FROM accounts a WHERE a.project_id = $1 AND a.code = 'grants')"
+        " WHERE project_id = $1 AND seq = $2 AND line_no = 2",
+        "postings",
+    ),
+    "posting_removed": ("DELETE FROM postings WHERE project_id = $1 AND seq = $2 AND line_no = 2", "postings"),
+    "posting_added": (
+        "INSERT INTO postings (community_id, project_id, seq, line_no, account_id, side, amount_fen)"
+        " SELECT community_id, project_id, seq, 3, account_id, side, 1 FROM postings"
+        " WHERE project_id = $1 AND seq = $2 AND line_no = 1",
         "postings",
     ),
 }
