@@ -138,7 +138,7 @@ def rebuild_document(project_code: str, row: Mapping[str, Any], postings: Sequen
         amount_fen=row["amount_fen"],
         occurred_on=occurred_on,
         recorded_at=recorded_at,
-        fields={k: row[k] for k in ENTRY_TEXT_FIELDS},
+        fields={k: v for k in ENTRY_TEXT_FIELDS if (v := row[k]) is not None},
         contributor=stamp,
         anonymous=row["anonymous"],
         postings=postings,
