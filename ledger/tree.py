@@ -292,6 +292,9 @@ async def _worker(job: dict[str, object]) -> list[log_check.UnitResult]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
+        # -P: "python -m" would put the working directory first on the path, so a `ledger` folder
+        # there (another checkout, an old release) would be the code that checks the log.
+        "-P",
         "-m",
         "ledger.log_check",
         stdin=asyncio.subprocess.PIPE,

@@ -119,3 +119,19 @@ async def test_past_the_in_process_size_even_one_unit_is_checked_off_the_event_l
     monkeypatch.setattr(tree, "VERIFY_IN_PROCESS_MAX", 10)
     assert await tree.verify(engine, project.code) == in_process
     assert jobs == [[0]]  # one unit, one worker
+
+
+async def test_workers_run_the_callers_code_whatever_the_working_directory(
+    engine: AsyncEngine, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m`` puts the working directory first on the path: a service started in a folder
+    holding another ``ledger`` (an old checkout) would have its workers check the log with that
+    code. The workers start with ``-P``, so they import the verifying process's own ledger."""
+    decoy = tmp_path / "ledger"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("")
+    (decoy / "log_check.py").write_text("import sys\nsys.exit('冒名的 ledger：不应被导入')\n")
+    monkeypatch.chdir(tmp_path)
+    project = await project_of(engine, 12)
+    verification = await tree.verify(engine, project.code, workers=2, unit_level=2)
+    assert verification.ok and verification.size == 12
