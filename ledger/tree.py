@@ -217,6 +217,7 @@ async def verify(
                 _ledger_sums(conn, tree.project_id),
             )
         else:
+            await conn.execute(log_check.SORT_MEMORY)
             known = log_check.Known()
             results = [
                 await log_check.check_unit(conn, tree.project_id, project_code, tree.size, unit, known, unit_level)
