@@ -8,7 +8,6 @@ Keys with no value are left out, so adding an optional field later does not chan
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -77,10 +76,9 @@ def parse_award_basis(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
 
-@functools.lru_cache(maxsize=4096)
 def timestamp_text(moment: datetime) -> str:
-    # Cached: the entries of one batch (an import, a group commit) share their recording time,
-    # and the conversion is a tenth of rebuilding a document (verify of a million entries).
+    # Not cached: every entry is stamped with its own datetime.now() (ledger/entries.py), even in
+    # one batch, so a cache only ever missed and cost verify a few percent.
     return moment.astimezone(SHANGHAI).isoformat(timespec="microseconds")
 
 
