@@ -106,10 +106,15 @@ NODES_DIGEST = pg.Query(
     " ''::bytea))" + _UNIT_NODES
 )
 NODES = pg.Query("SELECT n.level, n.idx, n.hash" + _UNIT_NODES)
-# The digest sorts a unit's ~65,000 stored nodes: in PostgreSQL's default 4 MB of work_mem that
-# sort spills to disk (140 ms a unit, a quarter of the database's share of a verify); 16 MB
-# keeps it in memory (45 ms). For the verifying transaction only.
-SORT_MEMORY = "SELECT set_config('work_mem', '16MB', true)"
+# For the verifying transactions only (set_config(…, true): nothing stays on the connection):
+# - the digest sorts a unit's ~65,000 stored nodes: in PostgreSQL's default 4 MB of work_mem that
+#   sort spills to disk (140 ms a unit, a quarter of the database's share of a verify); 16 MB
+#   keeps it in memory (45 ms);
+# - no parallel query: verify's own processes already keep every core busy, and the helpers of a
+#   parallel plan only add their overhead to the same cores.
+VERIFY_SETTINGS = (
+    "SELECT set_config('work_mem', '16MB', true), set_config('max_parallel_workers_per_gather', '0', true)"
+)
 
 
 @dataclass(frozen=True)
@@ -352,7 +357,7 @@ async def _check_units(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # The first statement of the transaction: from here it sees exactly what verify sees.
             await conn.execute(f"SET TRANSACTION SNAPSHOT '{_snapshot_id(snapshot)}'")
-            await conn.execute(SORT_MEMORY)
+            await conn.execute(VERIFY_SETTINGS)
             known = Known()
             results = []
             for unit in units:

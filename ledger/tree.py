@@ -205,6 +205,7 @@ async def verify(
     only the unit roots are joined here. ``unit_level`` is for tests (small logs of many units)."""
     async with pg.transaction(engine, isolation="repeatable_read") as conn:
         # One snapshot for the head and every unit: appends committed meanwhile are not tampering.
+        await conn.execute(log_check.VERIFY_SETTINGS)
         tree = await _head_raw(conn, project_code)
         units = list(range(-(-tree.size // (1 << unit_level))))
         processes = verify_workers(tree.size, workers, unit_level)
@@ -217,7 +218,6 @@ async def verify(
                 _ledger_sums(conn, tree.project_id),
             )
         else:
-            await conn.execute(log_check.SORT_MEMORY)
             known = log_check.Known()
             results = [
                 await log_check.check_unit(conn, tree.project_id, project_code, tree.size, unit, known, unit_level)
@@ -398,12 +398,16 @@ _BALANCES_SQL = text(
 _TOTALS_MISMATCH_SQL = text(
     """
     WITH moves AS (
-        SELECT coalesce(o.contributor_id, e.contributor_id) AS contributor_id,
-               coalesce(o.kind, e.kind) AS kind,
-               CASE WHEN e.kind = 'reversal' THEN -e.amount_fen ELSE e.amount_fen END AS amount
+        SELECT e.contributor_id, e.kind, e.amount_fen AS amount
         FROM entries e
-        LEFT JOIN entries o ON e.kind = 'reversal' AND o.project_id = e.project_id AND o.seq = e.reverses_seq
-        WHERE e.project_id = :pid
+        WHERE e.project_id = :pid AND e.kind <> 'reversal'
+        UNION ALL
+        -- A reversal moves its original's total back; only reversals look their original up (one
+        -- join of every entry to every entry made the database hash a million rows).
+        SELECT coalesce(o.contributor_id, e.contributor_id), coalesce(o.kind, e.kind), -e.amount_fen
+        FROM entries e
+        LEFT JOIN entries o ON o.project_id = e.project_id AND o.seq = e.reverses_seq
+        WHERE e.project_id = :pid AND e.kind = 'reversal'
     ), expected AS (
         SELECT contributor_id,
                {expected}
