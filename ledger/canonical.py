@@ -79,7 +79,10 @@ def parse_award_basis(text: str | None) -> dict[str, Any] | None:
 def timestamp_text(moment: datetime) -> str:
     # Not cached: every entry is stamped with its own datetime.now() (ledger/entries.py), even in
     # one batch, so a cache only ever missed and cost verify a few percent.
-    return moment.astimezone(SHANGHAI).isoformat(timespec="microseconds")
+    local = moment.astimezone(SHANGHAI)
+    # The same text either way: "auto" writes microseconds unless there are none, and is cheaper
+    # to call than naming the timespec (a keyword argument parsed per call).
+    return local.isoformat() if local.microsecond else local.isoformat(timespec="microseconds")
 
 
 def entry_document(

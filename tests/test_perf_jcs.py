@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ledger import jcs
 from ledger.accounts import Posting
-from ledger.canonical import ContributorStamp, Signer, entry_document
+from ledger.canonical import SHANGHAI, ContributorStamp, Signer, entry_document, timestamp_text
 
 _leaf = (
     st.none()
@@ -147,3 +147,12 @@ def test_an_entry_document_checks_its_own_members_as_rfc8785_would(
     got = _outcome(lambda _: _document(fields, amounts, **dict(extra)), None)
     want = _outcome(lambda _: _as_rfc8785(fields, amounts, **dict(extra)), None)
     assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1800, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.just(UTC)))
+def test_timestamp_text_is_the_microsecond_isoformat_in_shanghai(moment: datetime) -> None:
+    """timestamp_text skips naming the timespec when it would not matter (a tenth of a document):
+    the text is still always Shanghai's time with six digits of microseconds, even at .000000."""
+    for instant in (moment, moment.replace(microsecond=0)):
+        assert timestamp_text(instant) == instant.astimezone(SHANGHAI).isoformat(timespec="microseconds")
