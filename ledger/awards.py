@@ -33,7 +33,6 @@ import rfc8785
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
-from ledger.canonical import parse_award_basis
 from ledger.errors import Conflict, NotFound, ValidationFailed
 from ledger.evaluations import satisfaction_counts
 from ledger.masking import refuse_personal_numbers
@@ -139,10 +138,6 @@ class AwardComputation:
 
 def basis_text(basis: dict[str, Any]) -> str:
     return rfc8785.dumps(basis).decode()
-
-
-# The stored basis is read back where documents are rebuilt (ledger/canonical.py owns that form).
-parse_basis = parse_award_basis
 
 
 # -- the rule ----------------------------------------------------------------------------------

@@ -14,9 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger import awards
 from ledger.accounts import Posting, parse_posting_lines
-from ledger.canonical import ENTRY_TEXT_FIELDS, Signer
+from ledger.canonical import ENTRY_TEXT_FIELDS, Signer, parse_award_basis
 from ledger.contributors import Contributor
 from ledger.drafts import BATCH_SIZE_MAX
 from ledger.errors import EntryWarning, NotFound
@@ -128,7 +127,7 @@ def _entry_from_row(row: Any) -> RecordedEntry:
         checker=signer(m["checker_role"], m["checker_name"]),
         attachments=tuple(m["attachments"] or ()),
         pledge_seq=m["pledge_seq"],
-        award_basis=awards.parse_basis(m["award_basis"]),
+        award_basis=parse_award_basis(m["award_basis"]),
     )
 
 
