@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -104,6 +104,62 @@ def entry_document(
     pledge_seq: int | None = None,
     award_basis: dict[str, Any] | None = None,
 ) -> bytes:
+    """The RFC 8785 bytes of an entry's document, from values of any type (each member is checked
+    as RFC 8785 would before the fast encoder writes it)."""
+    doc = document_object(
+        project_code,
+        seq,
+        kind,
+        amount_fen,
+        occurred_on,
+        recorded_at,
+        fields.items(),
+        None
+        if contributor is None
+        else contributor_object(contributor.public_id, contributor.type, contributor.commitment),
+        anonymous,
+        [[p.account, p.side, p.amount_fen] for p in postings],
+        reverses_seq,
+        None if maker is None else maker.as_document(),
+        None if checker is None else checker.as_document(),
+        list(attachments),
+        pledge_seq,
+        award_basis,
+    )
+    if award_basis is not None:
+        return jcs.dumps(doc)  # a JSON value of any shape: walked member by member
+    return jcs.dumps_plain(doc) if _plain_entry(doc) else jcs.dumps(doc)
+
+
+def contributor_object(public_id: str, contributor_type: str | None, commitment: bytes) -> dict[str, Any]:
+    """The document's ``contributor`` member."""
+    return {"id": public_id, "type": contributor_type, "commitment": commitment.hex()}
+
+
+def document_object(
+    project_code: str,
+    seq: int,
+    kind: str,
+    amount_fen: int,
+    occurred_on: date,
+    recorded_at: datetime,
+    texts: Iterable[tuple[str, Any]],
+    contributor: dict[str, Any] | None,
+    anonymous: bool,
+    postings: list[list[Any]],
+    reverses_seq: int | None,
+    maker: dict[str, Any] | None,
+    checker: dict[str, Any] | None,
+    attachments: list[Any] | None,
+    pledge_seq: int | None,
+    award_basis: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """An entry's document as a JSON object, the one definition of its members: what
+    :func:`entry_document` writes, and what ``verify`` rebuilds from an entry's stored columns
+    (ledger/log_check.py, which calls this with positional arguments and checks only what its
+    column types leave open). ``texts``: (name, value) of the kind's text fields (None: left
+    out); ``postings``: [account, side, amount] lines. Members with no value are left out, so
+    adding an optional member later changes no old document."""
     doc: dict[str, Any] = {
         "v": DOCUMENT_VERSION,
         "project": project_code,
@@ -113,34 +169,36 @@ def entry_document(
         "currency": "CNY",
         "occurred_on": occurred_on.isoformat(),
         "recorded_at": timestamp_text(recorded_at),
-        "postings": [[p.account, p.side, p.amount_fen] for p in postings],
+        "postings": postings,
     }
-    doc.update({k: v for k, v in fields.items() if v is not None})
+    for name, value in texts:
+        if value is not None:
+            if name not in _TEXT_FIELDS:
+                raise TypeError(f"not an entry text field: {name!r}")
+            doc[name] = value
     if contributor is not None:
-        doc["contributor"] = {
-            "id": contributor.public_id,
-            "type": contributor.type,
-            "commitment": contributor.commitment.hex(),
-        }
+        doc["contributor"] = contributor
         if anonymous:
             doc["anonymous"] = True
     if reverses_seq is not None:
         doc["reverses"] = reverses_seq
     # Countersigned spending names both signers; the digests prove which files backed it.
     if maker is not None:
-        doc["maker"] = maker.as_document()
+        doc["maker"] = maker
     if checker is not None:
-        doc["checker"] = checker.as_document()
+        doc["checker"] = checker
     if attachments:
-        doc["attachments"] = list(attachments)
+        doc["attachments"] = attachments
     # Which promise this payment keeps is the treasurer's statement: hashed, so it cannot be moved.
     if pledge_seq is not None:
         doc["pledge"] = pledge_seq
     # A grant citing the 以奖代补 computation carries its inputs and result (ledger/awards.py).
     if award_basis is not None:
         doc["award"] = award_basis
-        return jcs.dumps(doc)  # a JSON value of any shape: walked member by member
-    return jcs.dumps_plain(doc) if _plain_entry(doc) else jcs.dumps(doc)
+    return doc
+
+
+_TEXT_FIELDS = frozenset(ENTRY_TEXT_FIELDS)
 
 
 def _plain_entry(doc: dict[str, Any]) -> bool:

@@ -34,15 +34,16 @@ from typing import Any
 
 import asyncpg
 
-from ledger import kinds, merkle, pg
+from ledger import jcs, kinds, merkle, pg
 from ledger.accounts import EXPENSES_PREFIX, Posting
-from ledger.canonical import ENTRY_TEXT_FIELDS, ContributorStamp, Signer, entry_document, parse_award_basis
+from ledger.canonical import ENTRY_TEXT_FIELDS, Signer, contributor_object, document_object, parse_award_basis
 
 # A unit is a perfect subtree of 65,536 leaves: 16 units for a million entries, so two or four
 # processes get equal shares, and a unit's emitted nodes (~65,000) stay a few MB.
 UNIT_LEVEL = 16
 UNIT_SIZE = 1 << UNIT_LEVEL
 CHUNK = 2000
+_SAFE_INTEGER = 2**53 - 1
 
 # The entry's columns, in this order: rebuild_document unpacks a record by position (looking up
 # each of 30 columns by name cost a tenth of rebuilding a document).
@@ -144,37 +145,63 @@ class Known:
 
 def rebuild_document(project_code: str, row: Sequence[Any], postings: Sequence[Posting], people: People) -> bytes:
     """The canonical document as the entry's stored fields say it must be (``row``: a record of
-    :data:`ENTRIES`, columns in :data:`ENTRY_COLUMNS` order; ``people``: the contributors it may
-    name)."""
+    :data:`ENTRY_COLUMNS`, columns in that order; ``people``: the contributors it may name).
+
+    The members are what :func:`canonical.document_object` makes of them, written by the fast
+    encoder after checking only what the columns' types leave open: every value here is a str,
+    an int, a bool, a date or time, or a list of str (text, bigint, boolean, … columns), and of
+    those RFC 8785 writes differently only integers beyond ±(2^53 − 1) (checked) and lone
+    surrogates (which PostgreSQL's UTF-8 text cannot hold, and the encoder refers to rfc8785).
+    Through :func:`canonical.entry_document` (every member walked, keyword arguments, a stamp
+    and signers built) rebuilding took 7.3 µs an entry, here 3.9: verify of 1,000,000 entries
+    went from 9.4–10.8 s to 7.5 s.
+    Raises ValueError where no document can be made of the stored fields."""
     (seq, kind, amount_fen, occurred_on, recorded_at, *texts, reverses_seq, anonymous, anonymous_id, contributor_id,
      commitment, _leaf_hash, _document, maker_role, maker_name, checker_role, checker_name, attachments, pledge_seq,
      award_basis) = row  # fmt: skip
-    stamp = None
+    person = None
     # As a LEFT JOIN would: an entry naming no (or a vanished) contributor has no id and type.
     found: Any = people.get(contributor_id, (None, None))
     public_id, contributor_type = found
     if anonymous_id is not None:
         public_id = anonymous_id
     if public_id is not None:
-        stamp = ContributorStamp(public_id, contributor_type, bytes(commitment))
-    return entry_document(
-        project_code=project_code,
-        seq=seq,
-        kind=kind,
-        amount_fen=amount_fen,
-        occurred_on=occurred_on,
-        recorded_at=recorded_at,
-        fields={k: v for k, v in zip(ENTRY_TEXT_FIELDS, texts, strict=True) if v is not None},
-        contributor=stamp,
-        anonymous=anonymous,
-        postings=postings,
-        reverses_seq=reverses_seq,
-        maker=Signer(maker_role, maker_name) if maker_name is not None else None,
-        checker=Signer(checker_role, checker_name) if checker_name is not None else None,
-        attachments=tuple(attachments or ()),
-        pledge_seq=pledge_seq,
-        award_basis=parse_award_basis(award_basis),
+        if commitment is None:
+            raise ValueError(f"entry {seq} names a contributor but has no commitment")
+        person = contributor_object(public_id, contributor_type, commitment)
+    lines = []
+    safe = True
+    for account, side, amount in postings:
+        lines.append([account, side, amount])
+        safe = safe and -_SAFE_INTEGER <= amount <= _SAFE_INTEGER
+    doc = document_object(
+        project_code,
+        seq,
+        kind,
+        amount_fen,
+        occurred_on,
+        recorded_at,
+        zip(ENTRY_TEXT_FIELDS, texts, strict=True),
+        person,
+        anonymous,
+        lines,
+        reverses_seq,
+        None if maker_name is None else Signer(maker_role, maker_name).as_document(),
+        None if checker_name is None else Signer(checker_role, checker_name).as_document(),
+        attachments,
+        pledge_seq,
+        None if award_basis is None else parse_award_basis(award_basis),
     )
+    if (
+        safe
+        and award_basis is None
+        and -_SAFE_INTEGER <= seq <= _SAFE_INTEGER
+        and -_SAFE_INTEGER <= amount_fen <= _SAFE_INTEGER
+        and (reverses_seq is None or -_SAFE_INTEGER <= reverses_seq <= _SAFE_INTEGER)
+        and (pledge_seq is None or -_SAFE_INTEGER <= pledge_seq <= _SAFE_INTEGER)
+    ):
+        return jcs.dumps_plain(doc)
+    return jcs.dumps(doc)  # an award basis (any JSON), or an integer rfc8785 refuses: it says so
 
 
 def follows_posting_rule(kind_name: str, amount_fen: int, category: str | None, postings: Sequence[Posting]) -> bool:

@@ -318,21 +318,23 @@ async def test_an_edited_right_leaf_is_named_not_the_node_above_it(
 
 
 @pytest.mark.parametrize(
-    ("sql", "table"),
+    ("sql", "table", "seq"),
     [
         # Beyond JSON's safe integers: RFC 8785 cannot write it, so no document was made of it.
         (
             "UPDATE postings SET amount_fen = 1152921504606846976 WHERE project_id = $1 AND seq = $2 AND line_no = 1",
             "postings",
+            1,
         ),
-        ("UPDATE entries SET award_basis = '{not json' WHERE project_id = $1 AND seq = $2", "entries"),
+        ("UPDATE entries SET award_basis = '{not json' WHERE project_id = $1 AND seq = $2", "entries", 1),
+        # A contribution whose commitment is gone: its document cannot be rebuilt (seq 7 names one).
+        ("UPDATE entries SET contributor_commitment = NULL WHERE project_id = $1 AND seq = $2", "entries", 7),
     ],
 )
 async def test_a_field_no_document_can_hold_is_named_not_a_crash(
-    engine: AsyncEngine, database: Database, sql: str, table: str
+    engine: AsyncEngine, database: Database, sql: str, table: str, seq: int
 ) -> None:
-    project = await project_with(engine, 12)
-    seq = 1  # the grant (an award basis may only be on a grant)
+    project = await project_with(engine, 12)  # seq 1 is its grant (an award basis may only be on a grant)
     await as_superuser(database, [(sql, [project.id, seq])], [table])
     verification = await verify_every_way(engine, project.code)
     assert not verification.ok

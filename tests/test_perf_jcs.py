@@ -3,6 +3,7 @@ raises), on generated values and on real entry documents. Not timed."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -10,9 +11,17 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger import jcs
+from ledger import jcs, log_check
 from ledger.accounts import Posting
-from ledger.canonical import SHANGHAI, ContributorStamp, Signer, entry_document, timestamp_text
+from ledger.canonical import (
+    ENTRY_TEXT_FIELDS,
+    SHANGHAI,
+    ContributorStamp,
+    Signer,
+    entry_document,
+    parse_award_basis,
+    timestamp_text,
+)
 
 _leaf = (
     st.none()
@@ -65,8 +74,6 @@ def test_an_entry_document_is_the_same_bytes() -> None:
         pledge_seq=7,
         award_basis={"rate": "1.5", "households": 300},
     )
-    import json
-
     assert document == rfc8785.dumps(json.loads(document))
 
 
@@ -156,3 +163,98 @@ def test_timestamp_text_is_the_microsecond_isoformat_in_shanghai(moment: datetim
     the text is still always Shanghai's time with six digits of microseconds, even at .000000."""
     for instant in (moment, moment.replace(microsecond=0)):
         assert timestamp_text(instant) == instant.astimezone(SHANGHAI).isoformat(timespec="microseconds")
+
+
+_texts = st.none() | st.text(max_size=6) | st.sampled_from(["", "路面刷黑众筹", 'a"\\\n\x01', "\u2028"])
+_big_or_small = st.integers(min_value=0, max_value=10**6) | st.integers(min_value=2**53 - 1, max_value=2**53 + 1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    texts=st.tuples(*[_texts] * len(ENTRY_TEXT_FIELDS)),
+    amount=st.integers(min_value=0, max_value=10**9),
+    posted=st.lists(st.tuples(st.none() | st.sampled_from(["cash", "contributions"]), _big_or_small), max_size=3),
+    person=st.none() | st.tuples(st.text(max_size=4), st.none() | st.sampled_from(["resident", "unit"])),
+    anonymous_id=st.none() | st.just("0b5c1e4a-2d2f-4a8e-9d35-7f1c2b3a4d5e"),
+    anonymous=st.booleans(),
+    refs=st.tuples(st.none() | _big_or_small, st.none() | _big_or_small),
+    signers=st.tuples(st.none() | st.text(max_size=3), st.none() | st.text(max_size=3)),
+    attachments=st.none() | st.lists(st.text(max_size=3), max_size=2),
+    award=st.none() | st.sampled_from(['{"rate":"1.5","households":300}', '{"b":[1,null,"x"],"a":{}}']),
+)
+def test_verify_rebuilds_what_entry_document_writes(
+    texts: tuple[str | None, ...],
+    amount: int,
+    posted: list[tuple[str | None, int]],
+    person: tuple[str, str | None] | None,
+    anonymous_id: str | None,
+    anonymous: bool,
+    refs: tuple[int | None, int | None],
+    signers: tuple[str | None, str | None],
+    attachments: list[str] | None,
+    award: str | None,
+) -> None:
+    """log_check.rebuild_document builds the document from an entry's stored columns by position
+    and checks only what the column types leave open; for any values those columns can hold it
+    writes exactly what entry_document (every member checked) writes, or fails where it fails."""
+    reverses, pledge = refs
+    maker, checker = signers
+    recorded_at = datetime(2025, 6, 1, 2, 3, 4, 567, tzinfo=UTC)
+    # An account id with no account reads as no code (None): the document writes null.
+    lines: list[Any] = [
+        (account, side, value) for (account, value), side in zip(posted, ["debit", "credit"] * 2, strict=False)
+    ]
+    postings = [Posting(*line) for line in lines]
+    people: Any = {} if person is None else {5: person}
+    columns = {
+        "seq": 9,
+        "kind": "contribution",
+        "amount_fen": amount,
+        "occurred_on": date(2025, 6, 1),
+        "recorded_at": recorded_at,
+        **dict(zip(ENTRY_TEXT_FIELDS, texts, strict=True)),
+        "reverses_seq": reverses,
+        "anonymous": anonymous,
+        "anonymous_id": anonymous_id,
+        "contributor_id": 5,
+        "contributor_commitment": bytes(range(32)),
+        "leaf_hash": bytes(32),
+        "document": b"",
+        "maker_role": "treasurer",
+        "maker_name": maker,
+        "checker_role": "auditor",
+        "checker_name": checker,
+        "attachments": attachments,
+        "pledge_seq": pledge,
+        "award_basis": award,
+    }
+    row = tuple(columns[name] for name in log_check.ENTRY_COLUMNS)
+    public_id, kind = person if person is not None else (None, None)
+    if anonymous_id is not None:
+        public_id = anonymous_id
+    stamp = None if public_id is None else ContributorStamp(public_id, kind, bytes(range(32)))  # type: ignore[arg-type]
+    expected = _outcome(
+        lambda _: entry_document(
+            project_code="jinxiu-road",
+            seq=9,
+            kind="contribution",
+            amount_fen=amount,
+            occurred_on=date(2025, 6, 1),
+            recorded_at=recorded_at,
+            fields=dict(zip(ENTRY_TEXT_FIELDS, texts, strict=True)),
+            contributor=stamp,
+            anonymous=anonymous,
+            postings=postings,
+            reverses_seq=reverses,
+            maker=None if maker is None else Signer("treasurer", maker),
+            checker=None if checker is None else Signer("auditor", checker),
+            attachments=tuple(attachments or ()),
+            pledge_seq=pledge,
+            award_basis=parse_award_basis(award),
+        ),
+        None,
+    )
+    got = _outcome(lambda _: log_check.rebuild_document("jinxiu-road", row, postings, people), None)
+    assert got == expected
+    if expected[0] == "ok":
+        assert expected[1] == rfc8785.dumps(json.loads(expected[1]))
