@@ -21,9 +21,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import Caller, caller_of
-from api.db import Db, provide_db
+from api.db import Db, engine_for, provide_db
 from api.errors import EXCEPTION_HANDLERS
-from api.http import JSON_BODY_MAX, reject_nul_in_url
+from api.http import JSON_BODY_MAX, WORKSPACE_COOKIE, reject_nul_in_url
 from api.logging import configure_logging
 from api.openapi import build_openapi
 from api.pages import pages_router, static_router, template_config
@@ -48,7 +48,6 @@ from api.routes import (
 from api.settings import Settings, get_settings
 from api.sheets import pdf_maker
 from api.workspace import workspace_router
-from api.workspace.session import COOKIE as WORKSPACE_COOKIE
 from ledger import rate_limit
 from ledger.database import DatabaseRuntime, create_engine, ensure_app_role_owns_nothing, redact, upgrade
 from ledger.disclosures import DisclosureDraft, publish_disclosure
@@ -96,22 +95,6 @@ async def _limit_public_writes(request: Request) -> None:
         raise TooManyRequestsException(headers={"Retry-After": str(int(wait))})
 
 
-def _engine(request: Request) -> AsyncEngine:
-    """The primary, or for a public read a read replica (ledger/replicas.py) when one keeps up.
-
-    Routed by caller: only anonymous GETs outside the workspace — residents' pages and the public
-    API — may read a replica. A request with a token or a workspace session (a treasurer, an
-    auditor) reads the primary, so it always sees what it has just written.
-
-    Takes the app's state from the request: a ``state: State`` parameter would have Litestar build
-    a new ``State`` (and its lock) for every request that reads — 5 % of a cached public read."""
-    state = request.app.state
-    reads: ReadReplicas | None = state.get("reads")
-    if reads is not None and _is_public_read(request):
-        return reads.engine_for_read(request.path_params.get("project"))
-    return state.engine
-
-
 def _fence_staff_writes(app: ASGIApp) -> ASGIApp:
     """A write by staff (a token, a workspace session) that succeeded fences the project it names
     from the read replicas until they have replayed it (ledger/replicas.py), noted before the
@@ -133,16 +116,6 @@ def _fence_staff_writes(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, noting)
 
     return middleware
-
-
-def _is_public_read(request: Request) -> bool:
-    path = request.url.path
-    return (
-        request.method in ("GET", "HEAD")
-        and "authorization" not in request.headers
-        and WORKSPACE_COOKIE not in request.cookies
-        and not (path == "/w" or path.startswith("/w/"))
-    )
 
 
 def _allowed_methods(request: Request) -> str:
@@ -283,7 +256,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         template_config=template_config(),
         lifespan=[lifespan],
         dependencies={
-            "engine": Provide(_engine, sync_to_thread=False),
+            "engine": Provide(engine_for, sync_to_thread=False),
             # The request's connections, opened lazily from the same engine (api/db.py).
             "db": Provide(provide_db, sync_to_thread=False),
             "caller": Provide(caller_of),

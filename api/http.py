@@ -14,6 +14,10 @@ from pydantic import BaseModel, ValidationError
 from api.errors import ApiError, validation_errors
 from ledger.idempotency import IdempotencyRequest, fingerprint
 
+# The treasurer's workspace session cookie (api/workspace/session.py); named here, where both the
+# workspace and the database routing (api/db.py: a session never reads a replica) can import it.
+WORKSPACE_COOKIE = "ws_session"
+
 JSON_BODY_MAX = 64 * 1024
 BATCH_BODY_MAX = 8 * 1024 * 1024
 PAGE_SIZE_DEFAULT = 50

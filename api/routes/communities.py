@@ -6,7 +6,7 @@ from litestar import Request, Response, get, post
 
 from api import schemas as s
 from api.auth import caller_of, require_role
-from api.db import Db
+from api.db import Db, db_of
 from api.errors import ApiError
 from api.http import PAGE_SIZE_DEFAULT, Cursor, Limit, clamp_limit, cursor_id, parse_body, read_json
 from api.presenters import community_out, project_out
@@ -126,9 +126,10 @@ async def list_projects_route(
     security=OPTIONAL_BEARER,
     responses={**versioned_ok(s.ProjectOut, "项目详情与收支汇总"), **problems(401, 404)},
 )
-async def get_project_route(request: Request, db: Db, project: str) -> Response[bytes]:
+async def get_project_route(request: Request, project: str) -> Response[bytes]:
     # The token (if any) is checked, but the summary is the same for every reader.
     await caller_of(request)
+    db = db_of(request)
 
     async def build(_: ProjectState) -> bytes:
         async with db.connect() as conn:

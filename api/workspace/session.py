@@ -17,9 +17,10 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 
 from api.auth import Caller
+from api.http import WORKSPACE_COOKIE
 from ledger.tokens import Token, authenticate
 
-COOKIE = "ws_session"
+COOKIE = WORKSPACE_COOKIE
 SESSION_MAX_AGE_S = 12 * 3600  # a working day; the token itself stays valid until revoked
 TOKEN_TYPED_MAX = 200
 ROLE_LABELS = {"admin": "管理员", "treasurer": "报账员", "auditor": "审核人"}
