@@ -89,10 +89,15 @@ async def test_public_reads_come_from_the_standby_fall_back_when_it_lags_or_stop
             # A resident's read is served by the paused standby: not there yet.
             reads_before = (await _replica_when(client, lambda r: True))["reads"]
             assert [e["seq"] for e in await all_entries(client, code)] == [1]
+            # The summary and one entry take their engine the same way (api.db.db_of, no injection).
+            public = (await api.get(f"/api/v1/projects/{code}")).json()["summary"]["ledger"]
+            staff = (await api.get(f"/api/v1/projects/{code}", token=world.treasurer)).json()["summary"]["ledger"]
+            assert (public["size"], staff["size"]) == (1, 2)
+            assert (await api.get(f"/api/v1/projects/{code}/entries/2")).status_code == 404
             page = await client.get(f"/p/{code}")
             assert page.status_code == 200
             after = await _replica_when(client, lambda r: True)
-            assert after["reads"] >= reads_before + 2, "the public JSON read and the page went to the standby"
+            assert after["reads"] >= reads_before + 4, "the public JSON reads and the page went to the standby"
             assert after["state"] == "ok", "still within the lag bound when it answered"
             # Further behind than the bound: skipped, public reads fall back to the primary.
             lagging = await _replica_when(client, lambda r: r["state"] == "lagging")
