@@ -1,13 +1,13 @@
 """The request's way to the database: a :class:`Db` bound to the engine the request reads.
 
-Handlers take ``db: Db`` (the ``db`` dependency, api/app.py), or, on the hottest routes, call
+Handlers take ``db: Db`` (the ``db`` dependency, api/app.py) or, on the hottest routes, call
 :func:`db_of` (Litestar's dependency injection, two providers deep, was 4 % of a cached public
-read). Nothing is checked out when the
-dependency is provided: a public read answered by api/versioned.py with a 304 or a cached body
-never touches the pool beyond its shared version read. A handler opens a connection with
-``async with db.connect() as conn`` and hands it to ``ledger/`` read functions, which take the connection. Functions that own a transaction
-with its own isolation or locking (appends, publishing, vouchers' approval, imports' commit,
-``verify`` …) take ``db.engine``.
+read). Nothing is checked out when the ``Db`` is made: a public read answered by api/versioned.py
+with a 304 or a cached body never touches the pool beyond its shared version read. A handler
+opens a connection with ``async with db.connect() as conn`` and hands it to ``ledger/`` read
+functions, which take the connection. Functions that own a transaction with its own isolation or
+locking (appends, publishing, vouchers' approval, imports' commit, ``verify`` …) take
+``db.engine``.
 
 The engine is the primary, or a read replica for an anonymous public read (:func:`engine_for`,
 ledger/replicas.py): ``Db`` only carries that choice, it never makes it.
