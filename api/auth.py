@@ -8,6 +8,7 @@ read unmasked data of another.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
@@ -19,7 +20,7 @@ from api.http import idempotency_key, idempotency_request, parse_body, read_json
 from ledger.errors import NotFound
 from ledger.idempotency import IdempotencyRequest
 from ledger.projects import project_community
-from ledger.tokens import Token, authenticate, authenticate_for_project
+from ledger.tokens import TOKEN_REVOKED, Token, authenticate, authenticate_for_project, hash_secret
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -105,6 +106,7 @@ async def require_project_writer(request: Request, project_code: str) -> Caller:
             if community_id is None:
                 raise NotFound(f"项目 {project_code} 不存在")
             require_write(caller, community_id)
+            request.scope["ledger_project_community"] = community_id  # type: ignore[typeddict-unknown-key]
             return caller
     caller = await require_role(request, "treasurer")
     async with request.app.state.engine.connect() as conn:
@@ -118,6 +120,9 @@ class ProjectWrite(Generic[M]):
     caller: Caller
     body: M
     idempotency: IdempotencyRequest
+    # The caller was authenticated from what this worker remembers (see KnownWriters): the write
+    # must check its token still stands, in its own transaction.
+    remembered: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,3 +152,109 @@ async def project_write(request: Request, project_code: str, model: type[M]) -> 
     body = parse_body(model, raw)
     idem = idempotency_request(request, caller.scope, key, raw) if key is not None else None
     return OptionallyIdempotentWrite(caller, body, idem)
+
+
+class KnownWriters:
+    """Tokens and projects a worker has already checked, for the single append.
+
+    Every write to a project reads its token and the project's community first: on the single
+    append, the hottest write, that read was a fifth of its CPU in the service and in PostgreSQL
+    alike (docs/performance.md §5). What it reads does not change once written — a token's role
+    and community are fixed when it is made (only ``revoked_at`` ever changes), a project never
+    moves to another community — so a worker keeps them (a bounded LRU each). What can change,
+    revocation, is checked where it matters: inside the transaction that writes
+    (``append_entries(live_token=…)``, ledger/append_group.py), so a revoked token writes nothing;
+    and a remembered request that fails before its write re-reads its token
+    (:func:`recheck_remembered`), so a revoked token still gets 401 before any 404 or 422
+    (API.md's order of errors)."""
+
+    TOKENS_MAX = 1024
+    PROJECTS_MAX = 4096
+
+    def __init__(self) -> None:
+        self.tokens: OrderedDict[bytes, Token] = OrderedDict()  # by the secret's SHA-256
+        self.projects: OrderedDict[str, int] = OrderedDict()  # project code → community id
+
+    def caller(self, digest: bytes, project_code: str) -> Caller | None:
+        """A treasurer (or admin) of the project's community, if both are known; None otherwise
+        (unknown, or any answer but yes: the database path gives the precise error)."""
+        token = self.tokens.get(digest)
+        community_id = self.projects.get(project_code)
+        if token is None or community_id is None:
+            return None
+        caller = Caller(token=token)
+        if not (caller.is_admin or token.role == "treasurer") or not caller.can_write(community_id):
+            return None
+        self.tokens.move_to_end(digest)
+        self.projects.move_to_end(project_code)
+        return caller
+
+    def remember(self, digest: bytes, token: Token, project_code: str, community_id: int) -> None:
+        self.tokens[digest] = token
+        self.tokens.move_to_end(digest)
+        if len(self.tokens) > self.TOKENS_MAX:
+            self.tokens.popitem(last=False)
+        self.projects[project_code] = community_id
+        self.projects.move_to_end(project_code)
+        if len(self.projects) > self.PROJECTS_MAX:
+            self.projects.popitem(last=False)
+
+    def forget(self, digest: bytes) -> None:
+        self.tokens.pop(digest, None)
+
+
+def known_writers(request: Request) -> KnownWriters:
+    state = request.app.state
+    known = state.get("known_writers")
+    if known is None:
+        known = state["known_writers"] = KnownWriters()
+    return cast(KnownWriters, known)
+
+
+def _bearer_digest(request: Request) -> bytes | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return hash_secret(secret.strip())
+
+
+async def idempotent_entry_write(request: Request, project_code: str, model: type[M]) -> ProjectWrite[M]:
+    """:func:`idempotent_project_write` for the single append: the same checks in the same order,
+    the token and project taken from :class:`KnownWriters` when this worker has seen them."""
+    raw = await read_json(request)
+    key = idempotency_key(request)
+    digest = _bearer_digest(request)
+    known = known_writers(request)
+    caller = known.caller(digest, project_code) if digest is not None else None
+    if caller is None:
+        caller = await require_project_writer(request, project_code)
+        community_id = request.scope.get("ledger_project_community")
+        if digest is not None and caller.token is not None and isinstance(community_id, int):
+            known.remember(digest, caller.token, project_code, community_id)
+        remembered = False
+    else:
+        request.scope["ledger_caller"] = caller  # type: ignore[typeddict-unknown-key]
+        remembered = True
+    try:
+        body = parse_body(model, raw)
+    except ApiError:
+        if remembered:
+            await recheck_remembered(request)
+        raise
+    return ProjectWrite(caller, body, idempotency_request(request, caller.scope, key, raw), remembered)
+
+
+async def recheck_remembered(request: Request) -> None:
+    """A remembered caller's request failed before its write: 401 if its token has been revoked
+    meanwhile (and the worker forgets it), as the database path would have answered."""
+    digest = _bearer_digest(request)
+    header = request.headers.get("authorization", "")
+    async with request.app.state.engine.connect() as conn:
+        token = await authenticate(conn, header.partition(" ")[2].strip())
+    if token is None:
+        if digest is not None:
+            known_writers(request).forget(digest)
+        raise ApiError("unauthorized", TOKEN_REVOKED)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Coroutine
@@ -61,8 +62,9 @@ from ledger.entries import (
     write_rows,
 )
 from ledger.entry_reads import RecordedEntry
-from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, LedgerError, NotFound
+from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, LedgerError, NotFound, TokenRevoked
 from ledger.idempotency import IdempotencyRequest, StoredResponse
+from ledger.tokens import TOKEN_REVOKED, live_tokens
 
 GROUP_SIZE_MAX = 32
 # One group is written at a time; a second starts only while SECOND_GROUP_WAITING appends wait
@@ -85,6 +87,7 @@ class _Request:
     status: int
     today: date
     done: asyncio.Future[AppendResult]
+    live_token: uuid.UUID | None = None  # must still stand when the group writes (see append_entries)
 
     def key(self) -> tuple[str, str] | None:
         return (self.idempotency.scope, self.idempotency.key) if self.idempotency else None
@@ -111,6 +114,7 @@ class _Request:
                 self.today,
                 None,
                 False,
+                self.live_token,
             )
         except Exception as exc:  # handed to the caller, who raises it
             self.settle(exc)
@@ -144,9 +148,10 @@ class AppendGroups:
         idempotency: IdempotencyRequest | None,
         status: int,
         today: date,
+        live_token: uuid.UUID | None = None,
     ) -> AppendResult:
         done: asyncio.Future[AppendResult] = self.loop.create_future()
-        request = _Request(project_code, draft, recorded_by, render, idempotency, status, today, done)
+        request = _Request(project_code, draft, recorded_by, render, idempotency, status, today, done, live_token)
         if project_code in self.busy_projects and not _joins_a_batch(draft):
             # It could not join the next group's batch of this project either: queue on the
             # project's lock now, as without group commit.
@@ -224,6 +229,14 @@ class AppendGroups:
         busy: list[_Request] = []
         members: list[tuple[_Request, _Batch]] = []
         async with pg.transaction(self.engine) as conn:
+            # Tokens authenticated from memory must still stand: checked here, in the transaction
+            # that writes, before any key is claimed (one read for the whole group).
+            checked = {r.live_token for r in group if r.live_token is not None}
+            if checked:
+                revoked = checked - await live_tokens(conn, checked)
+                for r in [r for r in group if r.live_token in revoked]:
+                    results.append((r, TokenRevoked(TOKEN_REVOKED)))
+                    group = [g for g in group if g is not r]
             rows = await pg.fetch(
                 conn,
                 _BEGIN_MANY,

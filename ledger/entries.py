@@ -64,11 +64,13 @@ from ledger.errors import (
     InsufficientFunds,
     LedgerError,
     NotFound,
+    TokenRevoked,
     ValidationFailed,
 )
 from ledger.idempotency import IdempotencyRequest, StoredResponse
 from ledger.money import format_fen_grouped
 from ledger.pledges import PledgeBook
+from ledger.tokens import TOKEN_REVOKED, live_tokens
 
 
 @dataclass
@@ -123,8 +125,12 @@ async def append_entries(
     today: date | None = None,
     after_write: Callable[[asyncpg.Connection, list[RecordedEntry]], Awaitable[None]] | None = None,
     dry_run: bool = False,
+    live_token: uuid.UUID | None = None,
 ) -> AppendResult:
     """Record ``drafts`` all or none, in order. ``render`` shapes the stored response body.
+    ``live_token``: a token that must not be revoked, checked first inside the transaction that
+    writes (TokenRevoked otherwise: nothing is written or replayed) — for a caller authenticated
+    from what the service keeps in memory (api/auth.py).
     ``after_write`` runs in the same transaction after the entries are written (a voucher's
     approval records its event there, so the entry and the event commit together or not at all).
     ``dry_run``: check everything exactly as a real append would (under the project's lock, with
@@ -147,10 +153,21 @@ async def append_entries(
             idempotency=idempotency,
             status=status,
             today=today,
+            live_token=live_token,
         )
     try:
         return await _append(
-            engine, project_code, drafts, recorded_by, render, idempotency, status, today, after_write, dry_run
+            engine,
+            project_code,
+            drafts,
+            recorded_by,
+            render,
+            idempotency,
+            status,
+            today,
+            after_write,
+            dry_run,
+            live_token,
         )
     except _DryRunDone as done:
         return AppendResult(status=200, body="", replayed=False, entries=done.recorded)
@@ -175,8 +192,11 @@ async def _append(
     today: date,
     after_write: Callable[[asyncpg.Connection, list[RecordedEntry]], Awaitable[None]] | None,
     dry_run: bool,
+    live_token: uuid.UUID | None = None,
 ) -> AppendResult:
     async with pg.transaction(engine) as conn:
+        if live_token is not None and not await live_tokens(conn, [live_token]):
+            raise TokenRevoked(TOKEN_REVOKED)
         begun = await pg.fetchrow(
             conn,
             _BEGIN,

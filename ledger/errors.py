@@ -52,6 +52,12 @@ class NotFound(LedgerError):
     code = "not_found"
 
 
+class TokenRevoked(LedgerError):
+    """The token a write was made with was revoked before the write's transaction checked it."""
+
+    code = "unauthorized"
+
+
 class ValidationFailed(LedgerError):
     code = "validation_failed"
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -19,6 +21,8 @@ from ledger.tables import api_tokens
 ROLES = ("admin", "treasurer", "auditor")
 
 TOKEN_PREFIX = "gtl_"
+# What a write made with a revoked token is told (API.md: 401).
+TOKEN_REVOKED = "令牌无效或已吊销"
 
 
 @dataclass(frozen=True)
@@ -120,3 +124,13 @@ async def revoke_token(engine: AsyncEngine, token_id: uuid.UUID) -> None:
         )
         if result.rowcount != 1:
             raise NotFound("令牌不存在或已吊销")
+
+
+_LIVE = pg.Query("SELECT id FROM api_tokens WHERE id = ANY(:ids::uuid[]) AND revoked_at IS NULL")
+
+
+async def live_tokens(conn: asyncpg.Connection, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these tokens are not revoked, read in the caller's transaction: a write whose
+    caller was authenticated from facts kept in memory (api/auth.py) checks here, inside the
+    transaction that writes, that its token still stands."""
+    return {r["id"] for r in await pg.fetch(conn, _LIVE, ids=list(set(ids)))}
