@@ -37,7 +37,6 @@ project's lock behind it, as they would without group commit.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 import weakref
 from collections import deque
@@ -63,7 +62,7 @@ from ledger.entries import (
 )
 from ledger.entry_reads import RecordedEntry
 from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, LedgerError, NotFound, TokenRevoked
-from ledger.idempotency import IdempotencyRequest, StoredResponse
+from ledger.idempotency import IdempotencyRequest, StoredResponse, response_body
 from ledger.tokens import TOKEN_REVOKED, live_tokens
 
 GROUP_SIZE_MAX = 32
@@ -286,7 +285,7 @@ class AppendGroups:
             batch.take_contributors([r.draft], positions, people, totals)
             await batch.load_rest([r.draft])
             entry = batch.prepare(0, r.draft, r.recorded_by)
-            body = json.dumps(r.render([entry]), ensure_ascii=False, separators=(",", ":"))
+            body = response_body(r.render([entry]))
             _, entries, responses = written.setdefault(r.project_code, (batch, [], []))
             entries.append(entry)
             responses.append((r.idempotency, r.status, body))

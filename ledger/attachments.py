@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
 from ledger.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
+from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, response_body, store
 
 SIZE_MAX = 10 * 1024 * 1024
 # A 50-megapixel photo is more than any phone takes; beyond it a small file could decode into
@@ -146,7 +145,7 @@ async def store_attachment(
             ),
             {"cid": community_id, "sha256": found.sha256, "by": uploaded_by},
         )
-        body = json.dumps(render(found), ensure_ascii=False, separators=(",", ":"))
+        body = response_body(render(found))
         if idempotency is not None:
             await store(conn, idempotency, community_id, 201, body)
     return StoredResponse(201, body), False

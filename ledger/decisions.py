@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledger import pg
 from ledger.canonical import SHANGHAI
 from ledger.errors import Conflict, NotFound, StageForbidsEntry, ValidationFailed
-from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
+from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, response_body, store
 from ledger.masking import refuse_personal_numbers
 from ledger.tables import decisions, projects
 
@@ -122,7 +122,6 @@ async def record_decision(
     Errors: NotFound, ValidationFailed (dates, counts), Conflict (out of order, quorum or majority
     not met, start inside the notice period), IdempotencyInFlight, IdempotencyKeyReused.
     """
-    import json
 
     today = today or datetime.now(SHANGHAI).date()
     if draft.stage not in STAGES:
@@ -184,7 +183,7 @@ async def record_decision(
         ).one()
         await conn.execute(update(projects).where(projects.c.id == project.id).values(stage=draft.stage))
         decision = _from_row(row, project_code)
-        body = json.dumps(render(decision), ensure_ascii=False, separators=(",", ":"))  # type: ignore[operator]
+        body = response_body(render(decision))  # type: ignore[operator]
         if idempotency is not None:
             await store(conn, idempotency, project.community_id, 201, body)
     return StoredResponse(201, body), False

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -30,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger.canonical import SHANGHAI
 from ledger.errors import Conflict, IdempotencyInFlight, NotFound, ValidationFailed
-from ledger.idempotency import KEY_LOCK_ID, IdempotencyRequest, StoredResponse, claim, store
+from ledger.idempotency import KEY_LOCK_ID, IdempotencyRequest, StoredResponse, claim, response_body, store
 from ledger.masking import refuse_personal_numbers
 from ledger.projects import Project, get_project
 
@@ -316,7 +315,7 @@ async def _publish_once(
                     pdf_sha256=sha,
                     published_at=row.published_at,
                 )
-                body = json.dumps(render(disclosure), ensure_ascii=False, separators=(",", ":"))
+                body = response_body(render(disclosure))
                 if idempotency is not None:
                     await store(conn, idempotency, project.community_id, 201, body)
     except DBAPIError as exc:

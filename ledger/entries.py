@@ -67,7 +67,7 @@ from ledger.errors import (
     TokenRevoked,
     ValidationFailed,
 )
-from ledger.idempotency import IdempotencyRequest, StoredResponse
+from ledger.idempotency import IdempotencyRequest, StoredResponse, response_body
 from ledger.money import format_fen_grouped
 from ledger.pledges import PledgeBook
 from ledger.tokens import TOKEN_REVOKED, live_tokens
@@ -219,7 +219,7 @@ async def _append(
         recorded = [batch.prepare(i, d, recorded_by) for i, d in enumerate(drafts)]
         if dry_run:
             raise _DryRunDone(recorded)
-        body = json.dumps(render(recorded), ensure_ascii=False, separators=(",", ":"))
+        body = response_body(render(recorded))
         try:
             await write_rows(conn, [batch.rows(recorded, [(idempotency, status, body)])])
             if after_write is not None:

@@ -42,7 +42,7 @@ from ledger.attachments import check_digest, require_uploaded
 from ledger.canonical import SHANGHAI
 from ledger.decisions import STAGES
 from ledger.errors import Conflict, Forbidden, NotFound, StageForbidsEntry, ValidationFailed
-from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
+from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, response_body, store
 
 ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
 CODE_LENGTH = 10
@@ -522,7 +522,7 @@ async def record_tally(
                 },
             )
         ).one()
-        body = json.dumps(render(_tally_from(row, project_code)), ensure_ascii=False, separators=(",", ":"))
+        body = response_body(render(_tally_from(row, project_code)))
         if idempotency is not None:
             await store(conn, idempotency, project.community_id, 201, body)
     return StoredResponse(201, body), False

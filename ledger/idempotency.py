@@ -11,6 +11,7 @@ stores its response in the same transaction as its effect, so both commit or nei
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,19 @@ from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, ValidationF
 # idempotency_keys is distributed by community_id (migrations/0013, docs/scale.md).
 NO_COMMUNITY = 0
 KEY_FORMAT = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class JsonText(str):
+    """A response body its renderer has already written as compact JSON (pydantic's
+    ``model_dump_json`` takes three fifths of the time of ``model_dump`` and ``json.dumps``, a
+    few percent of a single append): stored and sent as it is."""
+
+
+def response_body(rendered: Any) -> str:
+    """The stored body of a write's response: what its renderer returned, as compact JSON."""
+    if isinstance(rendered, JsonText):
+        return rendered
+    return json.dumps(rendered, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ text, photos not uploaded to the community), IdempotencyInFlight, IdempotencyKey
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -26,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ledger.attachments import check_digest, require_uploaded
 from ledger.canonical import SHANGHAI
 from ledger.errors import NotFound, ValidationFailed
-from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
+from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, response_body, store
 from ledger.masking import refuse_personal_numbers
 
 TEXT_MAX = 2000
@@ -145,7 +144,7 @@ async def post_note(
             document_sha256=hashlib.sha256(document).hexdigest(),
             posted_at=posted_at,
         )
-        body = json.dumps(render(note), ensure_ascii=False, separators=(",", ":"))
+        body = response_body(render(note))
         if idempotency is not None:
             await store(conn, idempotency, project.community_id, 201, body)
     return StoredResponse(201, body), False

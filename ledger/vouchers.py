@@ -36,7 +36,7 @@ from ledger.drafts import COUNTERSIGNED_KINDS, EntryDraft, check_static
 from ledger.entries import AppendResult, append_entries
 from ledger.entry_reads import RecordedEntry
 from ledger.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, store
+from ledger.idempotency import IdempotencyRequest, StoredResponse, claim, response_body, store
 
 STATUSES = ("pending", "approved", "rejected")
 REASON_MAX = 500
@@ -211,7 +211,7 @@ async def submit_voucher(
             maker=maker.signer,
             submitted_at=submitted_at,
         )
-        body = json.dumps(render(voucher), ensure_ascii=False, separators=(",", ":"))
+        body = response_body(render(voucher))
         if idempotency is not None:
             await store(conn, idempotency, project.community_id, 201, body)
     return StoredResponse(201, body), False
@@ -420,7 +420,7 @@ async def reject_voucher(
                 raise Conflict(f"凭证 {voucher.id} 已被他人审核") from exc
             raise
         rejected = replace(voucher, status="rejected", checker=checker.signer, decided_at=decided_at, reason=reason)
-        body = json.dumps(render(rejected), ensure_ascii=False, separators=(",", ":"))
+        body = response_body(render(rejected))
         if idempotency is not None:
             await store(conn, idempotency, voucher.community_id, 201, body)
     return StoredResponse(201, body), False

@@ -435,3 +435,20 @@ async def test_replayed_entry_answers_original_and_writes_nothing(world: World) 
     )
     assert replay.content == batch.content and replay.headers["idempotent-replayed"] == "true"
     assert (await world.api.get(url(project, "/ledger"))).json()["size"] == 2
+
+
+async def test_an_append_answers_compact_json_and_its_replay_the_same_bytes(world: World) -> None:
+    """The single append's body is written by pydantic at once (JsonText): the same compact JSON,
+    key for key, as the dict it used to dump — Chinese and control characters raw or escaped as
+    json.dumps writes them — and the replay is byte for byte the first answer."""
+    project = await world.project()
+    body = contribution("88.5", "王小明", memo='路面\t刷黑 \u2028"一期" \\ ☃')
+    key = new_key()
+    first = await world.api.post(f"/api/v1/projects/{project}/entries", body, token=world.treasurer, key=key)
+    assert first.status_code == 201, first.text
+    parsed = json.loads(first.content)
+    assert first.content == json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
+    assert parsed["memo"] == '路面\t刷黑 \u2028"一期" \\ ☃'
+    replay = await world.api.post(f"/api/v1/projects/{project}/entries", body, token=world.treasurer, key=key)
+    assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.content == first.content
