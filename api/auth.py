@@ -67,7 +67,7 @@ async def caller_of(request: Request) -> Caller:
         async with request.app.state.engine.connect() as conn:
             token = await authenticate(conn, secret.strip())
         if token is None:
-            raise ApiError("unauthorized", "令牌无效或已吊销")
+            raise ApiError("unauthorized", TOKEN_REVOKED)
         caller = Caller(token=token)
     request.scope["ledger_caller"] = caller  # type: ignore[typeddict-unknown-key]
     return caller
@@ -92,6 +92,12 @@ async def require_project_writer(request: Request, project_code: str) -> Caller:
     """The treasurer of the project's community (or an admin): 401/403 by role, then 404 for an
     unknown project, then 403 for another community's project. The token and the project's
     community are one read (the hot path of every append)."""
+    caller, _ = await _project_writer(request, project_code)
+    return caller
+
+
+async def _project_writer(request: Request, project_code: str) -> tuple[Caller, int]:
+    """:func:`require_project_writer`, and the project's community."""
     header = request.headers.get("authorization")
     if request.scope.get("ledger_caller") is None and header is not None:
         scheme, _, secret = header.partition(" ")
@@ -99,20 +105,19 @@ async def require_project_writer(request: Request, project_code: str) -> Caller:
             async with request.app.state.engine.connect() as conn:
                 token, community_id = await authenticate_for_project(conn, secret.strip(), project_code)
             if token is None:
-                raise ApiError("unauthorized", "令牌无效或已吊销")
+                raise ApiError("unauthorized", TOKEN_REVOKED)
             caller = Caller(token=token)
             request.scope["ledger_caller"] = caller  # type: ignore[typeddict-unknown-key]
             await require_role(request, "treasurer")
             if community_id is None:
                 raise NotFound(f"项目 {project_code} 不存在")
             require_write(caller, community_id)
-            request.scope["ledger_project_community"] = community_id  # type: ignore[typeddict-unknown-key]
-            return caller
+            return caller, community_id
     caller = await require_role(request, "treasurer")
     async with request.app.state.engine.connect() as conn:
         community_id = await project_community(conn, project_code)
     require_write(caller, community_id)
-    return caller
+    return caller, community_id
 
 
 @dataclass(frozen=True)
@@ -132,15 +137,35 @@ class OptionallyIdempotentWrite(Generic[M]):
     idempotency: IdempotencyRequest | None
 
 
-async def idempotent_project_write(request: Request, project_code: str, model: type[M]) -> ProjectWrite[M]:
+async def idempotent_project_write(
+    request: Request, project_code: str, model: type[M], *, remember: bool = False
+) -> ProjectWrite[M]:
     """The prelude of every idempotent write to a project, in API.md's error precedence:
     malformed body or missing key (400) → token and role (401/403) → project (404) → its
-    community (403) → body validation (422)."""
+    community (403) → body validation (422).
+
+    ``remember`` (the single append only): the token and the project come from
+    :class:`KnownWriters` when this worker has accepted them before; the write must then pass
+    ``live_token`` to ``append_entries`` and call :func:`recheck_remembered` on any failure."""
     raw = await read_json(request)
     key = idempotency_key(request)
-    caller = await require_project_writer(request, project_code)
-    body = parse_body(model, raw)
-    return ProjectWrite(caller, body, idempotency_request(request, caller.scope, key, raw))
+    secret = _bearer_secret(request) if remember else None
+    digest = hash_secret(secret) if secret is not None else None
+    caller = known_writers(request).caller(digest, project_code) if digest is not None else None
+    remembered = caller is not None
+    if caller is None:
+        caller, community_id = await _project_writer(request, project_code)
+        if digest is not None and caller.token is not None:
+            known_writers(request).remember(digest, caller.token, project_code, community_id)
+    else:
+        request.scope["ledger_caller"] = caller  # type: ignore[typeddict-unknown-key]
+    try:
+        body = parse_body(model, raw)
+    except ApiError:
+        if remembered:
+            await recheck_remembered(request)
+        raise
+    return ProjectWrite(caller, body, idempotency_request(request, caller.scope, key, raw), remembered)
 
 
 async def project_write(request: Request, project_code: str, model: type[M]) -> OptionallyIdempotentWrite[M]:
@@ -211,50 +236,17 @@ def known_writers(request: Request) -> KnownWriters:
     return cast(KnownWriters, known)
 
 
-def _bearer_digest(request: Request) -> bytes | None:
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        return None
-    return hash_secret(secret.strip())
-
-
-async def idempotent_entry_write(request: Request, project_code: str, model: type[M]) -> ProjectWrite[M]:
-    """:func:`idempotent_project_write` for the single append: the same checks in the same order,
-    the token and project taken from :class:`KnownWriters` when this worker has seen them."""
-    raw = await read_json(request)
-    key = idempotency_key(request)
-    digest = _bearer_digest(request)
-    known = known_writers(request)
-    caller = known.caller(digest, project_code) if digest is not None else None
-    if caller is None:
-        caller = await require_project_writer(request, project_code)
-        community_id = request.scope.get("ledger_project_community")
-        if digest is not None and caller.token is not None and isinstance(community_id, int):
-            known.remember(digest, caller.token, project_code, community_id)
-        remembered = False
-    else:
-        request.scope["ledger_caller"] = caller  # type: ignore[typeddict-unknown-key]
-        remembered = True
-    try:
-        body = parse_body(model, raw)
-    except ApiError:
-        if remembered:
-            await recheck_remembered(request)
-        raise
-    return ProjectWrite(caller, body, idempotency_request(request, caller.scope, key, raw), remembered)
+def _bearer_secret(request: Request) -> str | None:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
 
 
 async def recheck_remembered(request: Request) -> None:
-    """A remembered caller's request failed before its write: 401 if its token has been revoked
-    meanwhile (and the worker forgets it), as the database path would have answered."""
-    digest = _bearer_digest(request)
-    header = request.headers.get("authorization", "")
+    """A remembered caller's request failed: 401 if its token has been revoked meanwhile (and
+    the worker forgets it), as the database path would have answered first."""
+    secret = _bearer_secret(request) or ""
     async with request.app.state.engine.connect() as conn:
-        token = await authenticate(conn, header.partition(" ")[2].strip())
+        token = await authenticate(conn, secret)
     if token is None:
-        if digest is not None:
-            known_writers(request).forget(digest)
+        known_writers(request).forget(hash_secret(secret))
         raise ApiError("unauthorized", TOKEN_REVOKED)

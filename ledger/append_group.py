@@ -233,9 +233,8 @@ class AppendGroups:
             checked = {r.live_token for r in group if r.live_token is not None}
             if checked:
                 revoked = checked - await live_tokens(conn, checked)
-                for r in [r for r in group if r.live_token in revoked]:
-                    results.append((r, TokenRevoked(TOKEN_REVOKED)))
-                    group = [g for g in group if g is not r]
+                results.extend((r, TokenRevoked(TOKEN_REVOKED)) for r in group if r.live_token in revoked)
+                group = [r for r in group if r.live_token not in revoked]
             rows = await pg.fetch(
                 conn,
                 _BEGIN_MANY,

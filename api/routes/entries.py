@@ -17,7 +17,7 @@ from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import schemas as s
-from api.auth import Caller, caller_of, idempotent_entry_write, idempotent_project_write, recheck_remembered
+from api.auth import Caller, caller_of, idempotent_project_write, recheck_remembered
 from api.db import Db, db_of
 from api.errors import ApiError
 from api.http import (
@@ -40,7 +40,7 @@ from ledger.contributors import ContributorRef
 from ledger.drafts import ENTRY_KINDS, EntryDraft
 from ledger.entries import append_entries
 from ledger.entry_reads import RecordedEntry, count_entries, get_entry, list_entries
-from ledger.errors import LedgerError, TokenRevoked
+from ledger.errors import LedgerError
 from ledger.idempotency import JsonText
 from ledger.projects import Project, ProjectState, get_project
 from reports.exports import XlsxWriter, csv_chunk, csv_header
@@ -102,7 +102,7 @@ def to_draft(body: Any) -> EntryDraft:
 async def create_entry(request: Request, project: str) -> Response[bytes]:
     # The hottest write and reads take their Db from the request, not by injection (api/db.py).
     db = db_of(request)
-    write = await idempotent_entry_write(request, project, s.EntryRequest)
+    write = await idempotent_project_write(request, project, s.EntryRequest, remember=True)
     try:
         draft = to_draft(write.body.root)
         result = await append_entries(
@@ -117,12 +117,11 @@ async def create_entry(request: Request, project: str) -> Response[bytes]:
             # when the entry is written.
             live_token=write.caller.token.id if write.remembered and write.caller.token else None,
         )
-    except TokenRevoked as exc:
-        await recheck_remembered(request)  # forgets the token and answers 401
-        raise ApiError("unauthorized", exc.detail) from exc
     except (ApiError, LedgerError):
         if write.remembered:
-            await recheck_remembered(request)  # a revoked token is told 401 first, as always
+            # A revoked token is told 401 before anything else, as always (TokenRevoked included:
+            # the re-read also makes the worker forget the token).
+            await recheck_remembered(request)
         raise
     return json_response(result.status, result.body, replayed=result.replayed)
 
