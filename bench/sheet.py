@@ -3,6 +3,7 @@
     .venv/bin/python bench/sheet.py                  # 100 and 1,000 entries, best of 3
     .venv/bin/python bench/sheet.py --entries 100 1000 5000 --repeat 5
     .venv/bin/python bench/sheet.py --renderer       # also: PdfRenderer, threads versus processes
+    .venv/bin/python bench/sheet.py --collector 10000 --repeat 3   # garbage collector paused or not
 
 For each size it prints seconds (best and median wall time of ``--repeat`` runs, after one warm-up
 render that pays for fontconfig and font loading; and the best CPU time, steadier when other work
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import io
 import statistics
 import sys
@@ -39,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import weasyprint
 from pypdf import PdfReader
 
+import reports.render
 from reports.formatting import date_iso, yuan
 from reports.render import PdfRenderer, RenderMode, render_sheet_pdf
 from reports.sheet_model import SheetModel
@@ -141,6 +145,42 @@ def bench_sizes(sizes: list[int], repeat: int) -> None:
             )
 
 
+def bench_collector(entries: int, repeat: int) -> None:
+    """The same sheet rendered with the garbage collector paused (as shipped) and left running,
+    taking turns. ``render`` is what a caller waits for; ``then gc`` is the full collection run
+    right after, which the paused render does itself and the running one leaves to later (the
+    document's cyclic garbage is collected either way: this is the worker's whole CPU cost)."""
+    model = sample_sheet(entries, first_seq=1)
+    render_sheet_pdf(sample_sheet(20, first_seq=1))
+    paused = reports.render.collector_paused
+    results: dict[str, list[tuple[float, float]]] = {"paused": [], "running": []}
+    print(f"\n{entries:,} entries, collector paused (as shipped) and running, taking turns")
+    print(f"{'collector':>10} {'render s':>9} {'then gc s':>10} {'both s':>7}")
+    for _ in range(repeat):
+        for name in ("running", "paused"):
+            reports.render.collector_paused = paused if name == "paused" else contextlib.nullcontext
+            try:
+                start = time.perf_counter()
+                render_sheet_pdf(model)
+                rendered = time.perf_counter() - start
+                gc.collect()
+                collected = time.perf_counter() - start - rendered
+            finally:
+                reports.render.collector_paused = paused
+            results[name].append((rendered, collected))
+            print(f"{name:>10} {rendered:>9.2f} {collected:>10.2f} {rendered + collected:>7.2f}")
+    medians = {
+        name: (statistics.median(r for r, _ in runs), statistics.median(r + c for r, c in runs))
+        for name, runs in results.items()
+    }
+    for name, (render, both) in medians.items():
+        print(f"{name:>10} median render {render:.2f} s, render and gc {both:.2f} s")
+    print(
+        f"{'ratio':>10} paused / running: render {medians['paused'][0] / medians['running'][0]:.2f}, "
+        f"render and gc {medians['paused'][1] / medians['running'][1]:.2f}"
+    )
+
+
 async def _loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
     interval = 0.005
     while not stop.is_set():
@@ -181,7 +221,16 @@ def main() -> None:
     parser.add_argument("--renderer", action="store_true", help="also compare PdfRenderer modes")
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--max-concurrent", type=int, default=2)
+    parser.add_argument(
+        "--collector",
+        type=int,
+        metavar="ENTRIES",
+        help="only: a sheet of ENTRIES rendered with the garbage collector paused and running, in turns",
+    )
     args = parser.parse_args()
+    if args.collector:
+        bench_collector(args.collector, args.repeat)
+        return
     bench_sizes(args.entries, args.repeat)
     if args.renderer:
         asyncio.run(bench_renderer(args.jobs, args.max_concurrent))

@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from reports.formatting import date_cn
 from reports.pdf_fonts import compact_fonts
-from reports.render import TEMPLATES_DIR
+from reports.render import TEMPLATES_DIR, collector_paused
 
 SLIPS_TEMPLATE = "slips.html.j2"
 SLIPS_PER_PAGE = 8
@@ -99,6 +99,7 @@ def render_slips_pdf(model: SlipsModel) -> bytes:
         base_url=TEMPLATES_DIR.as_uri() + "/",
         url_fetcher=weasyprint.urls.URLFetcher(allowed_protocols=("data",)),
     )
-    pdf = html.write_pdf(finisher=compact_fonts)
+    with collector_paused():
+        pdf = html.write_pdf(finisher=compact_fonts)
     assert pdf is not None
     return pdf
