@@ -136,41 +136,32 @@ def render_sheet_html(model: SheetModel) -> str:
 
 # --- PDF ---------------------------------------------------------------------------------------
 
-# Renders in this process that have paused the cyclic garbage collector (threads may render at once).
-_paused_renders = 0
-_collector_was_enabled = False
-_pause_lock = threading.Lock()
-
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while WeasyPrint lays out and draws a document.
 
     WeasyPrint allocates boxes, styles and text layouts by the million, and they all stay alive
-    until the PDF is written, so every automatic full collection walks all of them again, finding
-    nothing: 1.2-1.5 s of a 10,000-entry sheet's 10 s (``bench/sheet.py --collector``). Paused, the
-    document's own cyclic garbage (~650,000 objects for that sheet) is freed when the last render in
-    this process ends by one collection of the young generation (everything made since the pause),
-    which does not walk the long-lived heap: a sheet of 100 entries pays nothing for it. In
-    ``mode="thread"`` the pause covers the whole server process while a sheet renders: its other
-    garbage waits for the same collection.
+    until the PDF is written, so every automatic full collection walks the whole growing document
+    again, finding nothing: 1.2-1.5 s of a 10,000-entry sheet's 10 s (``bench/sheet.py
+    --collector``). Paused, the document's own cyclic garbage (~650,000 objects for that sheet) is
+    freed at the end by one collection of the young generation (everything made since the pause),
+    which does not walk the long-lived heap: a sheet of 100 entries pays nothing for it.
+
+    Only on the main thread of its process: a :class:`PdfRenderer` worker process, the CLI, a
+    test. The collector is process-wide, so in ``mode="thread"`` a pause would cover the whole
+    server for as long as renders follow one another; there, and when the collector is already off
+    (an outer pause, or its owner's choice), this does nothing.
     """
-    global _paused_renders, _collector_was_enabled
-    with _pause_lock:
-        if _paused_renders == 0:
-            _collector_was_enabled = gc.isenabled()
-            gc.disable()
-        _paused_renders += 1
+    if not gc.isenabled() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    gc.disable()
     try:
         yield
     finally:
-        with _pause_lock:
-            _paused_renders -= 1
-            resume = _paused_renders == 0 and _collector_was_enabled
-            if resume:
-                gc.enable()
-        if resume:
-            gc.collect(0)  # the young generation: what this render made, not the whole heap
+        gc.enable()
+        gc.collect(0)  # the young generation: what this render made, not the whole heap
 
 
 def render_sheet_pdf(model: SheetModel) -> bytes:

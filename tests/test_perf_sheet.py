@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import weasyprint
@@ -16,8 +18,8 @@ from PIL import Image, ImageChops
 from pypdf import PdfReader
 
 from reports import render as render_module
-from reports.pdf_fonts import compact_fonts
-from reports.render import TEMPLATES_DIR, collector_paused, render_sheet_html, render_sheet_pdf
+from reports.render import TEMPLATES_DIR, PdfRenderer, collector_paused, render_sheet_html, render_sheet_pdf
+from reports.sheet_model import SheetModel
 
 try:  # the sample sheet moves to tests/ with the architecture split (issue 9)
     from reports.sheet_sample import sample_sheet
@@ -68,41 +70,57 @@ def test_a_hundred_entry_sheet_is_small_and_draws_the_same(tmp_path: Path) -> No
     assert "资金收支公示" in text and "居民众筹收入" in text
 
 
-def test_the_collector_is_paused_while_a_sheet_renders_and_resumed_after(monkeypatch: pytest.MonkeyPatch) -> None:
-    """WeasyPrint's millions of live objects make every automatic full collection walk them again
-    (1.2-1.5 s of a 10,000-entry sheet): the collector is off while WeasyPrint works, then on."""
+def _collector_states_while_rendering(model: SheetModel) -> bytes:
+    """Render ``model`` (in whatever process or thread runs this) and answer whether the collector
+    was on while WeasyPrint's finisher ran, then after the render: module level, for the pool."""
     seen: list[bool] = []
+    finish = render_module.compact_fonts
 
-    def finisher(document: object, pdf: object) -> None:
+    def finisher(document: Any, pdf: Any) -> None:
         seen.append(gc.isenabled())
-        compact_fonts(document, pdf)  # type: ignore[arg-type]
+        finish(document, pdf)
 
-    monkeypatch.setattr(render_module, "compact_fonts", finisher)
-    assert gc.isenabled()
-    pdf = render_sheet_pdf(sample_sheet(20))
-    assert seen == [False]
-    assert gc.isenabled()
-    assert pdf.startswith(b"%PDF-")
+    render_module.compact_fonts = finisher
+    try:
+        assert render_module.render_sheet_pdf(model).startswith(b"%PDF-")
+    finally:
+        render_module.compact_fonts = finish
+    return json.dumps({"during": seen, "after": gc.isenabled()}).encode()
 
 
-def test_the_collector_stays_paused_until_the_last_render_ends_and_resumes_after_a_failure() -> None:
-    """Renders in threads overlap: the first to end must not turn the collector back on under the
-    other, a failed render must not leave it off, and one switched off by its owner stays off."""
+def test_the_collector_is_paused_while_a_sheet_renders_and_resumed_after() -> None:
+    """WeasyPrint's millions of live objects make every automatic full collection walk them again
+    (1.2-1.5 s of a 10,000-entry sheet): on the main thread (the CLI, a test) the collector is off
+    while WeasyPrint works, then on again."""
     assert gc.isenabled()
-    first, second = collector_paused(), collector_paused()
-    first.__enter__()
-    second.__enter__()
-    assert not gc.isenabled()
-    first.__exit__(None, None, None)
-    assert not gc.isenabled()
-    second.__exit__(None, None, None)
+    assert json.loads(_collector_states_while_rendering(sample_sheet(20))) == {"during": [False], "after": True}
+
+
+async def test_a_renderer_process_pauses_the_collector_and_a_renderer_thread_does_not() -> None:
+    """In a worker process the render has the process to itself; in ``mode="thread"`` the collector
+    belongs to the whole server, which must not go without it while sheets follow one another."""
+    model = sample_sheet(20)
+    for mode, during in (("process", False), ("thread", True)):
+        async with PdfRenderer(max_concurrent=1, mode=mode) as renderer:  # type: ignore[arg-type]
+            states = json.loads(await renderer.run(_collector_states_while_rendering, model))
+        assert states == {"during": [during], "after": True}, mode
     assert gc.isenabled()
 
+
+def test_a_failed_render_turns_the_collector_back_on_and_one_already_off_is_left_alone() -> None:
+    assert gc.isenabled()
     with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
         raise RuntimeError("WeasyPrint failed")
     assert gc.isenabled()
 
-    gc.disable()
+    with collector_paused():  # an outer pause keeps the collector off through an inner one
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+    gc.disable()  # off by its owner's choice: stays off
     try:
         with collector_paused():
             pass
