@@ -87,6 +87,14 @@ def _amount(fen: int) -> Decimal:
     return Decimal(fen).scaleb(-2)
 
 
+def entry_note(fields: dict[str, object]) -> str:
+    """The 说明 cell: what the entry's kind records about it (an in-kind entry's description, a
+    reversal's reason), then the treasurer's memo, joined by "；". Every text recorded is kept:
+    a memo once hid an in-kind entry's description, and a reversal's reason."""
+    texts = (fields.get("description"), fields.get("reason"), fields.get("memo"))
+    return "；".join(dict.fromkeys(t for t in texts if isinstance(t, str) and t))
+
+
 def export_rows(
     entries: Iterable[RecordedEntry], *, unmasked: bool, spreadsheet: bool = True
 ) -> Iterator[list[object]]:
@@ -95,7 +103,7 @@ def export_rows(
     for e in entries:
         f = e.fields
         who, where = entry_contributor(e, unmasked=unmasked) if e.contributor else (entry_counterparty(e), "")
-        note = f.get("memo") or f.get("description") or f.get("reason") or ""
+        note = entry_note(f)
         texts = [
             who,
             where,

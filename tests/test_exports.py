@@ -30,6 +30,7 @@ from tests.api_support import (
     error_fields,
     expenditure,
     grant,
+    in_kind,
     past,
     reversal,
     today,
@@ -74,7 +75,7 @@ async def test_formula_text_is_neutralised_in_csv_and_xlsx_and_amounts_stay_numb
     expected = {
         e["seq"]: (
             e.get("payee") or "",
-            e.get("memo") or e.get("reason") or "",
+            "；".join(t for t in (e.get("reason"), e.get("memo")) if t),
             Decimal(e["amount"]) * (-1 if e["kind"] == "reversal" else 1),
         )
         for e in entries
@@ -244,3 +245,25 @@ async def test_verify_is_computed_once_per_tree_size(world: World, api_app: Lite
     assert datetime.fromisoformat(after[0]["checked_at"]) > datetime.fromisoformat(first["checked_at"])
     assert cache.computed[project] == 2
     assert_problem(await world.api.get(url("no-such-project", "/ledger/verify")), 404, "not_found")
+
+
+async def test_the_note_keeps_a_description_and_a_reason_beside_the_memo(world: World) -> None:
+    """An in-kind entry's description and a reversal's reason are what the entry is; a memo only
+    adds to them. Each text recorded is in the 说明 cell of the CSV and the XLSX (and of the JSON that
+    ``ledger export`` writes from the same rows)."""
+    project = await world.project()
+    await world.entry(project, in_kind(memo="周六上午，自带工具"))
+    await world.entry(project, contribution(memo="路面刷黑众筹"))
+    await world.entry(project, reversal(2, memo="经民主理财小组核对"))
+    await world.entry(project, in_kind(description="清运建筑垃圾", memo="清运建筑垃圾"))
+    expected = {
+        1: "义务劳动 6 小时；周六上午，自带工具",
+        2: "路面刷黑众筹",
+        3: "金额录入错误；经民主理财小组核对",
+        4: "清运建筑垃圾",
+    }
+    rows = csv_rows((await world.api.get(url(project, "/entries.csv"))).content)[1:]
+    assert {int(r[0]): r[MEMO] for r in rows} == expected
+    sheet = openpyxl.load_workbook(io.BytesIO((await world.api.get(url(project, "/entries.xlsx"))).content)).active
+    assert sheet is not None
+    assert {r[0].value: r[MEMO].value for r in sheet.iter_rows(min_row=2)} == expected

@@ -247,8 +247,8 @@ async def test_template_strings_are_stored_and_shown_literally(world: World) -> 
 
     entry_fields = {"cmemo", "receipt", "grantor", "docno", "gmemo", "payee", "invoice", "xmemo", "descr", "kmemo"}
     entry_fields |= {"pmemo", "rmemo", "reason"}
-    # In-kind descriptions are not among the export's columns (reports/exports.py): not checked there.
-    export_fields = entry_fields - {"descr"}
+    # Every entry text reaches the exports: the 说明 cell joins description, reason and memo.
+    export_fields = entry_fields
     staff = await all_entries(api.client, project, Authorization=f"Bearer {world.treasurer}")
     public = await all_entries(api.client, project)
     csv_url, xlsx_url = f"{url}.csv", f"{url}.xlsx"
