@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import jinja2
 from markupsafe import Markup
@@ -44,6 +44,9 @@ from reports.sheet_model import (
     SheetModel,
     ratio,
 )
+
+if TYPE_CHECKING:
+    import weasyprint
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 SHEET_TEMPLATE = "sheet.html.j2"
@@ -175,7 +178,13 @@ def render_sheet_pdf(model: SheetModel) -> bytes:
         # renderer read a file or call a server.
         url_fetcher=weasyprint.urls.URLFetcher(allowed_protocols=()),
     )
-    # Only the glyphs drawn, not every glyph id below the highest (reports/pdf_fonts.py).
+    return write_pdf(html)
+
+
+def write_pdf(html: weasyprint.HTML) -> bytes:
+    """``html`` as PDF bytes, as every document of the service is written: with the collector
+    paused (:func:`collector_paused`) and only the glyphs drawn embedded, not every glyph id below
+    the highest (reports/pdf_fonts.py)."""
     with collector_paused():
         pdf = html.write_pdf(finisher=compact_fonts)
     assert pdf is not None

@@ -17,8 +17,7 @@ import segno
 from markupsafe import Markup
 
 from reports.formatting import date_cn
-from reports.pdf_fonts import compact_fonts
-from reports.render import TEMPLATES_DIR, collector_paused
+from reports.render import TEMPLATES_DIR, write_pdf
 
 SLIPS_TEMPLATE = "slips.html.j2"
 SLIPS_PER_PAGE = 8
@@ -99,7 +98,4 @@ def render_slips_pdf(model: SlipsModel) -> bytes:
         base_url=TEMPLATES_DIR.as_uri() + "/",
         url_fetcher=weasyprint.urls.URLFetcher(allowed_protocols=("data",)),
     )
-    with collector_paused():
-        pdf = html.write_pdf(finisher=compact_fonts)
-    assert pdf is not None
-    return pdf
+    return write_pdf(html)
