@@ -4,13 +4,15 @@
     .venv/bin/python bench/sheet.py --entries 100 1000 5000 --repeat 5
     .venv/bin/python bench/sheet.py --renderer       # also: PdfRenderer, threads versus processes
     .venv/bin/python bench/sheet.py --collector 10000 --repeat 3   # garbage collector paused or not
+    .venv/bin/python bench/sheet.py --split 10000 --repeat 3       # one process, or two halves at once
 
 For each size it prints seconds (best and median wall time of ``--repeat`` runs, after one warm-up
 render that pays for fontconfig and font loading; and the best CPU time, steadier when other work
 shares the machine), pages and bytes of
 
 - ``sheet``: :func:`reports.render.render_sheet_pdf` on ``sample_sheet(entries)``: the whole
-  sheet (summary, charts, all detail tables, decisions, QR code);
+  sheet (summary, charts, all detail tables, decisions, QR code), as shipped: from 400 bands
+  (about 2,000 entries) drawn in two halves at once (reports/sheet_split.py);
 - ``naive``: the same entries as one long ``<table>`` (one ``<tr>`` per entry, 8 cells, auto
   layout, collapsed borders, repeated header): what one writes first;
 - ``chunk``: the naive table cut into tables of 50 rows, the usual advice for long tables;
@@ -30,6 +32,7 @@ import asyncio
 import contextlib
 import gc
 import io
+import os
 import statistics
 import sys
 import time
@@ -46,6 +49,7 @@ import reports.render
 from reports.formatting import date_iso, yuan
 from reports.render import PdfRenderer, RenderMode, render_sheet_pdf
 from reports.sheet_model import SheetModel
+from reports.sheet_split import SPLIT_MIN_BANDS
 from tests.sheet_sample import sample_sheet
 
 NAIVE_CSS = """
@@ -146,8 +150,8 @@ def bench_sizes(sizes: list[int], repeat: int) -> None:
 
 
 def bench_collector(entries: int, repeat: int) -> None:
-    """The same sheet rendered with the garbage collector paused (as shipped) and left running,
-    taking turns. ``render`` is what a caller waits for; ``then gc`` is a full collection run right
+    """The same sheet rendered by one process with the garbage collector paused (as shipped) and
+    left running, taking turns. ``render`` is what a caller waits for; ``then gc`` is a full collection run right
     after: the paused render has already freed its document (a young-generation collection inside
     ``render``), the running one leaves that to a later collection, so ``both`` is the worker's
     whole CPU cost either way."""
@@ -162,7 +166,7 @@ def bench_collector(entries: int, repeat: int) -> None:
             reports.render.collector_paused = paused if name == "paused" else contextlib.nullcontext
             try:
                 start = time.perf_counter()
-                render_sheet_pdf(model)
+                render_sheet_pdf(model, split_min_bands=sys.maxsize)  # one process, as measured before the split
                 rendered = time.perf_counter() - start
                 gc.collect()
                 collected = time.perf_counter() - start - rendered
@@ -180,6 +184,29 @@ def bench_collector(entries: int, repeat: int) -> None:
         f"{'ratio':>10} paused / running: render {medians['paused'][0] / medians['running'][0]:.2f}, "
         f"render and gc {medians['paused'][1] / medians['running'][1]:.2f}"
     )
+
+
+def bench_split(entries: int, repeat: int) -> None:
+    """The same sheet rendered by one process and in two halves at once (as shipped, from
+    ``SPLIT_MIN_BANDS``), taking turns. ``wall`` is what a caller waits for; ``CPU`` adds the
+    second half's process (a forked child, counted once it is reaped)."""
+    model = sample_sheet(entries, first_seq=1)
+    render_sheet_pdf(sample_sheet(20, first_seq=1))
+    results: dict[str, list[float]] = {"whole": [], "split": []}
+    print(f"\n{entries:,} entries, one process and two halves (as shipped), taking turns")
+    print(f"{'render':>7} {'wall s':>7} {'CPU s':>6} {'pages':>6} {'bytes':>10}")
+    for _ in range(repeat):
+        for name in ("whole", "split"):
+            before = os.times()
+            start = time.perf_counter()
+            pdf = render_sheet_pdf(model, split_min_bands=sys.maxsize if name == "whole" else SPLIT_MIN_BANDS)
+            wall = time.perf_counter() - start
+            after = os.times()
+            cpu = sum(after[:4]) - sum(before[:4])
+            results[name].append(wall)
+            print(f"{name:>7} {wall:>7.2f} {cpu:>6.2f} {pages(pdf):>6} {len(pdf):>10,}")
+    whole, split = (statistics.median(results[name]) for name in ("whole", "split"))
+    print(f"median wall: whole {whole:.2f} s, split {split:.2f} s; ratio split / whole {split / whole:.2f}")
 
 
 async def _loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
@@ -228,9 +255,18 @@ def main() -> None:
         metavar="ENTRIES",
         help="only: a sheet of ENTRIES rendered with the garbage collector paused and running, in turns",
     )
+    parser.add_argument(
+        "--split",
+        type=int,
+        metavar="ENTRIES",
+        help="only: a sheet of ENTRIES rendered by one process and in two halves at once, in turns",
+    )
     args = parser.parse_args()
     if args.collector:
         bench_collector(args.collector, args.repeat)
+        return
+    if args.split:
+        bench_split(args.split, args.repeat)
         return
     bench_sizes(args.entries, args.repeat)
     if args.renderer:

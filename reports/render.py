@@ -44,6 +44,7 @@ from reports.sheet_model import (
     SheetModel,
     ratio,
 )
+from reports.sheet_split import SPLIT_MIN_BANDS, render_split_pdf
 
 if TYPE_CHECKING:
     import weasyprint
@@ -167,18 +168,26 @@ def collector_paused() -> Iterator[None]:
         gc.collect(0)  # the young generation: what this render made, not the whole heap
 
 
-def render_sheet_pdf(model: SheetModel) -> bytes:
-    """The sheet as PDF bytes: A4, fonts embedded as subsets, nothing fetched from anywhere."""
+def render_sheet_pdf(model: SheetModel, *, split_min_bands: int = SPLIT_MIN_BANDS) -> bytes:
+    """The sheet as PDF bytes: A4, fonts embedded as subsets, nothing fetched from anywhere.
+
+    A sheet of ``split_min_bands`` bands or more (about five times as many entries) is laid out
+    and drawn by two processes at once where that is safe (reports/sheet_split.py): the same PDF
+    pages, sooner."""
+    html = render_sheet_html(model)
+    return render_split_pdf(_sheet_html, html, min_bands=split_min_bands) or write_pdf(_sheet_html(html))
+
+
+def _sheet_html(html: str) -> weasyprint.HTML:
     import weasyprint  # imported here so that importing this module stays cheap
 
-    html = weasyprint.HTML(
-        string=render_sheet_html(model),
+    return weasyprint.HTML(
+        string=html,
         base_url=TEMPLATES_DIR.as_uri() + "/",
         # The sheet is self-contained: refuse every URL, so no text in a model can make the
         # renderer read a file or call a server.
         url_fetcher=weasyprint.urls.URLFetcher(allowed_protocols=()),
     )
-    return write_pdf(html)
 
 
 def write_pdf(html: weasyprint.HTML) -> bytes:
