@@ -29,8 +29,10 @@ the outline the whole render would have (built by WeasyPrint's own bookmark code
 pages) and loses the overlap's anchors. ``tests/test_sheet_split.py`` holds a split sheet to the
 whole render page by page: the same text, the same pixels, the same outline.
 
-Only where forking is safe: on the main thread of a process that runs no other thread (a
-``PdfRenderer`` worker process, the command line, a bench). Elsewhere the sheet renders whole.
+Only where forking is safe — on the main thread of a process that runs no other thread (a
+``PdfRenderer`` worker process, the command line, a bench) — and a second core is free (the
+halves cost about 1.5 times the CPU of one process: on one core, or with every core busy, they
+would only be slower). Elsewhere the sheet renders whole.
 """
 
 from __future__ import annotations
@@ -152,11 +154,23 @@ def forking_is_safe() -> bool:
     return int(threads.split()[1]) == 1
 
 
+def a_second_core_is_free() -> bool:
+    """True when this process may use two cores and the machine is not already busy on all of
+    them (1-minute load average below the core count). The halves cost about 1.5 times the CPU of
+    the whole render, so on a single core or a saturated machine they are slower than one process,
+    and they would take the CPU other requests are waiting for."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return cores >= 2 and os.getloadavg()[0] < cores
+
+
 def render_split_pdf(make_html: Callable[[str], Any], html: str, *, min_bands: int = SPLIT_MIN_BANDS) -> bytes | None:
     """The PDF of ``html`` (a sheet) made by two processes, or None where it should render whole:
-    too few bands, forking unsafe here, or the parts disagreed (logged)."""
+    too few bands, forking unsafe here, no second core free, or the parts disagreed (logged)."""
     bands = band_count(html)
-    if bands < max(min_bands, 2 * OVERLAP_BANDS) or not forking_is_safe():
+    if bands < max(min_bands, 2 * OVERLAP_BANDS) or not forking_is_safe() or not a_second_core_is_free():
         return None
     cut = bands // 2
     marks = range(cut - OVERLAP_BANDS, cut + 1)
