@@ -11,9 +11,9 @@ on half of it:
   every later one: the same row with an empty cell of the band's exact height, which costs
   WeasyPrint no text to shape, break or draw. It draws only the pages before the page the cut
   band starts on;
-- the **back** part (a child forked from this process, so it starts warm, fonts loaded) keeps the
-  bands from a margin of :data:`OVERLAP_BANDS` before the cut and ghosts the earlier ones. It draws
-  the pages from the cut's page on.
+- the **back** part (a helper process of this one, :func:`second_process`, started on the first
+  big sheet and kept warm) keeps the bands from a margin of :data:`OVERLAP_BANDS` before the cut
+  and ghosts the earlier ones. It draws the pages from the cut's page on.
 
 Both parts lay out every page, so page breaks, ``counter(page)`` and ``counter(pages)`` in the
 footers and the running header come out exactly as in the whole render; each part only *draws*
@@ -21,7 +21,7 @@ footers and the running header come out exactly as in the whole render; each par
 the overlap carry anchors, and the two parts must agree on the page of each, on the cut's page and
 on the number of pages, and the back part's first real band must lie before the cut's page (so
 every band it draws was laid out for real, from the same first band at the top of the same page as
-the whole render's). If anything disagrees — ghosts that moved a page break, a child that died —
+the whole render's). If anything disagrees — ghosts that moved a page break, a helper that died —
 the sheet is rendered whole, as before, and a warning is logged.
 
 The two PDFs are joined with pikepdf (qpdf: 0.1 s, object streams kept); the joined file gets
@@ -29,24 +29,25 @@ the outline the whole render would have (built by WeasyPrint's own bookmark code
 pages) and loses the overlap's anchors. ``tests/test_sheet_split.py`` holds a split sheet to the
 whole render page by page: the same text, the same pixels, the same outline.
 
-Only where forking is safe — on the main thread of a process that runs no other thread (a
-``PdfRenderer`` worker process, the command line, a bench) — and a second core is free (the
-halves cost about 1.5 times the CPU of one process: on one core, or with every core busy, they
-would only be slower). Elsewhere the sheet renders whole.
+Only when a second core is free (:func:`a_second_core_is_free`): the halves cost about 1.5 times
+the CPU of one process, so on one core, or with every core busy, they would only be slower.
+Elsewhere the sheet renders whole.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import re
 import threading
 import traceback
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from types import SimpleNamespace
 from typing import Any
 
@@ -131,27 +132,37 @@ def lay_out_and_draw(make_html: Callable[[str], Any], html: str, cut: int, marks
         )
 
 
-def _back_part_in_child(make_html: Callable[[str], Any], html: str, cut: int, marks: range, sender: Connection) -> None:
-    try:
-        sender.send(lay_out_and_draw(make_html, html, cut, marks, front=False))
-    except BaseException:
-        sender.send(traceback.format_exc())
-    finally:
-        sender.close()
+_helper: concurrent.futures.ProcessPoolExecutor | None = None
+_helper_lock = threading.Lock()
 
 
-def forking_is_safe() -> bool:
-    """True on the main thread of a process running no other thread, Python's or native."""
-    if not hasattr(os, "fork") or threading.current_thread() is not threading.main_thread():
-        return False
-    if threading.active_count() != 1:
-        return False
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            threads = next(line for line in status if line.startswith("Threads:"))
-    except (OSError, StopIteration):
-        return False
-    return int(threads.split()[1]) == 1
+def second_process() -> concurrent.futures.ProcessPoolExecutor:
+    """This process's helper for second halves: one worker process, started with ``spawn`` on the
+    first big sheet and kept (warm: WeasyPrint imported, fonts loaded) for the next ones. Spawned,
+    not forked: Pango 1.56 (Debian 13) keeps a fontconfig thread in the renderer, and a child
+    forked beside it could wait forever on a lock or a thread pool that did not come along."""
+    global _helper
+    from reports.render import _warm_worker
+
+    with _helper_lock:
+        if _helper is None:
+            _helper = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_worker
+            )
+            # Stopped before this process exits: a multiprocessing worker (a PdfRenderer's) joins
+            # its children on the way out *before* the executors' own exit hook would tell the
+            # helper to stop, and would wait for it forever. Finalizers with a priority run first,
+            # the highest first: before the executor's own queues close (priority 10).
+            multiprocessing.util.Finalize(_helper, _helper.shutdown, kwargs={"cancel_futures": True}, exitpriority=100)
+        return _helper
+
+
+def _forget_helper(helper: concurrent.futures.ProcessPoolExecutor) -> None:
+    global _helper
+    with _helper_lock:
+        if _helper is helper:
+            _helper = None
+    helper.shutdown(wait=False, cancel_futures=True)
 
 
 def a_second_core_is_free() -> bool:
@@ -168,29 +179,30 @@ def a_second_core_is_free() -> bool:
 
 def render_split_pdf(make_html: Callable[[str], Any], html: str, *, min_bands: int = SPLIT_MIN_BANDS) -> bytes | None:
     """The PDF of ``html`` (a sheet) made by two processes, or None where it should render whole:
-    too few bands, forking unsafe here, no second core free, or the parts disagreed (logged)."""
+    too few bands, no second core free, or the halves disagreed or one failed (logged)."""
     bands = band_count(html)
-    if bands < max(min_bands, 2 * OVERLAP_BANDS) or not forking_is_safe() or not a_second_core_is_free():
+    if bands < max(min_bands, 2 * OVERLAP_BANDS) or not a_second_core_is_free():
         return None
     cut = bands // 2
     marks = range(cut - OVERLAP_BANDS, cut + 1)
     front_html = part_html(html, lambda number: number < cut, marks)
     back_html = part_html(html, lambda number: number >= marks.start, marks)
 
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_back_part_in_child, args=(make_html, back_html, cut, marks, sender), daemon=True)
-    child.start()
-    sender.close()
+    helper = second_process()
     try:
-        front = lay_out_and_draw(make_html, front_html, cut, marks, front=True)
-        try:
-            back: PartDrawn | str = receiver.recv()
-        except EOFError:
-            back = f"the process drawing the second half exited ({child.exitcode})"
-    finally:
-        receiver.close()
-        child.join()
+        pending = helper.submit(lay_out_and_draw, make_html, back_html, cut, marks, front=False)
+    except BrokenProcessPool:  # it died since the last sheet: start another next time
+        _forget_helper(helper)
+        log.warning("sheet rendered whole: the process for second halves had died")
+        return None
+    front = lay_out_and_draw(make_html, front_html, cut, marks, front=True)
+    try:
+        back: PartDrawn | str = pending.result()
+    except BrokenProcessPool:
+        _forget_helper(helper)
+        back = "the process drawing the second half died"
+    except Exception:
+        back = traceback.format_exc()
 
     problem = back if isinstance(back, str) else _disagreement(front, back, marks)
     if problem:

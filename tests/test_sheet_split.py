@@ -12,11 +12,11 @@ import io
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import pikepdf
+import pytest
 from PIL import Image, ImageChops
 
 from reports import sheet_split
@@ -113,6 +113,7 @@ async def test_a_sheet_drawn_in_two_halves_is_the_whole_sheet_page_for_page(tmp_
 
 _FALLBACK_SCRIPT = """
 import logging, os, sys
+from concurrent.futures.process import BrokenProcessPool
 sys.path.insert(0, {root!r})
 logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
 from reports import sheet_split
@@ -139,14 +140,21 @@ os.sched_getaffinity = lambda pid: {{0}}  # one core
 assert render_sheet_pdf(model, split_min_bands={split_from}) == whole
 os.sched_getaffinity = real_affinity
 
-sheet_split._back_part_in_child = lambda *args: os._exit(3)  # the second half's process dies
+helper = sheet_split.second_process()
+try:  # the helper for second halves dies between two sheets
+    helper.submit(os._exit, 3).result()
+except BrokenProcessPool:
+    pass
 assert render_sheet_pdf(model, split_min_bands={split_from}) == whole
+assert render_sheet_pdf(model, split_min_bands={split_from}) == split  # and the next one has a new helper
+assert sheet_split.second_process() is not helper
 print("ok")
 """
 
 
 def test_a_split_is_repeatable_and_otherwise_the_sheet_renders_whole() -> None:
-    """Halves that disagree, a child that dies, a busy machine, a single core: the whole render."""
+    """Halves that disagree, a busy machine, a single core, a helper that died: the whole render
+    (and a new helper for the next sheet)."""
     script = _FALLBACK_SCRIPT.format(root=str(ROOT), entries=ENTRIES, never=NEVER, split_from=SPLIT_FROM)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -154,22 +162,23 @@ def test_a_split_is_repeatable_and_otherwise_the_sheet_renders_whole() -> None:
     warnings = [line for line in done.stderr.splitlines() if line.startswith("reports.sheet_split")]
     assert len(warnings) == 2, done.stderr
     assert "bands on different pages" in warnings[0] or "pages against" in warnings[0]
-    assert "exited (3)" in warnings[1]
+    assert "had died" in warnings[1]
 
 
-def test_no_fork_off_the_main_thread_or_beside_other_threads() -> None:
-    seen: list[bool] = []
-    worker = threading.Thread(target=lambda: seen.append(sheet_split.forking_is_safe()))
-    worker.start()
-    worker.join()
-    assert seen == [False]
-    # And a sheet rendered there is the whole render (no child process, no joined halves).
+def test_the_helper_for_second_halves_is_started_once_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     model = sample_sheet(ENTRIES)
-    pdfs: list[bytes] = []
-    worker = threading.Thread(target=lambda: pdfs.append(render_sheet_pdf(model, split_min_bands=SPLIT_FROM)))
-    worker.start()
-    worker.join()
-    assert _font_programs(pdfs[0]) == 3
+    helper = sheet_split.second_process()
+    try:
+        first = helper.submit(os.getpid).result()
+        assert first != os.getpid()
+        pdfs = [render_sheet_pdf(model, split_min_bands=SPLIT_FROM) for _ in range(2)]
+        assert [_font_programs(pdf) for pdf in pdfs] == [6, 6]
+        assert pdfs[0] == pdfs[1]
+        assert sheet_split.second_process() is helper
+        assert helper.submit(os.getpid).result() == first  # the same warm process, not a new one
+    finally:
+        sheet_split._forget_helper(helper)
 
 
 def test_every_band_of_the_template_is_found() -> None:
