@@ -11,8 +11,8 @@ render that pays for fontconfig and font loading; and the best CPU time, steadie
 shares the machine), pages and bytes of
 
 - ``sheet``: :func:`reports.render.render_sheet_pdf` on ``sample_sheet(entries)``: the whole
-  sheet (summary, charts, all detail tables, decisions, QR code), as shipped: from 400 bands
-  (about 2,000 entries) drawn in two halves at once (reports/sheet_split.py);
+  sheet (summary, charts, all detail tables, decisions, QR code), as shipped: from 1,000 bands
+  (about 5,000 entries) drawn in two halves at once (reports/sheet_split.py);
 - ``naive``: the same entries as one long ``<table>`` (one ``<tr>`` per entry, 8 cells, auto
   layout, collapsed borders, repeated header): what one writes first;
 - ``chunk``: the naive table cut into tables of 50 rows, the usual advice for long tables;

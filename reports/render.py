@@ -171,9 +171,9 @@ def collector_paused() -> Iterator[None]:
 def render_sheet_pdf(model: SheetModel, *, split_min_bands: int = SPLIT_MIN_BANDS) -> bytes:
     """The sheet as PDF bytes: A4, fonts embedded as subsets, nothing fetched from anywhere.
 
-    A sheet of ``split_min_bands`` bands or more (about five times as many entries) is laid out
-    and drawn by two processes at once where that is safe (reports/sheet_split.py): the same PDF
-    pages, sooner."""
+    A sheet of ``split_min_bands`` bands or more (five entries each: 5,000 entries by default) is
+    laid out and drawn by two processes at once when a second core is free
+    (reports/sheet_split.py): the same PDF pages, sooner."""
     html = render_sheet_html(model)
     return render_split_pdf(_sheet_html, html, min_bands=split_min_bands) or write_pdf(_sheet_html(html))
 

@@ -54,8 +54,9 @@ from typing import Any
 from reports.detail_tables import BAND_ROWS
 
 # A sheet with fewer bands renders whole: splitting costs each part the layout of every page, and
-# below ~2,000 entries that outweighs drawing half (``bench/sheet.py --split``).
-SPLIT_MIN_BANDS = 400
+# below ~5,000 entries that outweighs drawing half (``bench/sheet.py --split``: 2,000 entries
+# 0.89-1.11 of the whole render's time, 4,000 entries 0.80-0.93, 10,000 entries 0.77-0.79).
+SPLIT_MIN_BANDS = 1000
 # Bands before the cut that the back part lays out for real: more than a page holds (~11 bands),
 # so the first page the back part draws has no ghost on it.
 OVERLAP_BANDS = 40
