@@ -191,12 +191,17 @@ def render_split_pdf(make_html: Callable[[str], Any], html: str, *, min_bands: i
 
     helper = second_process()
     try:
-        pending = helper.submit(lay_out_and_draw, make_html, back_html, cut, marks, front=False)
+        pending = helper.submit(draw_back, make_html, back_html, cut, marks)
     except BrokenProcessPool:  # it died since the last sheet: start another next time
         _forget_helper(helper)
         log.warning("sheet rendered whole: the process for second halves had died")
         return None
-    front = lay_out_and_draw(make_html, front_html, cut, marks, front=True)
+    try:
+        front = draw_front(make_html, front_html, cut, marks)
+    except Exception:
+        pending.cancel()
+        log.warning("sheet rendered whole: its first half failed", exc_info=True)
+        return None
     try:
         back: PartDrawn | str = pending.result()
     except BrokenProcessPool:
@@ -207,10 +212,23 @@ def render_split_pdf(make_html: Callable[[str], Any], html: str, *, min_bands: i
 
     problem = back if isinstance(back, str) else _disagreement(front, back, marks)
     if problem:
-        log.warning("sheet rendered whole: its two halves disagree: %s", problem)
+        log.warning("sheet rendered whole, not in two halves: %s", problem)
         return None
     assert isinstance(back, PartDrawn)
-    return join(front, back)
+    try:
+        return join(front, back)
+    except Exception:
+        log.warning("sheet rendered whole: its halves could not be joined", exc_info=True)
+        return None
+
+
+def draw_front(make_html: Callable[[str], Any], html: str, cut: int, marks: range) -> PartDrawn:
+    return lay_out_and_draw(make_html, html, cut, marks, front=True)
+
+
+def draw_back(make_html: Callable[[str], Any], html: str, cut: int, marks: range) -> PartDrawn:
+    """In the helper process."""
+    return lay_out_and_draw(make_html, html, cut, marks, front=False)
 
 
 def _disagreement(front: PartDrawn, back: PartDrawn, marks: range) -> str | None:

@@ -140,6 +140,11 @@ os.sched_getaffinity = lambda pid: {{0}}  # one core
 assert render_sheet_pdf(model, split_min_bands={split_from}) == whole
 os.sched_getaffinity = real_affinity
 
+real_front = sheet_split.draw_front
+sheet_split.draw_front = lambda *args: 1 / 0  # the first half fails
+assert render_sheet_pdf(model, split_min_bands={split_from}) == whole
+sheet_split.draw_front = real_front
+
 helper = sheet_split.second_process()
 try:  # the helper for second halves dies between two sheets
     helper.submit(os._exit, 3).result()
@@ -153,16 +158,17 @@ print("ok")
 
 
 def test_a_split_is_repeatable_and_otherwise_the_sheet_renders_whole() -> None:
-    """Halves that disagree, a busy machine, a single core, a helper that died: the whole render
-    (and a new helper for the next sheet)."""
+    """Halves that disagree, a busy machine, a single core, a first half that fails, a helper that
+    died: the whole render (and a new helper for the next sheet)."""
     script = _FALLBACK_SCRIPT.format(root=str(ROOT), entries=ENTRIES, never=NEVER, split_from=SPLIT_FROM)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     warnings = [line for line in done.stderr.splitlines() if line.startswith("reports.sheet_split")]
-    assert len(warnings) == 2, done.stderr
+    assert len(warnings) == 3, done.stderr
     assert "bands on different pages" in warnings[0] or "pages against" in warnings[0]
-    assert "had died" in warnings[1]
+    assert "first half failed" in warnings[1]
+    assert "had died" in warnings[2]
 
 
 def test_the_helper_for_second_halves_is_started_once_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
