@@ -151,10 +151,10 @@ def bench_sizes(sizes: list[int], repeat: int) -> None:
 
 def bench_collector(entries: int, repeat: int) -> None:
     """The same sheet rendered by one process with the garbage collector paused (as shipped) and
-    left running, taking turns. ``render`` is what a caller waits for; ``then gc`` is a full collection run right
-    after: the paused render has already freed its document (a young-generation collection inside
-    ``render``), the running one leaves that to a later collection, so ``both`` is the worker's
-    whole CPU cost either way."""
+    left running, taking turns. ``render`` is what a caller waits for; ``then gc`` is a full
+    collection run right after: the paused render has already freed its document (a
+    young-generation collection inside ``render``), the running one leaves that to a later
+    collection, so ``both`` is the worker's whole CPU cost either way."""
     model = sample_sheet(entries, first_seq=1)
     render_sheet_pdf(sample_sheet(20, first_seq=1))
     paused = reports.render.collector_paused

@@ -2,7 +2,8 @@
 
 Not timed (``bench/sheet.py --split`` measures the gain): these hold the split to the whole render
 page by page — text, pixels, outline, metadata — and check that it falls back to the whole render
-whenever its halves disagree or one of them fails, and that it never forks where that is unsafe.
+whenever its halves disagree, one of them fails or no second core is free, and that its helper
+process is started once and kept.
 """
 
 from __future__ import annotations
