@@ -56,6 +56,8 @@ async def read_json(request: Request) -> bytes:
     # when the body holds such an escape.
     if _ESCAPED_SURROGATE.search(raw) and _has_lone_surrogate(parsed):
         raise ApiError("malformed_request", "请求体含有无效的 Unicode 字符（孤立的代理项 \\ud800–\\udfff）")
+    # Kept for idempotency_request, which fingerprints the same body: one parse, not two.
+    request.scope["ledger_json"] = (raw, parsed)  # type: ignore[typeddict-unknown-key]
     return raw
 
 
@@ -117,7 +119,9 @@ def idempotency_key(request: Request) -> str:
 def idempotency_request(request: Request, scope: str, key: str, raw: bytes) -> IdempotencyRequest:
     """Fingerprint = method, path and the body in canonical form (key order and spacing do not
     count as a different request)."""
-    body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    read: tuple[bytes, Any] | None = request.scope.get("ledger_json")  # type: ignore[assignment]
+    parsed = read[1] if read is not None and read[0] is raw else json.loads(raw)
+    body = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return IdempotencyRequest(
         scope=scope,
         key=key,

@@ -164,7 +164,9 @@ _APPEND_GROUP_MAX: weakref.WeakKeyDictionary[AsyncEngine, int] = weakref.WeakKey
 def append_group_max(engine: AsyncEngine) -> int:
     """``LEDGER_APPEND_GROUP_MAX`` of the settings the engine was made with: how many single
     appends one transaction may take (ledger/append_group.py); 1 means no group commit."""
-    return _APPEND_GROUP_MAX.get(engine, DatabaseSettings.model_fields["append_group_max"].default)
+    group_max = _APPEND_GROUP_MAX.get(engine)
+    # Asked on every single append: the settings' default is looked up only for a foreign engine.
+    return group_max if group_max is not None else DatabaseSettings.model_fields["append_group_max"].default
 
 
 def _discard_if_transaction_left_open(dbapi_connection: Any, record: Any) -> None:

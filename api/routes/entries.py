@@ -48,7 +48,11 @@ from reports.exports import XlsxWriter, csv_chunk, csv_header
 
 def to_draft(body: Any) -> EntryDraft:
     """A validated request body → the ledger's draft (money already in fen)."""
-    contributor = getattr(body, "contributor", None)
+    # The body is one of several entry models, each with its own fields: read them from the
+    # model's dict. getattr(body, name, None) on a field the model lacks goes through pydantic's
+    # __getattr__ and an AttributeError — a twentieth of the single append's CPU.
+    fields: dict[str, Any] = body.__dict__
+    contributor = fields.get("contributor")
     ref = None
     if contributor is not None:
         if contributor.id is None and contributor.name is None:
@@ -67,22 +71,22 @@ def to_draft(body: Any) -> EntryDraft:
     return EntryDraft(
         kind=body.kind,
         occurred_on=body.occurred_on,
-        amount_fen=getattr(body, "amount", None),
+        amount_fen=fields.get("amount"),
         memo=body.memo,
         contributor=ref,
-        channel=getattr(body, "channel", None),
-        receipt_no=getattr(body, "receipt_no", None),
-        grantor=getattr(body, "grantor", None),
-        document_no=getattr(body, "document_no", None),
-        payee=getattr(body, "payee", None),
-        category=getattr(body, "category", None),
-        invoice_no=getattr(body, "invoice_no", None),
-        description=getattr(body, "description", None),
-        payer=getattr(body, "payer", None),
-        reverses_seq=getattr(body, "reverses", None),
-        reason=getattr(body, "reason", None),
-        pledge_seq=getattr(body, "pledge", None),
-        cites_award=getattr(body, "cites_award", False),
+        channel=fields.get("channel"),
+        receipt_no=fields.get("receipt_no"),
+        grantor=fields.get("grantor"),
+        document_no=fields.get("document_no"),
+        payee=fields.get("payee"),
+        category=fields.get("category"),
+        invoice_no=fields.get("invoice_no"),
+        description=fields.get("description"),
+        payer=fields.get("payer"),
+        reverses_seq=fields.get("reverses"),
+        reason=fields.get("reason"),
+        pledge_seq=fields.get("pledge"),
+        cites_award=fields.get("cites_award", False),
         attachments=tuple(dict.fromkeys(body.attachments)),
     )
 
