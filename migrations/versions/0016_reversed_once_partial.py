@@ -14,9 +14,11 @@ per connection (and append transactions run with ``plan_cache_mode = force_gener
 Planned while a project's entries were few, the check went through ``entries_reversed_once``
 with ``project_id`` and ``community_id`` as its index condition and ``seq`` as a filter: it read
 every entry of the project to find one. Two postings per entry: at a few hundred entries per
-project that was half of PostgreSQL's CPU per append (0.60 → 0.33 ms once fixed,
-docs/performance.md §5), and it grew with the project — at a million entries, a scan of a
-million index tuples per posting.
+project that was half of PostgreSQL's CPU per append on PostgreSQL 15 (0.60 → 0.33 ms once fixed,
+docs/performance.md §5), and its cost grew with the project for as long as the connection kept
+that plan. Which index a generic plan picks in such a tie depends on the statistics of the moment
+(PostgreSQL 16 in the append benchmark happened to pick the key; the same version picks the
+wrong one in tests/test_entry_key_lookups.py): no choice is left to it now.
 
 Now a unique index ``WHERE reverses_seq IS NOT NULL``, under the same name: the same rule (an
 entry is reversed at most once; NULLs never collided), an index only of reversals, and one no
