@@ -20,6 +20,7 @@ from litestar.plugins.pydantic import PydanticPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api import fast_append
 from api.auth import Caller, caller_of
 from api.db import Db, engine_for, provide_db
 from api.errors import EXCEPTION_HANDLERS
@@ -176,6 +177,25 @@ def _demo_publisher(engine: AsyncEngine, renderer: PdfRenderer, base_url: str) -
     return publish
 
 
+class LedgerApp(Litestar):
+    """The service's Litestar app, with the single append's fast path in front of its router
+    (api/fast_append.py: a known treasurer's append answered without Litestar's request cycle;
+    anything else goes on to Litestar as it came)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            project_code = fast_append.project_of(scope)
+            if project_code is not None:
+                await fast_append.serve(
+                    self, project_code, scope, receive, send, downstream=self.handle_without_fast_path
+                )
+                return
+        await super().__call__(scope, receive, send)
+
+    async def handle_without_fast_path(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -243,7 +263,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.to_thread(runtime.stop)
 
     api_v1 = Router(path="/api/v1", route_handlers=API_V1_ROUTES)
-    return Litestar(
+    return LedgerApp(
         route_handlers=[
             health.healthz,
             health.readyz,

@@ -37,9 +37,21 @@ M = TypeVar("M", bound=BaseModel)
 async def read_json(request: Request) -> bytes:
     """The raw body, checked to be well-formed JSON (400 otherwise)."""
     content_type = request.headers.get("content-type", "application/json")
-    if "json" not in content_type.lower():
+    if not is_json_media_type(content_type):
         raise ApiError("malformed_request", "请求体须为 JSON（Content-Type: application/json）")
     raw = await request.body()
+    parsed = parse_json(raw)
+    # Kept for idempotency_request, which fingerprints the same body: one parse, not two.
+    request.scope["ledger_json"] = (raw, parsed)  # type: ignore[typeddict-unknown-key]
+    return raw
+
+
+def is_json_media_type(content_type: str) -> bool:
+    return "json" in content_type.lower()
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body parsed, or 400: not UTF-8 JSON, nested too deep, or holding a lone surrogate."""
     too_deep = ApiError("malformed_request", f"请求体 JSON 嵌套过深（最多 {JSON_DEPTH_MAX} 层）")
     try:
         parsed = json.loads(raw)
@@ -56,9 +68,7 @@ async def read_json(request: Request) -> bytes:
     # when the body holds such an escape.
     if _ESCAPED_SURROGATE.search(raw) and _has_lone_surrogate(parsed):
         raise ApiError("malformed_request", "请求体含有无效的 Unicode 字符（孤立的代理项 \\ud800–\\udfff）")
-    # Kept for idempotency_request, which fingerprints the same body: one parse, not two.
-    request.scope["ledger_json"] = (raw, parsed)  # type: ignore[typeddict-unknown-key]
-    return raw
+    return parsed
 
 
 # No request body of this API nests deeper than four levels (a batch's entry's contributor).
@@ -108,7 +118,10 @@ def reject_nul_in_url(request: Request) -> None:
 
 
 def idempotency_key(request: Request) -> str:
-    key = request.headers.get("idempotency-key")
+    return checked_idempotency_key(request.headers.get("idempotency-key"))
+
+
+def checked_idempotency_key(key: str | None) -> str:
     if key is None:
         raise ApiError("idempotency_key_missing", "写入请求须带 Idempotency-Key 请求头")
     if not 1 <= len(key) <= 255 or not all(0x21 <= ord(ch) <= 0x7E for ch in key):
@@ -121,12 +134,14 @@ def idempotency_request(request: Request, scope: str, key: str, raw: bytes) -> I
     count as a different request)."""
     read: tuple[bytes, Any] | None = request.scope.get("ledger_json")  # type: ignore[assignment]
     parsed = read[1] if read is not None and read[0] is raw else json.loads(raw)
-    body = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return IdempotencyRequest(
-        scope=scope,
-        key=key,
-        fingerprint=fingerprint(request.method.encode(), request.url.path.encode(), body.encode()),
+        scope=scope, key=key, fingerprint=request_fingerprint(request.method, request.url.path, parsed)
     )
+
+
+def request_fingerprint(method: str, path: str, parsed_body: Any) -> bytes:
+    body = json.dumps(parsed_body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return fingerprint(method.encode(), path.encode(), body.encode())
 
 
 def parse_body(model: type[M], raw: bytes) -> M:
