@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.datastructures import URL
 
 from api import schemas as s
-from api.auth import KnownWriters
+from api.auth import Caller, KnownWriters
 from api.http import (
     JSON_BODY_MAX,
     checked_idempotency_key,
@@ -43,12 +43,14 @@ from api.http import (
     request_fingerprint,
 )
 from api.routes.entries import APPEND_FAILED, entry_body, to_draft
+from ledger.drafts import EntryDraft
 from ledger.entries import append_entries
 from ledger.idempotency import IdempotencyRequest
 from ledger.tokens import hash_secret
 
 if TYPE_CHECKING:
     from litestar import Litestar
+    from litestar.datastructures import State
     from litestar.types import (
         ASGIApp,
         HTTPResponseBodyEvent,
@@ -92,39 +94,14 @@ async def _append(
     app: Litestar, project_code: str, scope: Scope, receive: Receive, send: Send, taken: list[ReceiveMessage]
 ) -> bool:
     state = app.state
-    known: KnownWriters | None = state.get("known_writers")
-    if known is None or state.get("reads") is not None or "\x00" in scope["path"]:
-        return False
-    headers: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        if name in _READ:
-            if name in headers:
-                return False
-            headers[name] = value
-    scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
-        return False
-    caller = known.caller(hash_secret(secret), project_code)
-    if caller is None or caller.token is None:
-        return False
-    length = headers.get(b"content-length", b"")
-    if not length.isdigit() or int(length) > JSON_BODY_MAX:
-        return False
-    raw = await _read_body(receive, taken)
-    if raw is None:
-        return False
     try:
-        if not is_json_media_type(headers.get(b"content-type", b"application/json").decode("latin-1")):
-            return False
-        parsed = parse_json(raw)
-        key_header = headers.get(b"idempotency-key")
-        key = checked_idempotency_key(key_header.decode("latin-1") if key_header is not None else None)
-        draft = to_draft(parse_body(s.EntryRequest, raw).root)
+        accepted = await _accept(state, project_code, scope, receive, taken)
     except Exception:
-        return False  # the route finds the same fault and answers it
-    path = URL.from_scope(scope).path  # as the route's request.url.path
-    idempotency = IdempotencyRequest(scope=caller.scope, key=key, fingerprint=request_fingerprint("POST", path, parsed))
+        return False  # the route meets the same fault and answers it
+    if accepted is None:
+        return False
+    caller, draft, idempotency = accepted
+    assert caller.token is not None
     try:
         result = await append_entries(
             state.engine,
@@ -147,6 +124,43 @@ async def _append(
     await send(start)
     await send(end)
     return True
+
+
+async def _accept(
+    state: State, project_code: str, scope: Scope, receive: Receive, taken: list[ReceiveMessage]
+) -> tuple[Caller, EntryDraft, IdempotencyRequest] | None:
+    """The caller, the draft and the idempotency of a single append the fast path takes, or None
+    (then the route takes it). Nothing is written here."""
+    known: KnownWriters | None = state.get("known_writers")
+    if known is None or state.get("reads") is not None or "\x00" in scope["path"]:
+        return None
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in _READ:
+            if name in headers:
+                return None
+            headers[name] = value
+    scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        return None
+    caller = known.caller(hash_secret(secret), project_code)
+    if caller is None or caller.token is None:
+        return None
+    length = headers.get(b"content-length", b"")
+    if not length.isdigit() or int(length) > JSON_BODY_MAX:
+        return None
+    if not is_json_media_type(headers.get(b"content-type", b"application/json").decode("latin-1")):
+        return None
+    raw = await _read_body(receive, taken)
+    if raw is None:
+        return None
+    parsed = parse_json(raw)
+    key_header = headers.get(b"idempotency-key")
+    key = checked_idempotency_key(key_header.decode("latin-1") if key_header is not None else None)
+    draft = to_draft(parse_body(s.EntryRequest, raw).root)
+    path = URL.from_scope(scope).path  # as the route's request.url.path
+    return caller, draft, IdempotencyRequest(caller.scope, key, request_fingerprint("POST", path, parsed))
 
 
 async def _read_body(receive: Receive, taken: list[ReceiveMessage]) -> bytes | None:
