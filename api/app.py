@@ -186,13 +186,8 @@ class LedgerApp(Litestar):
         if scope["type"] == "http":
             project_code = fast_append.project_of(scope)
             if project_code is not None:
-                await fast_append.serve(
-                    self, project_code, scope, receive, send, downstream=self.handle_without_fast_path
-                )
+                await fast_append.serve(self, project_code, scope, receive, send, downstream=super().__call__)
                 return
-        await super().__call__(scope, receive, send)
-
-    async def handle_without_fast_path(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
 
 

@@ -237,7 +237,12 @@ def known_writers(request: Request) -> KnownWriters:
 
 
 def _bearer_secret(request: Request) -> str | None:
-    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return bearer_secret(request.headers.get("authorization", ""))
+
+
+def bearer_secret(authorization: str) -> str | None:
+    """The secret of an ``Authorization: Bearer <secret>`` header; None for any other header."""
+    scheme, _, secret = authorization.partition(" ")
     return secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.datastructures import URL
 
 from api import schemas as s
-from api.auth import Caller, KnownWriters
+from api.auth import Caller, KnownWriters, bearer_secret
 from api.http import (
     JSON_BODY_MAX,
     checked_idempotency_key,
@@ -141,9 +141,8 @@ async def _accept(
             if name in headers:
                 return None
             headers[name] = value
-    scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
+    secret = bearer_secret(headers.get(b"authorization", b"").decode("latin-1"))
+    if secret is None:
         return None
     caller = known.caller(hash_secret(secret), project_code)
     if caller is None or caller.token is None:
