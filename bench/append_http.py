@@ -1,7 +1,7 @@
 """Benchmark: single appends through HTTP (``POST /api/v1/projects/{p}/entries``) driven by wrk, next
 to the raw asyncpg ceiling measured in the same run on the same database.
 
-    .venv/bin/python bench/append_http.py [--seconds 10] [--connections 16] [--projects 20] [--workers 1 2 4] [--skip-off]
+    .venv/bin/python bench/append_http.py [--seconds 10] [--connections 16] [--projects 20] [--workers 1 2 4] [--skip-off] [--rounds 1]
 
 Needs ``wrk`` (``apt-get install wrk``): a C load generator, so the client does not eat the
 server's CPU the way a Python client would (httpx cost ~1.8 ms CPU per request on these cores).
@@ -16,6 +16,12 @@ Starts its own embedded PostgreSQL (temporary folder, migrated, both roles), the
   keep-alive connections POSTing one contribution each (a fresh Idempotency-Key per request, a
   treasurer's admin token) over ``--projects`` projects, for ``--seconds``.
 
+With ``--rounds N`` the ceiling and the HTTP runs alternate N times (the run with group commit
+off only in the first round), each HTTP run's ratio taken against its own round's ceiling, and the
+median of the rounds' ratios is printed last: the box's speed drifts by tens of percent within
+minutes, and a ceiling measured once, minutes away from the run it divides, moves the ratio by as
+much as any change to the service.
+
 Prints appends/s, p50/p99 (wrk's for HTTP), the ratio to the ceiling, and checks afterwards that
 every acknowledged append is in the ledger: the projects' sizes sum to the 201s wrk counted, and
 each project's seqs are gapless (``verify``-style count = max(seq)).
@@ -28,6 +34,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,7 +114,6 @@ async def gapless(app_url: str, codes: list[str]) -> tuple[int, bool]:
 
 
 async def ceiling(app_url: str, owner_url: str, settings: Settings, projects: int, seconds: float) -> dict[str, float]:
-    await create_ceiling_tables(dsn(owner_url), settings.app_role)
     pool = await asyncpg.create_pool(dsn(app_url), min_size=16, max_size=16)
     try:
         await run_writers("warm-up", 300, 16, ceiling_append(pool, [999]))
@@ -134,6 +140,7 @@ def main() -> None:
         help="skip the run with group commit off, so the first server meets an empty entries table "
         "(a fresh deployment: the plans its connections cache are made on small statistics)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the ceiling and the HTTP runs this many times")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/append_http.py needs wrk: apt-get install wrk")
@@ -142,7 +149,7 @@ def main() -> None:
     runtime = DatabaseRuntime(settings)
     script = Path(tmp) / "append.lua"
     script.write_text(SCRIPT)
-    rows: list[tuple[str, dict[str, float]]] = []
+    rows: list[tuple[int, str, dict[str, float]]] = []
     try:
         urls = runtime.start()
         upgrade(urls.owner, settings.app_role)
@@ -158,55 +165,68 @@ def main() -> None:
             return token, codes
 
         token, codes = asyncio.run(prepare())
-        rows.append(
-            (
-                "ceiling: raw asyncpg, 16 writers",
-                asyncio.run(ceiling(urls.app, urls.owner, settings, args.projects, args.seconds)),
-            )
-        )
-        checks = []
-        # 0: the baseline of group commit, one worker with LEDGER_APPEND_GROUP_MAX=1 (each append
-        # its own transaction).
-        for workers in [*([] if args.skip_off else [0]), *args.workers]:
-            extra = {"LEDGER_APPEND_GROUP_MAX": "1"} if workers == 0 else {}
-            proc, base = serve(urls.app, urls.owner, tmp, max(workers, 1), extra)
-            try:
-                env = {"BENCH_TOKEN": token, "BENCH_PROJECTS": ",".join(codes[workers]), "BENCH_SCOPE": f"w{workers}"}
-                run_wrk(base, script, 2, args.connections, {**env, "BENCH_SCOPE": f"warm{workers}"})
-                before = cpu_by_role(proc.pid)
-                result = run_wrk(base, script, args.seconds, args.connections, env)
-                result.update(cpu_delta(before, cpu_by_role(proc.pid)))
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
-            name = f"--workers {workers}" if workers else "--workers 1, no group commit"
-            rows.append((f"HTTP, {name}, wrk -c{args.connections}", result))
-            size, ok = asyncio.run(gapless(urls.app, codes[workers]))
-            checks.append((workers, size, ok))
+        asyncio.run(create_ceiling_tables(dsn(urls.owner), settings.app_role))
+        checks: dict[int, tuple[int, bool]] = {}
+        for round_no in range(1, args.rounds + 1):
+            # One ceiling per round, right before the HTTP runs it is the baseline of.
+            ceiling_row = asyncio.run(ceiling(urls.app, urls.owner, settings, args.projects, args.seconds))
+            rows.append((round_no, "ceiling: raw asyncpg, 16 writers", ceiling_row))
+            # 0: the baseline of group commit, one worker with LEDGER_APPEND_GROUP_MAX=1 (each append
+            # its own transaction), in the first round only.
+            off = [] if args.skip_off or round_no > 1 else [0]
+            for workers in [*off, *args.workers]:
+                extra = {"LEDGER_APPEND_GROUP_MAX": "1"} if workers == 0 else {}
+                proc, base = serve(urls.app, urls.owner, tmp, max(workers, 1), extra)
+                try:
+                    env = {
+                        "BENCH_TOKEN": token,
+                        "BENCH_PROJECTS": ",".join(codes[workers]),
+                        "BENCH_SCOPE": f"r{round_no}w{workers}",
+                    }
+                    run_wrk(base, script, 2, args.connections, {**env, "BENCH_SCOPE": f"warm{round_no}w{workers}"})
+                    before = cpu_by_role(proc.pid)
+                    result = run_wrk(base, script, args.seconds, args.connections, env)
+                    result.update(cpu_delta(before, cpu_by_role(proc.pid)))
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+                result["ratio"] = result["rate"] / ceiling_row["rate"]
+                name = f"--workers {workers}" if workers else "--workers 1, no group commit"
+                rows.append((round_no, f"HTTP, {name}, wrk -c{args.connections}", result))
+                checks[workers] = asyncio.run(gapless(urls.app, codes[workers]))
     finally:
         runtime.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    ceiling_rate = rows[0][1]["rate"]
     print(
         f"\nsingle appends over {args.projects} projects, ~{args.seconds:g} s each; {os.cpu_count()} CPUs shared by "
         f"the client, the server and PostgreSQL (load average {os.getloadavg()[0]:.1f}); synchronous_commit on"
     )
     print(
-        f"{'scenario':50} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× ceiling':>10}"
+        f"{'round':>5} {'scenario':50} {'appends/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'× ceiling':>10}"
         f"  CPU ms per append: {'server':>7} {'postgres':>8} {'wrk':>5}"
     )
-    for name, r in rows:
+    for round_no, name, r in rows:
         note = f"  ({int(r['bad'])} not 201)" if r.get("bad") else ""
         n = r["ok"] + r.get("bad", 0)
         cpu = f"{'':20} {r['server'] * 1000 / n:7.3f} {r['postgres'] * 1000 / n:8.3f} {r['wrk'] * 1000 / n:5.3f}"
         print(
-            f"{name:50} {r['rate']:10,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['rate'] / ceiling_rate:10.2f}{cpu}{note}"
+            f"{round_no:5} {name:50} {r['rate']:10,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r.get('ratio', 1.0):10.2f}"
+            f"{cpu}{note}"
         )
     print("(CPU per append: the ceiling's 'server' is its Python asyncpg client; a steadier figure than rates here.)")
-    for workers, size, ok in checks:
+    if args.rounds > 1:
+        by_scenario: dict[str, list[float]] = {}
+        for _, name, r in rows:
+            if "ratio" in r:
+                by_scenario.setdefault(name, []).append(r["ratio"])
+        for name, ratios in by_scenario.items():
+            shown = ", ".join(f"{x:.2f}" for x in ratios)
+            print(f"{name}: median ratio {statistics.median(ratios):.2f} over {len(ratios)} round(s) ({shown})")
+    for workers, (size, ok) in sorted(checks.items()):
         print(
-            f"--workers {workers or '1, no group commit'}: {size:,} entries in the ledger after the run (warm-up included), seqs gapless: {ok}"
+            f"--workers {workers or '1, no group commit'}: {size:,} entries in the ledger after the run "
+            f"(warm-up included), seqs gapless: {ok}"
         )
 
 

@@ -274,7 +274,7 @@ class AppendGroups:
         conn: asyncpg.Connection,
         members: list[tuple[_Request, _Batch]],
         results: list[tuple[_Request, AppendResult | LedgerError]],
-    ) -> list[_Rows]:
+    ) -> _Rows:
         """Check and build every member's entry, in queue order, each on its project's batch."""
         asks = [batch.contributor_ask([r.draft]) for r, batch in members]
         found = await resolve_contributors_many(conn, [ask for _, ask in asks])
@@ -289,7 +289,10 @@ class AppendGroups:
             entries.append(entry)
             responses.append((r.idempotency, r.status, body))
             results.append((r, AppendResult(status=r.status, body=body, replayed=False, entries=[entry])))
-        return [batch.rows(entries, responses) for batch, entries, responses in written.values()]
+        out = _Rows()
+        for batch, entries, responses in written.values():
+            batch.rows(entries, responses, out)
+        return out
 
 
 def _joins_a_batch(draft: EntryDraft) -> bool:
