@@ -5,6 +5,7 @@ idempotency key, replays byte for byte, refusals that leave no trace, receipts t
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -112,6 +113,47 @@ async def test_concurrent_appends_share_transactions_and_stay_gapless(engine: As
             proof = await tree.inclusion(conn, projects[i % 4].code, body.seq, body.tree_size)
         assert root == body.root_hash and proof.root_hash == root
         merkle.verify_inclusion(body.leaf_hash, body.seq - 1, size, proof.proof, root)  # raises if wrong
+
+
+async def test_optional_columns_set_on_some_appends_of_a_group_are_written_to_those_only(engine: AsyncEngine) -> None:
+    """A group's columns that only NULLs fill go to PostgreSQL as NULL arrays, which unnest pads
+    (ledger/entries.py write_rows): a memo or an anonymity id on some appends of a group must land
+    on exactly those entries, and a group where no append has one must write none."""
+    projects = [await make_project(engine, spending_gate="waived") for _ in range(6)]
+
+    def draft(i: int) -> EntryDraft:
+        d = contribution(f"居民{i}", 100 + i, f"M{i}")
+        if i % 3 == 0:
+            d = replace(d, memo=f"备注{i}")
+        if i % 4 == 1:
+            d = replace(d, contributor=ContributorRef(name=f"居民{i}", household="1栋1单元", anonymous=True))
+        return d
+
+    # Plain appends first (no optional column in any of them), then the mixed ones, each burst
+    # concurrent so that it is grouped.
+    await asyncio.gather(
+        *(append(engine, projects[i], contribution(f"居民{i}", 50, f"P{i}"), f"p{i}") for i in range(6))
+    )
+    await asyncio.gather(*(append(engine, projects[i % 6], draft(i), f"m{i}") for i in range(24)))
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT e.receipt_no, e.memo, e.anonymous, e.anonymous_id IS NOT NULL FROM entries e "
+                    "WHERE e.project_id = ANY(:ps)"
+                ),
+                {"ps": [p.id for p in projects]},
+            )
+        ).all()
+    stored = {r[0]: (r[1], r[2], r[3]) for r in rows}
+    assert len(stored) == 30
+    for i in range(6):
+        assert stored[f"P{i}"] == (None, False, False)
+    for i in range(24):
+        anonymous = i % 4 == 1
+        assert stored[f"M{i}"] == (f"备注{i}" if i % 3 == 0 else None, anonymous, anonymous), i
+    for project in projects:
+        assert (await tree.verify(engine, project.code)).ok
 
 
 async def test_a_refused_append_fails_alone_and_leaves_no_trace(engine: AsyncEngine) -> None:
