@@ -63,7 +63,7 @@ from ledger.entries import (
 from ledger.entry_reads import RecordedEntry
 from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused, LedgerError, NotFound, TokenRevoked
 from ledger.idempotency import IdempotencyRequest, StoredResponse, response_body
-from ledger.tokens import TOKEN_REVOKED, live_tokens
+from ledger.tokens import LIVE_TOKENS_SQL, TOKEN_REVOKED
 
 GROUP_SIZE_MAX = 32
 # One group is written at a time; a second starts only while SECOND_GROUP_WAITING appends wait
@@ -73,7 +73,12 @@ GROUP_SIZE_MAX = 32
 IN_FLIGHT_MAX = 2
 SECOND_GROUP_WAITING = 8
 
-_BEGIN_MANY = pg.Query("SELECT * FROM ledger_append_begin_many(:codes, :scopes, :keys) ORDER BY ord")
+# The tokens the group's callers were authenticated with from memory that still stand are read in
+# the same statement (see _commit).
+_BEGIN_MANY = pg.Query(
+    f"SELECT b.*, ARRAY({LIVE_TOKENS_SQL}) AS live_tokens "
+    "FROM ledger_append_begin_many(:codes, :scopes, :keys) b ORDER BY b.ord"
+)
 
 
 @dataclass
@@ -228,24 +233,26 @@ class AppendGroups:
         busy: list[_Request] = []
         members: list[tuple[_Request, _Batch]] = []
         async with pg.transaction(self.engine) as conn:
-            # Tokens authenticated from memory must still stand: checked here, in the transaction
-            # that writes, before any key is claimed (one read for the whole group).
-            checked = {r.live_token for r in group if r.live_token is not None}
-            if checked:
-                revoked = checked - await live_tokens(conn, checked)
-                results.extend((r, TokenRevoked(TOKEN_REVOKED)) for r in group if r.live_token in revoked)
-                group = [r for r in group if r.live_token not in revoked]
             rows = await pg.fetch(
                 conn,
                 _BEGIN_MANY,
                 codes=[r.project_code for r in group],
                 scopes=[r.idempotency.scope if r.idempotency else None for r in group],
                 keys=[r.idempotency.key if r.idempotency else None for r in group],
+                tokens=list({r.live_token for r in group if r.live_token is not None}),
             )
+            # Tokens authenticated from memory must still stand, in the transaction that writes.
+            # Read in the begin statement, with its snapshot (taken before the function claims
+            # anything): a revocation committed before it is seen, as when this was a statement
+            # of its own. A revoked caller is told so whatever its key's outcome (a replay too),
+            # and nothing is written for it; its key and head stay claimed until the commit.
+            live = set(rows[0]["live_tokens"]) if rows else set()
             batches: dict[str, _Batch] = {}  # one per project: its appends follow one another
             for r, row in zip(group, rows, strict=True):
                 outcome = row["outcome"]
-                if outcome == "in_flight":
+                if r.live_token is not None and r.live_token not in live:
+                    results.append((r, TokenRevoked(TOKEN_REVOKED)))
+                elif outcome == "in_flight":
                     results.append((r, IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")))
                 elif outcome == "stored":
                     assert r.idempotency is not None

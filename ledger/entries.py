@@ -70,7 +70,7 @@ from ledger.errors import (
 from ledger.idempotency import IdempotencyRequest, StoredResponse, response_body
 from ledger.money import format_fen_grouped
 from ledger.pledges import PledgeBook
-from ledger.tokens import TOKEN_REVOKED, live_tokens
+from ledger.tokens import LIVE_TOKENS_SQL, TOKEN_REVOKED
 
 
 @dataclass
@@ -195,16 +195,20 @@ async def _append(
     live_token: uuid.UUID | None = None,
 ) -> AppendResult:
     async with pg.transaction(engine) as conn:
-        if live_token is not None and not await live_tokens(conn, [live_token]):
-            raise TokenRevoked(TOKEN_REVOKED)
         begun = await pg.fetchrow(
             conn,
             _BEGIN,
             code=project_code,
             scope=idempotency.scope if idempotency else None,
             key=idempotency.key if idempotency else None,
+            tokens=[live_token] if live_token is not None else [],
         )
         assert begun is not None
+        # The token must still stand: read by the begin statement with its snapshot, before the
+        # function claimed anything (a revocation committed before it is seen); checked before
+        # the outcome, so a revoked caller gets no replay either, and the rollback frees the key.
+        if live_token is not None and live_token not in begun["live_tokens"]:
+            raise TokenRevoked(TOKEN_REVOKED)
         if begun["outcome"] == "in_flight":
             raise IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")
         if begun["outcome"] == "stored":
@@ -237,7 +241,10 @@ def _replay(stored: StoredResponse) -> AppendResult:
 
 
 # Claims the key, locks the head and reads the accounts in one round trip (migrations/0003).
-_BEGIN = pg.Query("SELECT * FROM ledger_append_begin(:code, :scope, :key)")
+# With the caller's remembered token, if any, and whether it still stands (see _append).
+_BEGIN = pg.Query(
+    f"SELECT b.*, ARRAY({LIVE_TOKENS_SQL}) AS live_tokens FROM ledger_append_begin(:code, :scope, :key) b"
+)
 _TOTALS = pg.Query(
     """
     SELECT contributor_id, paid_fen, refunded_fen, pledged_fen, in_kind_fen

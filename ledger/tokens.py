@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -126,11 +124,7 @@ async def revoke_token(engine: AsyncEngine, token_id: uuid.UUID) -> None:
             raise NotFound("令牌不存在或已吊销")
 
 
-_LIVE = pg.Query("SELECT id FROM api_tokens WHERE id = ANY(:ids::uuid[]) AND revoked_at IS NULL")
-
-
-async def live_tokens(conn: asyncpg.Connection, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these tokens are not revoked, read in the caller's transaction: a write whose
-    caller was authenticated from facts kept in memory (api/auth.py) checks here, inside the
-    transaction that writes, that its token still stands."""
-    return {r["id"] for r in await pg.fetch(conn, _LIVE, ids=list(set(ids)))}
+# Which of the tokens :tokens are not revoked. A write whose caller was authenticated from facts
+# kept in memory (api/auth.py) reads it inside the transaction that writes, in the statement that
+# begins the append (ledger/entries.py, ledger/append_group.py), so that its token still stands.
+LIVE_TOKENS_SQL = "SELECT t.id FROM api_tokens t WHERE t.id = ANY(CAST(:tokens AS uuid[])) AND t.revoked_at IS NULL"

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,9 +19,10 @@ from ledger.contributors import ContributorRef
 from ledger.drafts import EntryDraft
 from ledger.entries import AppendResult, append_entries
 from ledger.entry_reads import RecordedEntry
-from ledger.errors import InsufficientFunds, LedgerError, ValidationFailed
+from ledger.errors import InsufficientFunds, LedgerError, TokenRevoked, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.projects import Project
+from ledger.tokens import create_token, revoke_token
 from tests.conftest import make_project
 
 DAY = date(2025, 6, 1)
@@ -252,3 +254,52 @@ async def test_group_commit_can_be_turned_off(database: Any, monkeypatch: Any) -
         assert await entry_count(alone, project) == (12, 12, 12)
     finally:
         await alone.dispose()
+
+
+async def test_a_revoked_remembered_token_writes_nothing_in_a_group_or_alone(engine: AsyncEngine) -> None:
+    """An append whose caller was authenticated from memory (``live_token``) checks in the
+    statement that begins its transaction that the token still stands: a revoked one is refused
+    whatever its key would have answered (a replay too) and writes nothing, while the appends it
+    was grouped with are written; the plain path (a batch) refuses it the same way."""
+    projects = [await make_project(engine, spending_gate="waived") for _ in range(3)]
+    kept = await create_token(engine, name="会计甲", role="admin", community_code=None)
+    revoked = await create_token(engine, name="会计乙", role="admin", community_code=None)
+
+    async def with_token(project: Project, draft: EntryDraft, key: str, token: Any) -> AppendResult:
+        idem = IdempotencyRequest("t", key, fingerprint(key.encode(), repr(draft).encode()))
+        return await append_entries(
+            engine, project.code, [draft], recorded_by="t", render=render, idempotency=idem, live_token=token.token.id
+        )
+
+    stored = await with_token(projects[0], contribution("甲", 500, "S"), "stored-key", revoked)
+    await revoke_token(engine, revoked.token.id)
+    jobs = [with_token(projects[i % 3], contribution(f"乙{i}", 100 + i, f"K{i}"), f"kept{i}", kept) for i in range(9)]
+    jobs += [
+        with_token(projects[i % 3], contribution(f"丙{i}", 200 + i, f"R{i}"), f"rev{i}", revoked) for i in range(3)
+    ]
+    jobs.append(with_token(projects[0], contribution("甲", 500, "S"), "stored-key", revoked))  # its replay
+    outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+    assert all(isinstance(o, AppendResult) and o.status == 201 and not o.replayed for o in outcomes[:9]), outcomes
+    assert all(isinstance(o, TokenRevoked) for o in outcomes[9:]), outcomes[9:]
+    assert stored.status == 201
+    assert [await entry_count(engine, p) for p in projects] == [(4, 4, 4), (3, 3, 3), (3, 3, 3)]
+    # The plain path: a batch of two is one transaction of its own.
+    with pytest.raises(TokenRevoked):
+        await append_entries(
+            engine,
+            projects[1].code,
+            [contribution("丁", 100, "B1"), contribution("丁", 100, "B2")],
+            recorded_by="t",
+            render=render,
+            live_token=revoked.token.id,
+        )
+    batch = await append_entries(
+        engine,
+        projects[1].code,
+        [contribution("丁", 100, "B1"), contribution("丁", 100, "B2")],
+        recorded_by="t",
+        render=render,
+        live_token=kept.token.id,
+    )
+    assert [e.seq for e in batch.entries] == [4, 5]
+    assert await entry_count(engine, projects[1]) == (5, 5, 5)
