@@ -166,11 +166,11 @@ async def resolve_contributors_many(
                 missing.setdefault((ask.community_id, *ref.match_key()), ref)
     if missing:
         created = await _create(conn, missing)
+        # Someone a concurrent transaction created meanwhile: read back (rare, one more trip).
         raced = [
-            [r.match_key() for r in a.refs if r.id is None and (a.community_id, *r.match_key()) not in created]
+            [r.match_key() for r in a.refs if r.id is None and _raced(a.community_id, r, missing, created)]
             for a in asks
         ]
-        # Someone a concurrent transaction created meanwhile: read back (rare, one more trip).
         again = await _find(conn, asks, [([], keys) for keys in raced]) if any(raced) else []
         for n, (ask, got) in enumerate(zip(asks, found, strict=True)):
             if again:
@@ -188,6 +188,19 @@ async def resolve_contributors_many(
         )
         for ask, got in zip(asks, found, strict=True)
     ]
+
+
+def _raced(
+    community_id: int,
+    ref: ContributorRef,
+    missing: dict[tuple[int, str, str], ContributorRef],
+    created: dict[tuple[int, str, str], Contributor],
+) -> bool:
+    """Was this person to be created here, and created first by someone else? (Not someone found
+    before: they need no second look-up, though a group that creates anyone used to read again
+    every person it had found by name.)"""
+    key = (community_id, *ref.match_key())
+    return key in missing and key not in created
 
 
 def _keys(refs: list[ContributorRef]) -> list[tuple[str, str]]:

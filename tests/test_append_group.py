@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import merkle, tree
+from ledger import contributors, merkle, tree
 from ledger.append_group import groups_for
-from ledger.contributors import ContributorRef
+from ledger.contributors import ContributorRef, erase_contributor
 from ledger.drafts import EntryDraft
 from ledger.entries import AppendResult, append_entries
 from ledger.entry_reads import RecordedEntry
-from ledger.errors import InsufficientFunds, LedgerError, TokenRevoked, ValidationFailed
+from ledger.errors import Conflict, InsufficientFunds, LedgerError, TokenRevoked, ValidationFailed
 from ledger.idempotency import IdempotencyRequest, fingerprint
 from ledger.projects import Project
 from ledger.tokens import create_token, revoke_token
@@ -303,3 +303,106 @@ async def test_a_revoked_remembered_token_writes_nothing_in_a_group_or_alone(eng
     )
     assert [e.seq for e in batch.entries] == [4, 5]
     assert await entry_count(engine, projects[1]) == (5, 5, 5)
+
+
+async def test_a_group_finds_each_person_and_their_totals(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group finds each append's person, by public id or by name, with their running totals in
+    the project: refunds up to what was paid are recorded in a group, a new name is created (and
+    nobody already found is looked up again for it), and a refund beyond what was paid or naming
+    an erased person is refused as it would be alone."""
+    projects = [await make_project(engine, spending_gate="waived") for _ in range(5)]
+    paid = [await append(engine, p, contribution("甲", 150, f"A{i}"), None) for p in projects for i in range(2)]
+    ids = {p.code: paid[2 * n].entries[0].contributor.public_id for n, p in enumerate(projects)}  # type: ignore[union-attr]
+
+    def refund(project: Project, amount_fen: int, by_id: bool) -> EntryDraft:
+        who = ContributorRef(id=ids[project.code]) if by_id else ContributorRef(name="甲", household="1栋1单元")
+        return EntryDraft(kind="refund", occurred_on=DAY, amount_fen=amount_fen, contributor=who)
+
+    groups = groups_for(engine)
+    grouped_before, runs_before = groups.appends_grouped, groups.groups_run
+    look_ups = []
+    separate_find = contributors._find
+
+    async def counting_find(*args: Any) -> Any:
+        look_ups.append(args)
+        return await separate_find(*args)
+
+    monkeypatch.setattr(contributors, "_find", counting_find)
+    done = await asyncio.gather(
+        append(engine, projects[0], refund(projects[0], 300, by_id=True), "g0"),
+        append(engine, projects[1], refund(projects[1], 200, by_id=False), "g1"),
+        append(engine, projects[2], contribution("新人", 100, "N"), "g2"),
+        append(engine, projects[2], contribution("甲", 100, "B"), "g3"),
+    )
+    assert all(r.status == 201 for r in done)
+    assert groups.appends_grouped - grouped_before == 4, "written by group commits"
+    # One look-up per group: nobody found was looked up again because someone else was created.
+    assert len(look_ups) == groups.groups_run - runs_before
+    assert done[2].entries[0].contributor is not None and done[2].entries[0].contributor.name == "新人"
+    await erase_contributor(engine, projects[4].community_id, ids[projects[4].code])
+    refused = await asyncio.gather(
+        append(engine, projects[3], refund(projects[3], 301, by_id=True), "g4"),
+        append(engine, projects[4], refund(projects[4], 100, by_id=True), "g5"),
+        append(engine, projects[0], contribution("乙", 100, "C"), "g6"),
+        return_exceptions=True,
+    )
+    assert isinstance(refused[0], Conflict), refused[0]
+    assert isinstance(refused[1], ValidationFailed) and "不存在或已注销" in str(refused[1]), refused[1]
+    assert isinstance(refused[2], AppendResult) and refused[2].status == 201
+    async with engine.connect() as conn:
+        totals = {
+            (r[0], r[1]): (r[2], r[3])
+            for r in await conn.execute(
+                text(
+                    "SELECT p.code, c.name, t.paid_fen, t.refunded_fen FROM contributor_totals t "
+                    "JOIN projects p ON p.id = t.project_id JOIN contributors c ON c.id = t.contributor_id "
+                    "WHERE t.project_id = ANY(:ps)"
+                ),
+                {"ps": [p.id for p in projects[:4]]},
+            )
+        }
+    assert totals == {
+        (projects[0].code, "甲"): (300, 300),
+        (projects[0].code, "乙"): (100, 0),
+        (projects[1].code, "甲"): (300, 200),
+        (projects[2].code, "甲"): (400, 0),
+        (projects[2].code, "新人"): (100, 0),
+        (projects[3].code, "甲"): (300, 0),
+    }
+    for project in projects:
+        assert (await tree.verify(engine, project.code)).ok
+
+
+async def test_a_person_created_meanwhile_by_another_transaction_is_read_back(engine: AsyncEngine) -> None:
+    """Two transactions creating the same new person: the one that loses the race (its insert
+    waits on the other's, then does nothing) reads the person back and records its entry against
+    them — one person, not two, and no error."""
+    project = await make_project(engine, spending_gate="waived")
+    async with engine.connect() as other:
+        await other.execute(
+            text(
+                "INSERT INTO contributors (community_id, type, name, household, salt) "
+                "VALUES (:c, 'resident', '戊', '1栋1单元', :salt)"
+            ),
+            {"c": project.community_id, "salt": b"\x01" * 16},
+        )
+        appending = asyncio.ensure_future(append(engine, project, contribution("戊", 100, "W"), "race"))
+        await asyncio.sleep(0.5)  # the append is now waiting on the uncommitted insert
+        assert not appending.done()
+        await other.commit()
+    result = await appending
+    assert result.status == 201
+    async with engine.connect() as conn:
+        people = (
+            await conn.execute(
+                text("SELECT id FROM contributors WHERE community_id = :c AND name = '戊'"), {"c": project.community_id}
+            )
+        ).all()
+        paid = (
+            await conn.execute(
+                text("SELECT contributor_id, paid_fen FROM contributor_totals WHERE project_id = :p"), {"p": project.id}
+            )
+        ).all()
+    assert len(people) == 1
+    assert result.entries[0].contributor is not None and result.entries[0].contributor.id == people[0][0]
+    assert paid == [(people[0][0], 100)]
