@@ -180,7 +180,7 @@ async def _poll_health_while(client: httpx.AsyncClient, work: asyncio.Task[httpx
         assert response.status_code == 200
         if not work.done():
             answered.append(time.monotonic())
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.005)
     return answered
 
 
@@ -216,9 +216,11 @@ async def test_healthz_answers_while_a_large_export_is_built(world: World, live_
             took, gap = end - start, _worst_gap(start, answered, end)
             print(f"\n{tail}: {took:.2f} s, /healthz answered {len(answered)} times, worst gap {gap:.3f} s")
             # Built on the event loop, the export would hold /healthz for (nearly) all of its
-            # time; off the loop (or streamed) the worst gap is a small share of it.
-            assert len(answered) >= 5, (tail, took, answered)
-            assert gap < max(took / 3, 0.5), (tail, took, gap)
+            # time: no answer until it is done. Off the loop (or streamed) /healthz keeps
+            # answering and the worst gap is a small share of it. (The CSV of 5,000 entries takes
+            # about 0.13 s on a fast machine: a count of answers fixed for slower ones failed.)
+            assert len(answered) >= 3, (tail, took, answered)
+            assert gap < max(took / 3, 0.25), (tail, took, gap)
             if tail == "/entries.xlsx":
                 sheet = openpyxl.load_workbook(io.BytesIO(response.content), read_only=True).active
                 assert sum(1 for _ in sheet.iter_rows(min_row=2)) == 5000
