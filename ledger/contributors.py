@@ -196,9 +196,8 @@ def _raced(
     missing: dict[tuple[int, str, str], ContributorRef],
     created: dict[tuple[int, str, str], Contributor],
 ) -> bool:
-    """Was this person to be created here, and created first by someone else? (Not someone found
-    before: they need no second look-up, though a group that creates anyone used to read again
-    every person it had found by name.)"""
+    """Was this person to be created here, and created first by someone else? Only those are read
+    back: the people found before need no second look-up."""
     key = (community_id, *ref.match_key())
     return key in missing and key not in created
 

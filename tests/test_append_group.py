@@ -283,24 +283,17 @@ async def test_a_revoked_remembered_token_writes_nothing_in_a_group_or_alone(eng
     assert all(isinstance(o, TokenRevoked) for o in outcomes[9:]), outcomes[9:]
     assert stored.status == 201
     assert [await entry_count(engine, p) for p in projects] == [(4, 4, 4), (3, 3, 3), (3, 3, 3)]
+
     # The plain path: a batch of two is one transaction of its own.
-    with pytest.raises(TokenRevoked):
-        await append_entries(
-            engine,
-            projects[1].code,
-            [contribution("丁", 100, "B1"), contribution("丁", 100, "B2")],
-            recorded_by="t",
-            render=render,
-            live_token=revoked.token.id,
+    async def batch_with(token: Any) -> AppendResult:
+        drafts = [contribution("丁", 100, "B1"), contribution("丁", 100, "B2")]
+        return await append_entries(
+            engine, projects[1].code, drafts, recorded_by="t", render=render, live_token=token.token.id
         )
-    batch = await append_entries(
-        engine,
-        projects[1].code,
-        [contribution("丁", 100, "B1"), contribution("丁", 100, "B2")],
-        recorded_by="t",
-        render=render,
-        live_token=kept.token.id,
-    )
+
+    with pytest.raises(TokenRevoked):
+        await batch_with(revoked)
+    batch = await batch_with(kept)
     assert [e.seq for e in batch.entries] == [4, 5]
     assert await entry_count(engine, projects[1]) == (5, 5, 5)
 
