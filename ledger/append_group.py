@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ledger import pg
 from ledger.contributors import resolve_contributors_many
@@ -138,6 +138,8 @@ class AppendGroups:
         self.groups_in_flight = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.loop = asyncio.get_running_loop()
+        # Pooled connections kept between groups while appends keep coming (see _run).
+        self.idle: list[AsyncConnection] = []
         # Figures for tests and benches: how many groups, and how many appends they carried.
         self.groups_run = 0
         self.appends_grouped = 0
@@ -224,6 +226,13 @@ class AppendGroups:
             for r in busy:
                 self._spawn(r.alone(self.engine))
             self._start_groups()
+            # A group hands its connection to the next one rather than back to the pool: a check-out
+            # and check-in through SQLAlchemy's pool cost about as much client CPU as BEGIN and
+            # COMMIT together, once per group (docs/performance.md §5). When no group is left in
+            # flight the queue is at rest, and its connections go back to the pool.
+            if not self.groups_in_flight:
+                while self.idle:
+                    await self.idle.pop().close()
 
     async def _commit(self, group: list[_Request]) -> list[_Request]:
         """Write the group in one transaction; settle each request after the commit. Returns the
@@ -232,44 +241,51 @@ class AppendGroups:
         results: list[tuple[_Request, AppendResult | LedgerError]] = []
         busy: list[_Request] = []
         members: list[tuple[_Request, _Batch]] = []
-        async with pg.transaction(self.engine) as conn:
-            rows = await pg.fetch(
-                conn,
-                _BEGIN_MANY,
-                codes=[r.project_code for r in group],
-                scopes=[r.idempotency.scope if r.idempotency else None for r in group],
-                keys=[r.idempotency.key if r.idempotency else None for r in group],
-                tokens=list({r.live_token for r in group if r.live_token is not None}),
-            )
-            # Tokens authenticated from memory must still stand, in the transaction that writes.
-            # Read in the begin statement, with its snapshot (taken before the function claims
-            # anything): a revocation committed before it is seen, as when this was a statement
-            # of its own. A revoked caller is told so whatever its key's outcome (a replay too),
-            # and nothing is written for it; its key and head stay claimed until the commit.
-            live = set(rows[0]["live_tokens"]) if rows else set()
-            batches: dict[str, _Batch] = {}  # one per project: its appends follow one another
-            for r, row in zip(group, rows, strict=True):
-                outcome = row["outcome"]
-                if r.live_token is not None and r.live_token not in live:
-                    results.append((r, TokenRevoked(TOKEN_REVOKED)))
-                elif outcome == "in_flight":
-                    results.append((r, IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")))
-                elif outcome == "stored":
-                    assert r.idempotency is not None
-                    if bytes(row["stored_fingerprint"]) != r.idempotency.fingerprint:
-                        results.append((r, IdempotencyKeyReused("该 Idempotency-Key 已用于另一个不同的请求")))
+        pooled = self.idle.pop() if self.idle else await self.engine.connect().start()
+        try:
+            conn = await pg.driver(pooled)
+            async with conn.transaction(isolation="read_committed"):
+                rows = await pg.fetch(
+                    conn,
+                    _BEGIN_MANY,
+                    codes=[r.project_code for r in group],
+                    scopes=[r.idempotency.scope if r.idempotency else None for r in group],
+                    keys=[r.idempotency.key if r.idempotency else None for r in group],
+                    tokens=list({r.live_token for r in group if r.live_token is not None}),
+                )
+                # Tokens authenticated from memory must still stand, in the transaction that writes.
+                # Read in the begin statement, with its snapshot (taken before the function claims
+                # anything): a revocation committed before it is seen, as when this was a statement
+                # of its own. A revoked caller is told so whatever its key's outcome (a replay too),
+                # and nothing is written for it; its key and head stay claimed until the commit.
+                live = set(rows[0]["live_tokens"]) if rows else set()
+                batches: dict[str, _Batch] = {}  # one per project: its appends follow one another
+                for r, row in zip(group, rows, strict=True):
+                    outcome = row["outcome"]
+                    if r.live_token is not None and r.live_token not in live:
+                        results.append((r, TokenRevoked(TOKEN_REVOKED)))
+                    elif outcome == "in_flight":
+                        results.append((r, IdempotencyInFlight("相同 Idempotency-Key 的请求正在处理中，请稍后重试")))
+                    elif outcome == "stored":
+                        assert r.idempotency is not None
+                        if bytes(row["stored_fingerprint"]) != r.idempotency.fingerprint:
+                            results.append((r, IdempotencyKeyReused("该 Idempotency-Key 已用于另一个不同的请求")))
+                        else:
+                            results.append((r, _replay(StoredResponse(row["stored_status"], row["stored_body"]))))
+                    elif outcome == "not_found":
+                        results.append((r, NotFound(f"项目 {r.project_code} 不存在")))
+                    elif outcome == "busy":
+                        busy.append(r)
                     else:
-                        results.append((r, _replay(StoredResponse(row["stored_status"], row["stored_body"]))))
-                elif outcome == "not_found":
-                    results.append((r, NotFound(f"项目 {r.project_code} 不存在")))
-                elif outcome == "busy":
-                    busy.append(r)
-                else:
-                    if r.project_code not in batches:
-                        batches[r.project_code] = _Batch.locked(conn, r.project_code, row, r.today)
-                    members.append((r, batches[r.project_code]))
-            if members:
-                await write_rows(conn, await self._prepare(conn, members, results))
+                        if r.project_code not in batches:
+                            batches[r.project_code] = _Batch.locked(conn, r.project_code, row, r.today)
+                        members.append((r, batches[r.project_code]))
+                if members:
+                    await write_rows(conn, await self._prepare(conn, members, results))
+        except BaseException:
+            await pooled.close()  # back to the pool, which discards it if a transaction is left open
+            raise
+        self.idle.append(pooled)
         self.groups_run += 1
         self.appends_grouped += len(members)
         for r, result in results:

@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger import contributors, merkle, tree
@@ -115,6 +115,54 @@ async def test_concurrent_appends_share_transactions_and_stay_gapless(engine: As
             proof = await tree.inclusion(conn, projects[i % 4].code, body.seq, body.tree_size)
         assert root == body.root_hash and proof.root_hash == root
         merkle.verify_inclusion(body.leaf_hash, body.seq - 1, size, proof.proof, root)  # raises if wrong
+
+
+async def _rested(engine: AsyncEngine) -> None:
+    """Wait until the queue's groups are done, their last steps (giving connections back) included."""
+    groups = groups_for(engine)
+    while groups.tasks:
+        await asyncio.gather(*groups.tasks)
+
+
+async def test_groups_pass_their_connection_on_and_the_queue_gives_it_back_at_rest(engine: AsyncEngine) -> None:
+    """A group hands its pooled connection to the next group instead of checking it in and the next
+    one out again; once no group is in flight, every connection is back in the pool, including the
+    one of a group that failed (its appends ran again alone)."""
+    pool = engine.sync_engine.pool
+    projects = [await make_project(engine, spending_gate="waived") for _ in range(4)]
+    await _rested(engine)
+    groups = groups_for(engine)
+    checked_out_at_rest = pool.checkedout()  # type: ignore[attr-defined]
+    checkouts = 0
+
+    def count(*_: Any) -> None:
+        nonlocal checkouts
+        checkouts += 1
+
+    event.listen(pool, "checkout", count)
+    try:
+        runs_before = groups.groups_run
+        jobs = [
+            append(engine, projects[i % 4], contribution(f"居民{i % 7}", 100 + i, f"R{i}"), f"pass-on-{i}")
+            for i in range(80)
+        ]
+        assert all(r.status == 201 for r in await asyncio.gather(*jobs))
+        runs = groups.groups_run - runs_before
+        await _rested(engine)
+        assert pool.checkedout() == checked_out_at_rest and groups.idle == []  # type: ignore[attr-defined]
+        assert runs > 1 and checkouts <= groups.in_flight_max, (runs, checkouts)
+
+        # A group that fails gives its connection back too (the refused one fails alone, after).
+        outcomes = await asyncio.gather(
+            append(engine, projects[0], expenditure(9_999_999), "pass-on-refused"),
+            *(append(engine, projects[1], contribution(f"续用{i}", 100), f"pass-on-after-{i}") for i in range(6)),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], InsufficientFunds)
+        await _rested(engine)
+        assert pool.checkedout() == checked_out_at_rest and groups.idle == []  # type: ignore[attr-defined]
+    finally:
+        event.remove(pool, "checkout", count)
 
 
 async def test_optional_columns_set_on_some_appends_of_a_group_are_written_to_those_only(engine: AsyncEngine) -> None:
